@@ -1,0 +1,49 @@
+# tierstream developer entry points. `make demo` and `make test` are the whole set-up.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-unit test-integration lint typecheck services-up services-down bench schemas clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/tierstream replay cdnow --format cdnow --changes-out out/cdnow-changes.jsonl --state-out out/cdnow-state.jsonl
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy scoring models tierstream streams
+
+test-unit: install
+	$(PY) -m pytest -m "not integration"
+
+services-up: install
+	bash infra/services.sh up
+
+services-down:
+	bash infra/services.sh down
+
+# Starts its own Kafka and Redis, runs every test, and always stops the services again.
+test: install
+	bash infra/services.sh up
+	$(PY) -m pytest; status=$$?; bash infra/services.sh down; exit $$status
+
+bench: install
+	bash infra/services.sh up
+	$(VENV)/bin/tierstream bench; status=$$?; bash infra/services.sh down; exit $$status
+
+schemas: install
+	$(PY) -m tierstream.schemas
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
