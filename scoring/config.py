@@ -1,0 +1,147 @@
+"""Scoring configuration: window, currencies, score thresholds, tier plan, segment map.
+
+Loaded from YAML (configs/default.yaml is the shipped default). Validation happens
+here, once, so that a bad config is a clear start-up error, never a wrong tier later.
+"""
+
+from __future__ import annotations
+
+import itertools
+from decimal import Decimal
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Score = Annotated[int, Field(ge=1, le=5)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Dimension(_Frozen):
+    """Thresholds for one 1..5 score.
+
+    ``thresholds`` holds 4 ascending cut points. For recency (lower is better) the score is
+    ``1 + #{t : recency <= t}``; for the others (higher is better) ``1 + #{t : value >= t}``.
+    ``hysteresis`` is the margin a value must clear past a cut point before the score moves
+    off its current value: absolute for recency days and counts, relative for ``monetary``.
+    """
+
+    thresholds: tuple[Decimal, Decimal, Decimal, Decimal]
+    hysteresis: Decimal = Decimal(0)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _ascending(cls, value: tuple[Decimal, ...]) -> tuple[Decimal, ...]:
+        if any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError("thresholds must be strictly ascending")
+        return value
+
+    @field_validator("hysteresis")
+    @classmethod
+    def _non_negative(cls, value: Decimal) -> Decimal:
+        if value < 0:
+            raise ValueError("hysteresis must be >= 0")
+        return value
+
+
+class Scores(_Frozen):
+    method: Literal["fixed", "quintiles"] = "fixed"
+    # In quintile mode the cut points are recomputed from the population this often.
+    refresh_days: int = Field(default=30, ge=1)
+    recency: Dimension
+    frequency: Dimension
+    monetary: Dimension
+    engagement: Dimension
+
+
+class TierLevel(_Frozen):
+    name: str = Field(min_length=1)
+    min_score: Decimal
+
+
+class TierPlan(_Frozen):
+    """A weighted scoring plan: tier = first level whose min_score the weighted sum reaches."""
+
+    weights: dict[Literal["r", "f", "m", "e"], Decimal]
+    levels: tuple[TierLevel, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> TierPlan:
+        total = sum(self.weights.values(), Decimal(0))
+        if total != 1:
+            raise ValueError(f"tier weights must sum to 1, got {total}")
+        if any(w < 0 for w in self.weights.values()):
+            raise ValueError("tier weights must be >= 0")
+        mins = [level.min_score for level in self.levels]
+        if mins != sorted(mins, reverse=True):
+            raise ValueError("tier levels must be listed from the highest min_score down")
+        if mins[-1] > 1:
+            raise ValueError("the last tier level must catch every customer (min_score <= 1)")
+        return self
+
+
+ScoreRange = tuple[Score, Score]
+
+
+class SegmentRule(_Frozen):
+    """A named segment: matches when every given score lies in its inclusive range."""
+
+    name: str = Field(min_length=1)
+    r: ScoreRange | None = None
+    f: ScoreRange | None = None
+    m: ScoreRange | None = None
+    fm: ScoreRange | None = None  # round-half-up mean of f and m, as in the classic map
+
+    def matches(self, r: int, f: int, m: int) -> bool:
+        fm = (f + m + 1) // 2
+        for rng, value in ((self.r, r), (self.f, f), (self.m, m), (self.fm, fm)):
+            if rng is not None and not rng[0] <= value <= rng[1]:
+                return False
+        return True
+
+
+class ScoringConfig(_Frozen):
+    # A purchase on UTC day D counts at as-of T iff day(T) - window_days < D <= day(T);
+    # None means lifetime.
+    window_days: int | None = Field(default=365, ge=1)
+    base_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    # Units of base currency per unit of the keyed currency; unknown currencies are rejected.
+    fx_rates: dict[str, Decimal] = Field(default_factory=dict)
+    scores: Scores
+    tiers: TierPlan
+    segments: tuple[SegmentRule, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _segments_total(self) -> ScoringConfig:
+        # Every score combination must land in a segment: a gap would be a silent None.
+        for r, f, m in itertools.product(range(1, 6), repeat=3):
+            if not any(rule.matches(r, f, m) for rule in self.segments):
+                raise ValueError(f"no segment rule matches r={r} f={f} m={m}; add a catch-all")
+        return self
+
+    def to_base(self, amount: Decimal, currency: str) -> Decimal:
+        """Convert to base currency, exact for the base and rounded to the cent otherwise."""
+        if currency == self.base_currency:
+            return amount
+        rate = self.fx_rates.get(currency)
+        if rate is None:
+            raise UnknownCurrencyError(currency)
+        return (amount * rate).quantize(Decimal("0.01"))
+
+
+class UnknownCurrencyError(ValueError):
+    def __init__(self, currency: str) -> None:
+        super().__init__(f"no exchange rate configured for currency {currency!r}")
+
+
+def load_config_text(text: str) -> ScoringConfig:
+    """Parse and validate a YAML scoring configuration."""
+    raw = yaml.safe_load(text)
+    if not isinstance(raw, dict):
+        raise ValueError("a scoring config must be a YAML mapping")
+    if raw.get("window_days") == "lifetime":
+        raw["window_days"] = None
+    return ScoringConfig.model_validate(raw)

@@ -1,0 +1,120 @@
+"""Per-customer rolling state and its compact, lossless serialization.
+
+Purchases and engagement are kept as per-UTC-day totals inside the window, which is what
+makes late, out-of-order and duplicated events exact: a day total does not care in which
+order its events came, and a remembered event-id digest makes a repeat a no-op. Totals
+and digests are dropped once their day has left the window for good.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """The four 1..5 scores: recency, frequency, monetary, engagement."""
+
+    r: int
+    f: int
+    m: int
+    e: int
+
+
+@dataclass(slots=True)
+class DayTotals:
+    purchases: int = 0
+    net: Decimal = field(default_factory=Decimal)  # purchases minus refunds, base currency
+
+
+@dataclass(slots=True)
+class CustomerState:
+    customer_id: str
+    days: dict[int, DayTotals] = field(default_factory=dict)
+    engagement_days: dict[int, dict[str, Decimal]] = field(default_factory=dict)
+    # digest of an applied event id -> its day, kept while that day is inside the window
+    seen: dict[str, int] = field(default_factory=dict)
+    first_purchase_at: datetime | None = None
+    last_purchase_at: datetime | None = None
+    # the latest UTC day this state was brought to; as-of queries before it are refused
+    clock_day: int | None = None
+    scores: Scores | None = None  # None until the first purchase
+    tier: str | None = None
+    segment: str | None = None
+    version: int = 0
+    # Derived, never persisted: the scorer's cached time-driven candidate days.
+    cached_moves: Moves | None = field(default=None, compare=False, repr=False)
+
+    def copy(self) -> CustomerState:
+        """An independent copy (day totals are mutable, so they are copied too)."""
+        clone = copy.copy(self)
+        clone.days = {d: DayTotals(t.purchases, t.net) for d, t in self.days.items()}
+        clone.engagement_days = {d: dict(k) for d, k in self.engagement_days.items()}
+        clone.seen = dict(self.seen)
+        return clone
+
+    def to_dict(self) -> dict[str, Any]:
+        """A compact JSON-ready form (short keys: this is what the stores persist)."""
+        out: dict[str, Any] = {"c": self.customer_id, "v": self.version}
+        if self.days:
+            out["p"] = [[d, t.purchases, str(t.net)] for d, t in sorted(self.days.items())]
+        if self.engagement_days:
+            out["g"] = [
+                [d, {k: str(w) for k, w in sorted(kinds.items())}]
+                for d, kinds in sorted(self.engagement_days.items())
+            ]
+        if self.seen:
+            out["s"] = self.seen
+        if self.first_purchase_at is not None:
+            out["fp"] = self.first_purchase_at.isoformat()
+        if self.last_purchase_at is not None:
+            out["lp"] = self.last_purchase_at.isoformat()
+        if self.clock_day is not None:
+            out["k"] = self.clock_day
+        if self.scores is not None:
+            sc = self.scores
+            out["sc"] = [sc.r, sc.f, sc.m, sc.e]
+        if self.tier is not None:
+            out["t"] = self.tier
+        if self.segment is not None:
+            out["sg"] = self.segment
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CustomerState:
+        state = cls(customer_id=raw["c"], version=raw.get("v", 0))
+        state.days = {d: DayTotals(n, Decimal(net)) for d, n, net in raw.get("p", ())}
+        state.engagement_days = {
+            d: {k: Decimal(w) for k, w in kinds.items()} for d, kinds in raw.get("g", ())
+        }
+        state.seen = dict(raw.get("s", {}))
+        if "fp" in raw:
+            state.first_purchase_at = datetime.fromisoformat(raw["fp"])
+        if "lp" in raw:
+            state.last_purchase_at = datetime.fromisoformat(raw["lp"])
+        state.clock_day = raw.get("k")
+        if "sc" in raw:
+            state.scores = Scores(*raw["sc"])
+        state.tier = raw.get("t")
+        state.segment = raw.get("sg")
+        return state
+
+
+@dataclass(slots=True)
+class Moves:
+    """Cache of time-driven candidate days (and the next move once found) for one scorer."""
+
+    owner: object
+    days: list[int]
+    # (day, scores before, scores after, values after) of the next move, once computed
+    pending: tuple[int, Scores | None, Scores, Any] | None = None
+
+
+def event_digest(event_id: str) -> str:
+    """A short, stable digest of an event id (64 bits: collisions are negligible per customer)."""
+    return hashlib.blake2b(event_id.encode("utf-8"), digest_size=8).hexdigest()

@@ -1,0 +1,163 @@
+"""The ``tierstream`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, cast
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from scoring.days import date_to_day, day_start
+from scoring.engine import Change, Scorer
+from tierstream.readers import Format, read_events, resolve_path
+from tierstream.replay import ReplayStats, StrictReplayError, collect, replay
+from tierstream.report import print_report
+from tierstream.settings import load_scoring_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console(stderr=True)
+
+
+@app.callback()
+def main() -> None:
+    """tierstream: streaming RFM tiers and segments with explained tier-change events."""
+
+
+def parse_as_of(value: str | None) -> datetime:
+    """A DATE (the as-of day) or an ISO datetime with offset; default: now."""
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        return day_start(date_to_day(date.fromisoformat(value)))
+    except ValueError:
+        pass
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise typer.BadParameter("--as-of needs a date (YYYY-MM-DD) or a datetime with offset")
+    return moment
+
+
+def parse_window(value: str | None) -> int | Literal["lifetime"] | None:
+    if value is None:
+        return None
+    if value == "lifetime":
+        return "lifetime"
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise typer.BadParameter("--window-days takes a positive integer or 'lifetime'")
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, separators=(",", ":")) + "\n")
+
+
+@app.command("replay")
+def replay_command(
+    path: Annotated[
+        str,
+        typer.Argument(help="History file; for --format cdnow, 'cdnow' = the bundled CDNOW file"),
+    ],
+    fmt: Annotated[str, typer.Option("--format", help="cdnow | csv | jsonl")] = "jsonl",
+    as_of: Annotated[str | None, typer.Option(help="Score as of this DATE (default: now)")] = None,
+    window_days: Annotated[
+        str | None, typer.Option(help="N days or 'lifetime' (default: config)")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Scoring config YAML")] = None,
+    state_out: Annotated[
+        Path | None, typer.Option(help="Write every customer's state (JSONL)")
+    ] = None,
+    changes_out: Annotated[
+        Path | None, typer.Option(help="Write every tier change (JSONL)")
+    ] = None,
+    rejects_out: Annotated[Path | None, typer.Option(help="Write malformed lines (JSONL)")] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Stop with exit 1 at the first malformed line")
+    ] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar or report")] = False,
+    show_changes: Annotated[int, typer.Option(help="Print this many tier changes")] = 10,
+) -> None:
+    """Replay a purchase history through the scoring core (no Kafka or Redis needed)."""
+    if fmt not in ("cdnow", "csv", "jsonl"):
+        raise typer.BadParameter("--format must be cdnow, csv or jsonl")
+    source = resolve_path(path, cast(Format, fmt))
+    if not source.exists():
+        console.print(f"[red]no such file: {source}[/red]")
+        raise typer.Exit(2)
+    scoring_config = load_scoring_config(config, parse_window(window_days))
+    moment = parse_as_of(as_of)
+    stats = ReplayStats()
+    try:
+        events = collect(read_events(source, cast(Format, fmt)), stats, strict=strict)
+    except StrictReplayError as exc:
+        console.print(f"[red]malformed input, stopping (--strict): {exc}[/red]")
+        raise typer.Exit(1) from None
+    changes: list[Change] = []
+    with Progress(
+        TextColumn("replaying {task.total:,} events"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("replay", total=len(events))
+        result = replay(
+            events,
+            Scorer(scoring_config),
+            as_of=moment,
+            emit=changes.append,
+            stats=stats,
+            progress=lambda done: bar.update(task, completed=done),
+        )
+    records = [result.scorer.record(s) for s in result.states.values()]
+    emitted_at = datetime.now(UTC)
+    if changes_out is not None:
+        _write_jsonl(
+            changes_out,
+            [c.to_json(emitted_at) for c in changes],
+        )
+    if state_out is not None:
+        _write_jsonl(state_out, records)
+    if rejects_out is not None:
+        _write_jsonl(
+            rejects_out, [{"line": r.line, "error": r.error, "raw": r.raw} for r in stats.rejects]
+        )
+    if not quiet:
+        for change in changes[:show_changes]:
+            console.print(
+                f"{change.occurred_at.date()} {change.customer_id} v{change.version} "
+                f"{change.previous_tier}→{change.new_tier} [{change.new_segment}] "
+                f"({change.cause}): {change.reason}"
+            )
+        if len(changes) > show_changes:
+            console.print(f"... {len(changes) - show_changes:,} more tier changes")
+        print_report(console, records)
+    for reject in stats.rejects[:20]:
+        console.print(f"[yellow]line {reject.line}: {reject.error}[/yellow]")
+    summary = {
+        "events": stats.events,
+        "applied": stats.applied,
+        "duplicates": stats.duplicates,
+        "outside_window": stats.outside_window,
+        "after_as_of": stats.after_as_of,
+        "rejected": len(stats.rejects),
+        "customers": len(records),
+        "tier_changes": stats.changes,
+        "seconds": round(stats.seconds, 3),
+        "events_per_second": round(stats.events_per_second),
+        "as_of": moment.isoformat(),
+    }
+    print(json.dumps(summary), file=sys.stdout)
+
+
+if __name__ == "__main__":
+    app()
