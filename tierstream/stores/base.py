@@ -1,0 +1,138 @@
+"""The state store protocol.
+
+State is sharded by Kafka input partition: shard ``p`` holds every customer whose events
+arrive on partition ``p`` of the (co-partitioned) input topics, the offsets applied from
+those partitions, the customers' next time-driven rescore moments, and the outbox of tier
+changes not yet published. One ``commit`` writes all of that for one shard atomically, so
+"state written" and "offset recorded" and "change queued" can never disagree.
+
+Ownership is fenced: a worker that is assigned a partition ``acquire``s its shard, which
+bumps the shard's epoch; a commit carrying an older epoch (a worker that lost the
+partition in a rebalance but has not noticed yet) is refused with ``FencedError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from scoring.state import CustomerState
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Proof of ownership of one shard, valid until someone acquires it again."""
+
+    shard: int
+    epoch: int
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one atomic step writes to one shard."""
+
+    # topic -> next offset to apply (last applied + 1); stored offsets never move back
+    offsets: dict[str, int] = field(default_factory=dict)
+    states: list[CustomerState] = field(default_factory=list)
+    # serialized tier changes, appended to the shard's outbox in this order
+    changes: list[bytes] = field(default_factory=list)
+    # customer id -> next moment (epoch seconds) a score may move with no event; None: never
+    schedule: dict[str, float | None] = field(default_factory=dict)
+
+
+class FencedError(RuntimeError):
+    """The shard was acquired by another owner since this lease was taken."""
+
+    def __init__(self, lease: Lease, current: int) -> None:
+        super().__init__(
+            f"shard {lease.shard} is fenced: lease epoch {lease.epoch}, current epoch {current}"
+        )
+        self.lease = lease
+        self.current = current
+
+
+class StateStore(Protocol):
+    partitions: int
+
+    def acquire(self, shard: int) -> Lease:
+        """Take ownership of a shard (fencing any previous owner)."""
+        ...
+
+    def offsets(self, shard: int) -> dict[str, int]:
+        """topic -> next offset to apply, for this shard."""
+        ...
+
+    def load(self, shard: int, customer_ids: Collection[str]) -> dict[str, CustomerState]:
+        """The stored states of those customers that exist (absent ids are left out)."""
+        ...
+
+    def commit(self, lease: Lease, batch: Batch) -> None:
+        """Write ``batch`` atomically, or raise ``FencedError`` and write nothing."""
+        ...
+
+    def due(self, shard: int, until: float, limit: int) -> list[str]:
+        """Customers whose scheduled rescore moment is at or before ``until``, earliest first."""
+        ...
+
+    def outbox(self, shard: int, limit: int) -> list[bytes]:
+        """The oldest queued tier changes of this shard, not yet acknowledged."""
+        ...
+
+    def ack(self, lease: Lease, count: int) -> None:
+        """Drop the ``count`` oldest outbox entries (they were published)."""
+        ...
+
+    def get(self, customer_id: str) -> CustomerState | None:
+        """One customer's state from whichever shard holds it."""
+        ...
+
+    def scan(self) -> Iterator[CustomerState]:
+        """Every stored customer state (no particular order)."""
+        ...
+
+    def get_meta(self, name: str) -> bytes | None: ...
+
+    def set_meta(self, name: str, value: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (the Java client's and aiokafka's default partitioner hash)."""
+    length = len(data)
+    seed = 0x9747B28C
+    m = 0x5BD1E995
+    r = 24
+    h = (seed ^ length) & 0xFFFFFFFF
+    length4 = length // 4
+    for i in range(length4):
+        i4 = i * 4
+        k = (
+            (data[i4] & 0xFF)
+            + ((data[i4 + 1] & 0xFF) << 8)
+            + ((data[i4 + 2] & 0xFF) << 16)
+            + ((data[i4 + 3] & 0xFF) << 24)
+        )
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    extra = length % 4
+    if extra >= 3:
+        h ^= (data[(length & ~3) + 2] & 0xFF) << 16
+    if extra >= 2:
+        h ^= (data[(length & ~3) + 1] & 0xFF) << 8
+    if extra >= 1:
+        h ^= data[length & ~3] & 0xFF
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
+def shard_for(customer_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner puts this customer's keyed events on."""
+    return (murmur2(customer_id.encode("utf-8")) & 0x7FFFFFFF) % partitions

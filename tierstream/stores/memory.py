@@ -1,0 +1,103 @@
+"""The in-memory store: the embedded default, with the same semantics as the Redis store."""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+
+from scoring.state import CustomerState
+from tierstream.stores.base import Batch, FencedError, Lease, shard_for
+
+
+@dataclass
+class _Shard:
+    epoch: int = 0
+    offsets: dict[str, int] = field(default_factory=dict)
+    states: dict[str, CustomerState] = field(default_factory=dict)
+    schedule: dict[str, float] = field(default_factory=dict)
+    outbox: list[bytes] = field(default_factory=list)
+
+
+class MemoryStore:
+    """Holds state in this process. States are copied in and out, as a remote store would."""
+
+    def __init__(self, partitions: int = 1) -> None:
+        self.partitions = partitions
+        self._shards = [_Shard() for _ in range(partitions)]
+        self._meta: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, shard: int) -> Lease:
+        with self._lock:
+            self._shards[shard].epoch += 1
+            return Lease(shard, self._shards[shard].epoch)
+
+    def offsets(self, shard: int) -> dict[str, int]:
+        with self._lock:
+            return dict(self._shards[shard].offsets)
+
+    def load(self, shard: int, customer_ids: Collection[str]) -> dict[str, CustomerState]:
+        with self._lock:
+            states = self._shards[shard].states
+            return {cid: states[cid].copy() for cid in customer_ids if cid in states}
+
+    def commit(self, lease: Lease, batch: Batch) -> None:
+        with self._lock:
+            shard = self._shards[lease.shard]
+            if shard.epoch != lease.epoch:
+                raise FencedError(lease, shard.epoch)
+            for topic, offset in batch.offsets.items():
+                shard.offsets[topic] = max(offset, shard.offsets.get(topic, 0))
+            for state in batch.states:
+                shard.states[state.customer_id] = state.copy()
+            shard.outbox.extend(batch.changes)
+            for customer_id, moment in batch.schedule.items():
+                if moment is None:
+                    shard.schedule.pop(customer_id, None)
+                else:
+                    shard.schedule[customer_id] = moment
+
+    def due(self, shard: int, until: float, limit: int) -> list[str]:
+        with self._lock:
+            schedule = self._shards[shard].schedule
+            ready = ((moment, cid) for cid, moment in schedule.items() if moment <= until)
+            return [cid for _, cid in heapq.nsmallest(limit, ready)]
+
+    def outbox(self, shard: int, limit: int) -> list[bytes]:
+        with self._lock:
+            return list(self._shards[shard].outbox[:limit])
+
+    def ack(self, lease: Lease, count: int) -> None:
+        with self._lock:
+            shard = self._shards[lease.shard]
+            if shard.epoch != lease.epoch:
+                raise FencedError(lease, shard.epoch)
+            del shard.outbox[:count]
+
+    def get(self, customer_id: str) -> CustomerState | None:
+        home = shard_for(customer_id, self.partitions)
+        order = [home] + [s for s in range(self.partitions) if s != home]
+        with self._lock:
+            for index in order:
+                state = self._shards[index].states.get(customer_id)
+                if state is not None:
+                    return state.copy()
+        return None
+
+    def scan(self) -> Iterator[CustomerState]:
+        with self._lock:
+            snapshot = [s.copy() for shard in self._shards for s in shard.states.values()]
+        return iter(snapshot)
+
+    def get_meta(self, name: str) -> bytes | None:
+        with self._lock:
+            return self._meta.get(name)
+
+    def set_meta(self, name: str, value: bytes) -> None:
+        with self._lock:
+            self._meta[name] = value
+
+    def close(self) -> None:
+        return None
