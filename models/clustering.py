@@ -206,6 +206,11 @@ class OnlineSegmenter(base.Clusterer):
         return 1.0 / np.array(self._inv_scale, dtype=np.float64)
 
     @property
+    def reservoir(self) -> FloatArray:
+        """The kept sample of the stream, ``(n, n_features)`` in feature units (a copy)."""
+        return self._reservoir[: self._reservoir_len].copy()
+
+    @property
     def shares(self) -> FloatArray:
         """Recent share of points assigned to each cluster (sums to 1)."""
         return np.array(self._shares, dtype=np.float64)

@@ -8,10 +8,11 @@ the Hungarian algorithm (minimum total distance, not greedy, so one badly placed
 centroid cannot steal a neighbour's id); :func:`assign_stable_ids` turns that pairing
 into ids, minting fresh ids for segments that did not exist before.
 
-Labels describe a centroid relative to the population ("high value, recent, frequent"),
-are derived from the standardized centroid (how many population standard deviations it
-sits from the mean) and checked in original units where an absolute statement reads
-better ("no purchases in window"), and are unique across the segments of one model.
+Labels describe a centroid in original units relative to the population ("top value,
+very recent, very frequent"; "no spend, lapsed, no purchases in window"): value and
+frequency by percentile among the customers of a sample who have any, recency in day
+bands, counts where an absolute statement reads better ("one-off"). They are unique
+across the segments of one model.
 """
 
 from __future__ import annotations
@@ -40,9 +41,20 @@ __all__ = [
 
 FloatArray = NDArray[np.float64]
 
-# A centroid this many population standard deviations off the mean earns an adjective.
-_NOTABLE_Z = 0.35
-_STRONG_Z = 1.0
+# Recency bands in days. Recency keeps one meaning for everyone (a month is a month), and
+# "recent relative to the population" misleads when most of the population has lapsed.
+_RECENCY_BANDS = ((30, "very recent"), (90, "recent"), (180, "cooling"), (365, "lapsing"))
+_LAPSED = "lapsed"
+# Value and frequency levels: percentile of the centroid among the customers who have a
+# positive value of that feature (among buyers, not among everyone: when most customers
+# bought nothing in the window, every buyer would otherwise be "top").
+_VALUE_LEVELS = ((0.9, "top value"), (0.7, "high value"), (0.4, "mid value"))
+_LOW_VALUE = "low value"
+_FREQUENCY_LEVELS = ((0.9, "very frequent"), (0.7, "frequent"))
+_REPEAT = "repeat"
+# An engagement kind is mentioned when the centroid sits in the top quarter of the
+# customers who engage that way at all.
+_ENGAGED_PERCENTILE = 0.75
 
 
 def match_centroids(previous: FloatArray, current: FloatArray) -> dict[int, int]:
@@ -107,34 +119,43 @@ def assign_stable_ids(
     return ids
 
 
-def _level(z: float, high: str, low: str, strong_high: str = "", strong_low: str = "") -> str:
-    if z >= _STRONG_Z and strong_high:
-        return strong_high
-    if z >= _NOTABLE_Z:
-        return high
-    if z <= -_STRONG_Z and strong_low:
-        return strong_low
-    if z <= -_NOTABLE_Z:
-        return low
-    return ""
+def _percentile(value: float, column: FloatArray) -> float:
+    """Mid-rank percentile of ``value`` among the positive entries of ``column``."""
+    positive = column[column > 0]
+    if len(positive) == 0:
+        return 0.5
+    below = float((positive < value).sum())
+    ties = float((positive == value).sum())
+    return (below + 0.5 * ties) / len(positive)
 
 
-def _describe_one(z: Mapping[str, float], original: Mapping[str, float]) -> list[str]:
-    """Phrases for one centroid: value, recency, frequency, then engagement."""
+def _band(p: float, levels: tuple[tuple[float, str], ...], otherwise: str) -> str:
+    for threshold, word in levels:
+        if p >= threshold:
+            return word
+    return otherwise
+
+
+def _describe_one(
+    centroid: Mapping[str, float], population: Mapping[str, FloatArray]
+) -> tuple[list[str], dict[str, float]]:
+    """Phrases for one centroid (value, recency, frequency, engagement) and the percentiles
+    behind them, which :func:`describe_segments` uses to tell look-alikes apart."""
+    original = to_original_units(centroid)
+    ranks = {name: _percentile(value, population[name]) for name, value in centroid.items()}
     phrases: list[str] = []
 
     monetary = original.get(MONETARY.removeprefix("slog_"), 0.0)
-    if monetary < 0.5:
+    if monetary <= -0.5:
+        phrases.append("net refunds")
+    elif monetary < 0.5:
         phrases.append("no spend")
     else:
-        phrases.append(
-            _level(z.get(MONETARY, 0.0), "high value", "low value", "top value", "") or "mid value"
-        )
+        phrases.append(_band(ranks.get(MONETARY, 0.0), _VALUE_LEVELS, _LOW_VALUE))
 
-    # Recency: lower is better, so the sign flips.
-    phrases.append(
-        _level(-z.get(RECENCY, 0.0), "recent", "lapsed", "very recent", "long lapsed") or "cooling"
-    )
+    recency = original.get(RECENCY.removeprefix("log_"))
+    if recency is not None:
+        phrases.append(next((word for days, word in _RECENCY_BANDS if recency <= days), _LAPSED))
 
     frequency = original.get(FREQUENCY.removeprefix("log_"), 0.0)
     if frequency < 0.5:
@@ -142,18 +163,16 @@ def _describe_one(z: Mapping[str, float], original: Mapping[str, float]) -> list
     elif frequency < 1.5:
         phrases.append("one-off")
     else:
-        phrases.append(
-            _level(z.get(FREQUENCY, 0.0), "frequent", "occasional", "very frequent", "") or "repeat"
-        )
+        phrases.append(_band(ranks.get(FREQUENCY, 0.0), _FREQUENCY_LEVELS, _REPEAT))
 
     engaged = [
         name.removeprefix(ENGAGEMENT_PREFIX)
-        for name, value in z.items()
-        if name.startswith(ENGAGEMENT_PREFIX) and value >= _NOTABLE_Z
+        for name, value in centroid.items()
+        if name.startswith(ENGAGEMENT_PREFIX) and value > 0 and ranks[name] >= _ENGAGED_PERCENTILE
     ]
     if engaged:
         phrases.append("engaged (" + ", ".join(engaged) + ")")
-    return phrases
+    return phrases, ranks
 
 
 def _qualifier(feature: str) -> str:
@@ -169,8 +188,7 @@ def _qualifier(feature: str) -> str:
 def describe_segments(
     centroids: FloatArray,
     feature_names: Sequence[str],
-    mean: FloatArray,
-    scale: FloatArray,
+    population: FloatArray,
 ) -> list[str]:
     """One unique, descriptive label per centroid.
 
@@ -180,30 +198,40 @@ def describe_segments(
         ``(n_clusters, n_features)`` in feature units (the log-compressed features of
         :mod:`models.features`, not standardized).
     feature_names
-        Column names of ``centroids``.
-    mean, scale
-        Population mean and standard deviation per feature: "high" and "low" are
-        relative to these.
+        Column names of ``centroids`` and ``population``.
+    population
+        A sample of customers' feature rows (the model's reservoir): "high value" or
+        "frequent" are percentiles among its customers with a positive value.
 
-    Two segments that would read the same are told apart by the feature on which they
-    differ most ("(higher value)" / "(lower value)", or a rank for three or more), and as a
-    last resort by a number, so labels are always unique.
+    The words: value ``top``/``high``/``mid``/``low`` (90th/70th/40th percentile among
+    buyers), ``no spend`` or ``net refunds``; recency by days (30/90/180/365: ``very
+    recent``, ``recent``, ``cooling``, ``lapsing``, else ``lapsed``); frequency ``no
+    purchases in window``, ``one-off``, then ``repeat``/``frequent``/``very frequent``
+    (70th/90th percentile); ``engaged (kind, ...)`` for engagement kinds in the top quarter.
+    Segments that would read the same are told apart by the feature where they differ
+    most ("(higher value)" / "(lower value)", or a rank among three or more), so labels are
+    always unique.
 
     >>> names = ["log_recency_days", "log_frequency", "slog_monetary", "slog_avg_order_value"]
-    >>> mean, scale = np.array([4.0, 0.5, 2.0, 1.5]), np.array([1.5, 0.6, 2.0, 1.8])
-    >>> centroids = np.array([[1.5, 1.8, 6.0, 4.5], [6.2, 0.0, 0.0, 0.0], [3.5, 0.7, 3.9, 3.9]])
-    >>> describe_segments(centroids, names, mean, scale)  # doctest: +NORMALIZE_WHITESPACE
-    ['top value, very recent, very frequent', 'no spend, long lapsed, no purchases in window',
-     'high value, cooling, one-off']
+    >>> rng = np.random.default_rng(0)
+    >>> population = np.log1p(rng.exponential([200, 2, 80, 30], size=(1000, 4)))
+    >>> centroids = np.log1p(np.array([[7, 12, 900, 75], [500, 0, 0, 0], [60, 1, 40, 40]]))
+    >>> describe_segments(centroids, names, population)  # doctest: +NORMALIZE_WHITESPACE
+    ['top value, very recent, very frequent', 'no spend, lapsed, no purchases in window',
+     'mid value, recent, one-off']
     """
-    z_rows = (centroids - mean) / scale
-    phrases = []
-    for z_row, raw_row in zip(z_rows, centroids, strict=True):
-        z = dict(zip(feature_names, (float(v) for v in z_row), strict=True))
-        original = to_original_units(
-            dict(zip(feature_names, (float(v) for v in raw_row), strict=True))
+    columns = {name: population[:, j] for j, name in enumerate(feature_names)}
+    phrases: list[str] = []
+    rank_rows: list[list[float]] = []
+    for row in centroids:
+        words, ranks = _describe_one(
+            dict(zip(feature_names, (float(v) for v in row), strict=True)), columns
         )
-        phrases.append(", ".join(_describe_one(z, original)))
+        phrases.append(", ".join(words))
+        rank_rows.append([ranks[name] for name in feature_names])
+    ranks_array = np.array(rank_rows, dtype=np.float64)
+    # Raw differences break ties between centroids that share every percentile.
+    tiebreak = centroids * 1e-9
 
     groups: dict[str, list[int]] = defaultdict(list)
     for index, label in enumerate(phrases):
@@ -212,11 +240,11 @@ def describe_segments(
     for label, members in groups.items():
         if len(members) < 2:
             continue
-        # The column where the look-alikes differ most, in population standard deviations.
-        spread = z_rows[members].max(axis=0) - z_rows[members].min(axis=0)
+        keyed = ranks_array[members] + tiebreak[members]
+        spread = keyed.max(axis=0) - keyed.min(axis=0)
         column = int(np.argmax(spread))
         what = _qualifier(feature_names[column])
-        ranked = sorted(members, key=lambda i: float(z_rows[i, column]))
+        ranked = sorted(members, key=lambda i: float(ranks_array[i, column] + tiebreak[i, column]))
         for rank, index in enumerate(ranked):
             if len(members) == 2:
                 labels[index] = f"{label} ({'lower' if rank == 0 else 'higher'} {what})"

@@ -312,7 +312,7 @@ def snapshot_from_model(
     else:
         ids = list(range(len(centroids)))
 
-    labels = describe_segments(centroids, names, mean, scale)
+    labels = describe_segments(centroids, names, model.reservoir)
     share_values = list(shares) if shares is not None else model.shares.tolist()
     if len(share_values) != len(centroids):
         raise ValueError("shares needs one value per cluster")

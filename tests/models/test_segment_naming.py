@@ -11,8 +11,14 @@ from models.naming import assign_stable_ids, describe_segments, match_centroids
 
 NAMES = list(DEFAULT_FEATURE_SPEC.names)
 D = len(NAMES)
-MEAN = np.array([5.0, 0.5, 1.5, 1.2] + [0.0] * (D - 4))
-SCALE = np.array([1.0, 0.7, 2.0, 1.8] + [1.0] * (D - 4))
+
+# Customers: recency ~ exp(200 days), orders ~ exp(2), spend ~ exp($80), order value ~
+# exp($30), a third of them clicking emails.
+_rng = np.random.default_rng(0)
+_raw = _rng.exponential([200, 2, 80, 30, 1, 1, 20, 1, 1], size=(3000, D))
+_raw[:, [4, 5, 7, 8]] = 0.0
+_raw[_rng.random(3000) < 0.67, 6] = 0.0
+POPULATION = np.log1p(_raw)
 
 
 def centroid(recency: float, frequency: float, monetary: float, **engagement: float) -> list[float]:
@@ -63,21 +69,35 @@ def test_new_segments_get_fresh_ids_and_retired_ids_are_not_reused() -> None:
 
 
 def test_labels_are_descriptive() -> None:
-    labels = describe_segments(CENTROIDS, NAMES, MEAN, SCALE)
-    assert labels[0].startswith("top value, very recent")
-    assert "frequent" in labels[0]
-    assert labels[1] == "no spend, long lapsed, no purchases in window"
-    assert "one-off" in labels[2]
-    assert labels[3].endswith("engaged (email_click)")
+    labels = describe_segments(CENTROIDS, NAMES, POPULATION)
+    assert labels == [
+        "top value, very recent, very frequent",
+        "no spend, lapsed, no purchases in window",
+        "low value, recent, one-off",
+        "high value, very recent, frequent, engaged (email_click)",
+        "low value, lapsing, repeat",
+    ]
+
+
+def test_refunds_and_unused_engagement_read_sensibly() -> None:
+    refunder = np.array(
+        [[math.log1p(40), math.log1p(1), -math.log1p(60), -math.log1p(60)] + [0.0] * (D - 4)]
+    )
+    assert describe_segments(refunder, NAMES, POPULATION) == ["net refunds, recent, one-off"]
+    # Nobody engages at all: no engagement phrase, and no crash on empty columns.
+    assert (
+        "engaged"
+        not in describe_segments(CENTROIDS, NAMES, POPULATION * [1, 1, 1, 1, 0, 0, 0, 0, 0])[3]
+    )
 
 
 def test_labels_are_unique_even_for_look_alike_and_identical_centroids() -> None:
     twins = np.array([CENTROIDS[2], CENTROIDS[2] + 0.01, CENTROIDS[2], CENTROIDS[1]])
-    labels = describe_segments(twins, NAMES, MEAN, SCALE)
+    labels = describe_segments(twins, NAMES, POPULATION)
     assert len(set(labels)) == len(labels)
     triplets = np.array([CENTROIDS[2], CENTROIDS[2] * 1.01, CENTROIDS[2] * 1.02])
-    labels = describe_segments(triplets, NAMES, MEAN, SCALE)
+    labels = describe_segments(triplets, NAMES, POPULATION)
     assert len(set(labels)) == 3
     assert all("rank" in label for label in labels)
-    pair = describe_segments(np.array([CENTROIDS[2], CENTROIDS[2] * 1.01]), NAMES, MEAN, SCALE)
+    pair = describe_segments(np.array([CENTROIDS[2], CENTROIDS[2] * 1.01]), NAMES, POPULATION)
     assert {label.rsplit("(", 1)[1].split()[0] for label in pair} == {"lower", "higher"}
