@@ -13,11 +13,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from scoring.days import date_to_day, day_start
-from scoring.engine import Change, Scorer
+from scoring.engine import AsOfError, Change, Scorer
 from tierstream.readers import Format, read_events, resolve_path
 from tierstream.replay import ReplayStats, StrictReplayError, collect, replay
 from tierstream.report import print_report
-from tierstream.settings import load_scoring_config
+from tierstream.settings import Settings, load_scoring_config
+from tierstream.stores.base import StateStore
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
@@ -157,6 +158,90 @@ def replay_command(
         "as_of": moment.isoformat(),
     }
     print(json.dumps(summary), file=sys.stdout)
+
+
+def _redis_store(settings: Settings) -> StateStore:
+    from tierstream.stores.redis import RedisStore  # noqa: PLC0415 - only the Redis commands need it
+
+    return RedisStore(
+        settings.redis_url, partitions=settings.partitions, namespace=settings.redis_namespace
+    )
+
+
+@app.command("worker")
+def worker_command(
+    loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
+) -> None:
+    """The streaming worker (Faust): consumes purchases and engagements, emits tier changes.
+
+    Configured by environment variables with the TIERSTREAM_ prefix (see the README).
+    """
+    import faust  # noqa: PLC0415 - heavy; only the worker needs it
+
+    from streams.worker import build_app  # noqa: PLC0415
+
+    settings = Settings()
+    scorer = Scorer(settings.scoring_config())
+    store = _redis_store(settings)
+    faust_app = build_app(settings, store, scorer)
+    worker = faust.Worker(faust_app, loglevel=loglevel.upper(), quiet=True)
+    worker.execute_from_commandline()
+
+
+@app.command("export")
+def export_command(
+    state_out: Annotated[Path, typer.Option(help="Write every customer's state here (JSONL)")],
+    as_of: Annotated[str | None, typer.Option(help="Score as of this DATE (default: now)")] = None,
+) -> None:
+    """Dump every customer's state from Redis, as of a date."""
+    settings = Settings()
+    scorer = Scorer(settings.scoring_config())
+    moment = parse_as_of(as_of)
+    store = _redis_store(settings)
+    count = 0
+    errors = 0
+    state_out.parent.mkdir(parents=True, exist_ok=True)
+    with state_out.open("w", encoding="utf-8") as handle:
+        for state in store.scan():
+            try:
+                record = scorer.record(state, moment)
+            except AsOfError as exc:
+                errors += 1
+                console.print(f"[yellow]{exc}[/yellow]")
+                continue
+            handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+            count += 1
+    store.close()
+    print(json.dumps({"customers": count, "skipped": errors, "as_of": moment.isoformat()}))
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command("customer")
+def customer_command(
+    customer_id: Annotated[str, typer.Argument(help="The customer id")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """One customer's current state, and why they are in their tier and segment."""
+    settings = Settings()
+    scorer = Scorer(settings.scoring_config())
+    store = _redis_store(settings)
+    state = store.get(customer_id)
+    store.close()
+    if state is None:
+        console.print(f"[red]unknown customer: {customer_id}[/red]")
+        raise typer.Exit(1)
+    moment = datetime.now(UTC)
+    try:
+        record = scorer.record(state, moment)
+    except AsOfError:
+        record = scorer.record(state)
+    record["why"] = scorer.explain(state)
+    if as_json:
+        print(json.dumps(record))
+        return
+    for key, value in record.items():
+        print(f"{key:>18}: {value}")
 
 
 if __name__ == "__main__":

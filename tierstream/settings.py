@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -9,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scoring.config import ScoringConfig, load_config_text
+from streams.clock import Clock, EventClock, WallClock
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 
@@ -27,6 +29,18 @@ class Settings(BaseSettings):
     topic_tier_changes: str = "tier-changes"
     topic_dead_letters: str = "dead-letters"
     partitions: int = Field(default=4, ge=1)
+    redis_namespace: str = "ts"
+    # "wall": now is real time (production). "event": now is the latest event time seen,
+    # for backfilling history through Kafka.
+    clock: Literal["wall", "event"] = "wall"
+    # Start the wall clock at this instant (running at real speed): for rehearsals.
+    clock_start: datetime | None = None
+    # Events dated further than this into the future are dead-lettered (wall clock only).
+    max_future_seconds: float = Field(default=86_400, gt=0)
+    batch_max: int = Field(default=500, ge=1)  # events per atomic step
+    batch_within: float = Field(default=0.02, gt=0)  # seconds to wait to fill a batch
+    timer_interval: float = Field(default=0.5, gt=0)  # how often due rescoring runs
+    web_port: int | None = None
 
     @field_validator("window_days", mode="before")
     @classmethod
@@ -37,6 +51,11 @@ class Settings(BaseSettings):
                 raise ValueError("window_days must be a positive integer or 'lifetime'")
             return number
         return value
+
+    def make_clock(self) -> Clock:
+        if self.clock == "event":
+            return EventClock()
+        return WallClock(self.clock_start)
 
     def scoring_config(self) -> ScoringConfig:
         return load_scoring_config(self.config, self.window_days)

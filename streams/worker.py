@@ -1,0 +1,282 @@
+"""The Faust wiring: input agent, rescore timer, outbox publisher, partition ownership.
+
+All state logic lives in ``ShardProcessor``; this module moves bytes between Kafka and
+it. Store calls are blocking (redis-py) and run in worker threads; a per-shard asyncio
+lock keeps one step at a time per shard, so the agent and the timer never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+import faust
+from faust.types import TP, EventT
+
+from scoring.engine import Scorer
+from scoring.events import EngagementEvent, PurchaseEvent
+from streams.clock import Clock, EventClock
+from streams.deadletters import RawMessage
+from streams.processor import CHANGE_ENTRY, ShardProcessor, StepResult, decode_entry
+from tierstream.settings import Settings
+from tierstream.stores.base import FencedError, StateStore
+
+log = logging.getLogger("tierstream.worker")
+T = TypeVar("T")
+
+# Transient failures worth waiting out: Redis or Kafka briefly unreachable.
+try:  # redis is optional for the embedded store
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    TRANSIENT: tuple[type[BaseException], ...] = (
+        RedisConnectionError,
+        RedisTimeoutError,
+        ConnectionError,
+        TimeoutError,
+    )
+except ImportError:  # pragma: no cover
+    TRANSIENT = (ConnectionError, TimeoutError)
+
+
+class Runtime:
+    """Owned shards and their processors, plus counters, for one worker process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        scorer: Scorer,
+        clock_factory: Callable[[], Clock],
+        send: Callable[[str, bytes | None, bytes], Awaitable[Any]],
+        flush: Callable[[], Awaitable[Any]],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.scorer = scorer
+        self.clock_factory = clock_factory
+        self._send = send
+        self._flush = flush
+        self.processors: dict[int, ShardProcessor] = {}
+        self.locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.counts: Counter[str] = Counter()
+        self.event_kinds: dict[str, type[PurchaseEvent] | type[EngagementEvent]] = {
+            settings.topic_purchases: PurchaseEvent,
+            settings.topic_engagements: EngagementEvent,
+        }
+        self.stopping = False
+
+    # ------------------------------------------------------------ ownership
+    async def assign(self, shards: Iterable[int]) -> None:
+        wanted = set(shards)
+        for shard in list(self.processors):
+            if shard not in wanted:
+                async with self.locks[shard]:
+                    self.processors.pop(shard, None)
+                    log.info("released shard %d", shard)
+        for shard in sorted(wanted - set(self.processors)):
+            async with self.locks[shard]:
+                lease = await self._retry(partial(self.store.acquire, shard), "acquire")
+                processor = await self._retry(
+                    partial(
+                        ShardProcessor,
+                        self.store,
+                        self.scorer,
+                        lease,
+                        self.event_kinds,
+                        self.clock_factory(),
+                    ),
+                    "load offsets",
+                )
+                self.processors[shard] = processor
+                log.info("acquired shard %d (epoch %d)", shard, lease.epoch)
+                # A predecessor may have crashed between commit and publish.
+                await self._publish_outbox(processor)
+
+    # ---------------------------------------------------------------- steps
+    async def handle(self, events: Sequence[EventT[Any]]) -> None:
+        by_shard: dict[int, list[RawMessage]] = defaultdict(list)
+        for event in events:
+            message = event.message
+            by_shard[message.partition].append(
+                RawMessage(
+                    message.topic, message.partition, message.offset, message.key, message.value
+                )
+            )
+        for shard, messages in by_shard.items():
+            await self._step(shard, partial(_process, messages=messages))
+
+    async def tick(self) -> None:
+        for shard in list(self.processors):
+            await self._step(shard, ShardProcessor.advance_due)
+
+    async def _step(self, shard: int, work: Callable[[ShardProcessor], StepResult]) -> None:
+        async with self.locks[shard]:
+            processor = self.processors.get(shard)
+            if processor is None:
+                # Not (or no longer) ours: the agent can see a few messages of a partition
+                # being handed over; the new owner will apply them.
+                self.counts["not_owned"] += 1
+                return
+            try:
+                result = await self._retry(
+                    partial(work, processor), f"shard {shard} step", on_retry=processor.refresh
+                )
+            except FencedError as exc:
+                log.warning("%s; dropping the batch, the new owner applies it", exc)
+                self.processors.pop(shard, None)
+                return
+            self.counts.update(result.counts)
+            await self._publish_outbox(processor)
+
+    async def _publish_outbox(self, processor: ShardProcessor) -> None:
+        """Publish queued tier changes and dead letters, then drop them from the outbox.
+
+        A crash between publishing and dropping re-publishes them: at-least-once, with
+        the same event ids, which is what the tier-changes contract promises.
+        """
+        s = self.settings
+        while True:
+            entries = await self._retry(
+                partial(self.store.outbox, processor.shard, 1000), "read outbox"
+            )
+            if not entries:
+                return
+            pending = []
+            for entry in entries:
+                kind, key, value = decode_entry(entry)
+                topic = s.topic_tier_changes if kind == CHANGE_ENTRY else s.topic_dead_letters
+                pending.append(await self._send_with_retry(topic, key, value))
+            await self._kafka_retry(self._flush, "flush producer")
+            for future in pending:
+                await self._kafka_retry(partial(_awaited, future), "publish")
+            try:
+                await self._retry(
+                    partial(self.store.ack, processor.lease, len(entries)), "ack outbox"
+                )
+            except FencedError:
+                self.processors.pop(processor.shard, None)
+                return
+            self.counts["published"] += len(entries)
+
+    # ------------------------------------------------------------- retrying
+    async def _retry(
+        self,
+        call: Callable[[], T],
+        what: str,
+        on_retry: Callable[[], None] | None = None,
+    ) -> T:
+        """Run a blocking store call in a thread; wait out Redis outages with backoff."""
+        delay = 0.1
+        while True:
+            try:
+                return await asyncio.to_thread(call)
+            except TRANSIENT as exc:
+                self.counts["store_retries"] += 1
+                log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                if on_retry is not None:
+                    try:
+                        await asyncio.to_thread(on_retry)
+                    except TRANSIENT:
+                        pass
+
+    async def _send_with_retry(self, topic: str, key: bytes | None, value: bytes) -> Any:
+        return await self._kafka_retry(partial(self._send, topic, key, value), f"send to {topic}")
+
+    async def _kafka_retry(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        delay = 0.1
+        while True:
+            try:
+                return await call()
+            except Exception as exc:  # noqa: BLE001 - any producer error: keep the data, retry
+                self.counts["kafka_retries"] += 1
+                log.warning("%s failed (%r); retrying in %.1fs", what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def _process(processor: ShardProcessor, messages: Sequence[RawMessage]) -> StepResult:
+    return processor.process(messages)
+
+
+async def _awaited(future: Awaitable[T]) -> T:
+    return await future
+
+
+def build_app(settings: Settings, store: StateStore, scorer: Scorer) -> faust.App:
+    """The Faust app of ``tierstream worker``."""
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        web_enabled=settings.web_port is not None,
+        web_port=settings.web_port or 6066,
+        web_bind="127.0.0.1",
+        consumer_auto_offset_reset="earliest",
+        topic_allow_declare=True,  # Faust's own assignor topic; ours are pre-created
+        topic_replication_factor=1,
+        topic_partitions=settings.partitions,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+        producer_acks=-1,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    inputs = app.topic(
+        settings.topic_purchases,
+        settings.topic_engagements,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    topics = {
+        name: app.topic(name, key_serializer="raw", value_serializer="raw")
+        for name in (settings.topic_tier_changes, settings.topic_dead_letters)
+    }
+
+    async def send(topic: str, key: bytes | None, value: bytes) -> Any:
+        return await topics[topic].send(key=key, value=value)
+
+    async def flush() -> None:
+        await app.producer.flush()
+
+    def clock_factory() -> Clock:
+        return settings.make_clock()
+
+    runtime = Runtime(settings, store, scorer, clock_factory, send, flush)
+    app.tierstream_runtime = runtime  # type: ignore[attr-defined]
+    input_names = {settings.topic_purchases, settings.topic_engagements}
+
+    @app.agent(inputs, name="tierstream-inputs")
+    async def consume(stream: faust.StreamT[bytes]) -> None:
+        batches = stream.take_events(  # type: ignore[attr-defined]  # missing from faust's stubs
+            settings.batch_max, within=settings.batch_within
+        )
+        async for events in batches:
+            await runtime.handle(events)
+
+    @app.timer(interval=settings.timer_interval)  # type: ignore[untyped-decorator]
+    async def rescore_due() -> None:
+        await runtime.tick()
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        await runtime.assign(tp.partition for tp in assigned if tp.topic in input_names)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        lost = {tp.partition for tp in revoked if tp.topic in input_names}
+        await runtime.assign(set(runtime.processors) - lost)
+
+    return app
+
+
+__all__ = ["EventClock", "Runtime", "build_app"]
