@@ -204,6 +204,17 @@ num.io.threads=4
 EOF
 }
 
+# A newer Kafka's metadata.version cannot be read by an older broker.
+kafka_check_data() {
+    local formatted_by
+    [ -f "$KAFKA_DATA/meta.properties" ] || return 0
+    formatted_by="$(cat "$KAFKA_RUN/formatted-by" 2>/dev/null || true)"
+    if [ -n "$formatted_by" ] && [ "$formatted_by" != "$KAFKA_VERSION" ] &&
+        [ "$(printf '%s\n%s\n' "$formatted_by" "$KAFKA_VERSION" | sort -V | tail -n1)" = "$formatted_by" ]; then
+        die "the data in $KAFKA_DATA was written by Kafka $formatted_by, newer than $KAFKA_VERSION: run 'bash infra/services.sh reset' (deletes local data) or set TIERSTREAM_KAFKA_VERSION=$formatted_by"
+    fi
+}
+
 kafka_format() {
     [ -f "$KAFKA_DATA/meta.properties" ] && return 0
     local cluster_id
@@ -224,6 +235,7 @@ kafka_format() {
         tail_log "$KAFKA_LOGS/format.log"
         die "formatting Kafka storage failed"
     }
+    echo "$KAFKA_VERSION" >"$KAFKA_RUN/formatted-by"
 }
 
 kafka_wait() {
@@ -238,7 +250,7 @@ kafka_wait() {
 }
 
 kafka_start() {
-    local pid t0
+    local pid t0 java_major
     if pid="$(live_pid "$KAFKA_PID")"; then
         say "Kafka already running (pid $pid) on $HOST:$KAFKA_PORT"
         kafka_wait "$pid" "$(now)"
@@ -246,7 +258,10 @@ kafka_start() {
     fi
     port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is in use by another process: stop it or set TIERSTREAM_KAFKA_PORT"
     port_open "$CONTROLLER_PORT" && die "port $CONTROLLER_PORT is in use by another process: stop it or set TIERSTREAM_KAFKA_CONTROLLER_PORT"
+    kafka_check_data
     need java default-jre-headless
+    java_major="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = \([0-9]*\).*/\1/p')"
+    [ "${java_major:-0}" -ge 17 ] || die "Kafka $KAFKA_VERSION needs Java 17 or newer (found: ${java_major:-unknown}); install openjdk-17-jre-headless"
     kafka_fetch
     t0="$(now)"
     kafka_config
@@ -256,6 +271,7 @@ kafka_start() {
     # The inner shell records its own pid and then becomes java (exec keeps the pid).
     # shellcheck disable=SC2016
     kafka_java_cmd
+    STARTED+=(kafka)
     setsid bash -c 'echo $$ >"$0"; exec "$@"' "$KAFKA_PID" \
         "${JAVA_CMD[@]}" kafka.Kafka "$KAFKA_CONF" </dev/null >"$KAFKA_LOGS/kafka.out" 2>&1 9>&- &
     local i
@@ -323,6 +339,7 @@ redis_start() {
     t0="$(now)"
     redis_config
     rm -f "$REDIS_PID"
+    STARTED+=(redis)
     redis-server "$REDIS_CONF" >/dev/null 2>&1 9>&- || {
         tail_log "$REDIS_LOG"
         die "redis-server failed to start"
@@ -379,12 +396,27 @@ status() {
     return $rc
 }
 
+# If `up` fails half-way, stop what this invocation started: no stray Redis after a
+# failed `make test`. What was already running before is left alone.
+STARTED=()
+up_rollback() {
+    local rc=$?
+    [ "$rc" = 0 ] && return 0
+    for service in "${STARTED[@]}"; do
+        say "up failed: stopping the $service this run started"
+        "${service}_stop" || true
+    done
+    exit "$rc"
+}
+
 up() {
     local t0
     t0="$(now)"
+    trap up_rollback EXIT
     redis_start
     kafka_start
     topics_create
+    trap - EXIT
     say "services up in $(elapsed "$t0")s: KAFKA_BOOTSTRAP=$HOST:$KAFKA_PORT REDIS_URL=redis://$HOST:$REDIS_PORT/0"
 }
 

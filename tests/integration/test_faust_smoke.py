@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import aiokafka
 import faust
@@ -22,7 +23,10 @@ COUNT = 20
 
 
 def test_faust_agent_consumes_produces_and_commits(
-    kafka_bootstrap: str, fresh_topics: FreshTopics, unique_name: Callable[[str], str]
+    kafka_bootstrap: str,
+    fresh_topics: FreshTopics,
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
 ) -> None:
     topics = fresh_topics({"source": 2, "sink": 1})
     app_id = unique_name("faust-smoke")
@@ -43,6 +47,9 @@ def test_faust_agent_consumes_produces_and_commits(
         broker=f"kafka://{kafka_bootstrap}",
         store="memory://",
         web_enabled=False,
+        # Faust makes "<app id>-data/" in the working directory unless told otherwise,
+        # even with the memory store.
+        datadir=str(tmp_path / "faust-data"),
         # The settings docs/operations.md lists for the worker:
         consumer_auto_offset_reset="earliest",
         topic_allow_declare=True,
