@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
@@ -186,6 +187,40 @@ def worker_command(
     faust_app = build_app(settings, store, scorer)
     worker = faust.Worker(faust_app, loglevel=loglevel.upper(), quiet=True)
     worker.execute_from_commandline()
+
+
+@app.command("produce")
+def produce_command(
+    path: Annotated[str, typer.Argument(help="History file; 'cdnow' = the bundled CDNOW file")],
+    fmt: Annotated[str, typer.Option("--format", help="cdnow | csv | jsonl")] = "jsonl",
+    rate: Annotated[
+        float | None, typer.Option(help="Events per second (default: as fast as possible)")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Send at most this many events")] = None,
+) -> None:
+    """Publish a history file to the input topics, in event-time order, keyed by customer."""
+    from streams.producer import produce  # noqa: PLC0415 - Kafka client only needed here
+
+    if fmt not in ("cdnow", "csv", "jsonl"):
+        raise typer.BadParameter("--format must be cdnow, csv or jsonl")
+    settings = Settings()
+    stats = ReplayStats()
+    events = collect(
+        read_events(resolve_path(path, cast(Format, fmt)), cast(Format, fmt)), stats, strict=False
+    )
+    events.sort(key=lambda e: e.occurred_at)
+    if limit is not None:
+        events = events[:limit]
+    started = time.monotonic()
+    sent = produce(
+        settings.kafka_bootstrap,
+        events,
+        purchases_topic=settings.topic_purchases,
+        engagements_topic=settings.topic_engagements,
+        rate=rate,
+    )
+    seconds = time.monotonic() - started
+    print(json.dumps({"sent": sent, "rejected": len(stats.rejects), "seconds": round(seconds, 2)}))
 
 
 @app.command("export")
