@@ -1,0 +1,93 @@
+"""docker-compose.yml is valid and wired the way docs/operations.md describes."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+
+
+def _compose_command() -> list[str] | None:
+    """`docker compose` (v2 plugin) if present, else the standalone `docker-compose`."""
+    docker = shutil.which("docker")
+    if docker:
+        probe = subprocess.run(
+            [docker, "compose", "version"], capture_output=True, text=True, check=False
+        )
+        if probe.returncode == 0:
+            return [docker, "compose"]
+    standalone = shutil.which("docker-compose")
+    return [standalone] if standalone else None
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    with COMPOSE_FILE.open(encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.mark.parametrize("profile_args", [[], ["--profile", "demo"]], ids=["default", "demo"])
+def test_docker_compose_config_is_valid(profile_args: list[str]) -> None:
+    command = _compose_command()
+    if command is None:
+        pytest.skip("no docker compose client on this machine")
+    # No host variables leak into the check: the file must be valid with its defaults.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIERSTREAM_")}
+    result = subprocess.run(
+        [*command, "-f", str(COMPOSE_FILE), *profile_args, "config", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_kafka_is_a_pinned_4x_kraft_broker_without_auto_create(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    assert re.fullmatch(r"apache/kafka:4\.\d+\.\d+", kafka["image"]), kafka["image"]
+    env = kafka["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert str(env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"]).lower() == "false"
+    assert str(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == "1"
+    assert "healthcheck" in kafka
+    assert "healthcheck" in compose["services"]["redis"]
+
+
+def test_services_are_ordered_by_health_and_topic_creation(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["topic-init"]["entrypoint"] == ["python", "-m", "tierstream.topics"]
+    assert services["topic-init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    worker_deps = services["worker"]["depends_on"]
+    assert worker_deps["topic-init"]["condition"] == "service_completed_successfully"
+    assert worker_deps["redis"]["condition"] == "service_healthy"
+    assert services["worker"]["command"] == ["worker"]
+    assert services["demo-producer"]["command"] == ["produce-demo"]
+
+
+def test_containers_use_the_in_network_addresses(compose: dict[str, Any]) -> None:
+    for name in ("topic-init", "worker", "demo-producer"):
+        env = compose["services"][name]["environment"]
+        assert env["TIERSTREAM_KAFKA_BOOTSTRAP"] == "kafka:9092", name
+        assert env["TIERSTREAM_REDIS_URL"] == "redis://redis:6379/0", name
+
+
+def test_kafka_version_matches_local_services() -> None:
+    """The compose broker and `make services-up` run the same Kafka release."""
+    pom = (ROOT / "infra" / "kafka" / "pom.xml").read_text(encoding="utf-8")
+    match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom)
+    assert match
+    assert f"image: apache/kafka:{match.group(1)}\n" in COMPOSE_FILE.read_text(encoding="utf-8")
