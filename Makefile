@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(VENV)/bin/tierstream replay cdnow --format cdnow --changes-out out/cdnow-changes.jsonl --state-out out/cdnow-state.jsonl
+	$(VENV)/bin/tierstream replay cdnow --format cdnow --as-of 1998-07-01 \
+		--changes-out out/cdnow-changes.jsonl --state-out out/cdnow-state.jsonl
 
 lint: install
 	$(VENV)/bin/ruff check .
