@@ -9,6 +9,9 @@ from tierstream.settings import DEFAULT_CONFIG, load_scoring_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The real-services fixtures (kafka_bootstrap, redis_url, redis_client), for every test dir.
+pytest_plugins = ["tests.services"]
+
 
 @pytest.fixture(scope="session")
 def default_config() -> ScoringConfig:

@@ -14,7 +14,7 @@ def _memory(request):
 
 
 def _redis(request):
-    redis_url = request.getfixturevalue("redis_url")  # from tests/integration fixtures
+    redis_url = request.getfixturevalue("redis_url")  # tests/services.py
     from tierstream.stores.redis import RedisStore  # noqa: PLC0415
 
     store = RedisStore(redis_url, partitions=PARTITIONS, namespace=f"t{id(request)}")
