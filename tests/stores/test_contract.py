@@ -11,7 +11,7 @@ from scoring.engine import Scorer
 from scoring.events import PurchaseEvent
 from scoring.state import CustomerState
 from tierstream.settings import load_scoring_config
-from tierstream.stores import Batch, FencedError, shard_for
+from tierstream.stores import Batch, FencedError, StaleBatchError, shard_for
 
 T0 = datetime(2025, 5, 1, tzinfo=UTC)
 
@@ -67,6 +67,43 @@ def test_acquire_fences_the_previous_owner(store):
         store.ack(old, 1)
 
 
+def test_committing_an_applied_batch_again_is_a_no_op(store):
+    """What a worker does when a commit's reply was lost: commit the same batch again."""
+    lease = store.acquire(1)
+    batch = Batch(
+        offsets={"purchases": 4},
+        states=[scored_state("alice")],
+        changes=[b"alice-1"],
+        schedule={"alice": 500.0},
+    )
+    store.commit(lease, batch)
+    store.commit(lease, batch)
+    assert store.outbox(1, 10) == [b"alice-1"]
+    assert store.offsets(1) == {"purchases": 4}
+    assert store.due(1, 1000.0, 10) == ["alice"]
+    later = Batch(offsets={"purchases": 6}, changes=[b"alice-2"], schedule={"alice": None})
+    store.commit(lease, later)
+    store.commit(lease, later)
+    assert store.outbox(1, 10) == [b"alice-1", b"alice-2"]
+    # An older batch again cannot be told apart from new work: refused, nothing written.
+    with pytest.raises(StaleBatchError):
+        store.commit(lease, batch)
+    assert store.outbox(1, 10) == [b"alice-1", b"alice-2"] and store.due(1, 1000.0, 10) == []
+
+
+def test_a_batch_belongs_to_the_lease_that_first_committed_it(store):
+    old = store.acquire(0)
+    batch = Batch(changes=[b"x"])
+    store.commit(old, batch)
+    new = store.acquire(0)
+    # Built on state read under the old lease: the new owner must rebuild it.
+    with pytest.raises(StaleBatchError):
+        store.commit(new, batch)
+    assert store.outbox(0, 10) == [b"x"]
+    store.commit(new, Batch(changes=[b"y"]))  # a new lease numbers its commits afresh
+    assert store.outbox(0, 10) == [b"x", b"y"]
+
+
 def test_outbox_keeps_order_until_acknowledged(store):
     lease = store.acquire(3)
     store.commit(lease, Batch(changes=[b"a", b"b"]))
@@ -106,9 +143,17 @@ def test_meta_values(store):
 
 def test_unusual_customer_ids(store):
     lease = store.acquire(0)
-    ids = ["ünïcode-客户", "with space", "{braces}", "a:b:c", "x" * 250]
-    store.commit(lease, Batch(states=[scored_state(cid) for cid in ids]))
-    assert set(store.load(0, ids)) == set(ids)
+    ids = ["ünïcode-客户", "with space", "{braces}", "a:b:c", "x" * 250, "}{", "{p1}"]
+    store.commit(
+        lease,
+        Batch(states=[scored_state(cid) for cid in ids], schedule=dict.fromkeys(ids, 10.0)),
+    )
+    loaded = store.load(0, ids)
+    assert set(loaded) == set(ids)
+    assert all(loaded[cid] == scored_state(cid) for cid in ids)
+    assert sorted(store.due(0, 10.0, 100)) == sorted(ids)
+    assert {s.customer_id for s in store.scan()} == set(ids)
+    assert store.get("{p1}") == scored_state("{p1}")
 
 
 def test_shard_for_matches_kafka_default_partitioner():

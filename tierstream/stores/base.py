@@ -9,10 +9,15 @@ changes not yet published. One ``commit`` writes all of that for one shard atomi
 Ownership is fenced: a worker that is assigned a partition ``acquire``s its shard, which
 bumps the shard's epoch; a commit carrying an older epoch (a worker that lost the
 partition in a rebalance but has not noticed yet) is refused with ``FencedError``.
+
+Commits are numbered per lease, so that one whose outcome is unknown (the store applied
+it but the reply was lost) can simply be committed again: the store recognises the
+number of the commit it applied last and does nothing.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -26,6 +31,14 @@ class Lease:
 
     shard: int
     epoch: int
+    # Numbers this lease's commits (see Batch.commit_id); not part of the lease's identity.
+    _commits: Iterator[int] = field(
+        default_factory=lambda: itertools.count(1), compare=False, repr=False
+    )
+
+    def next_commit(self) -> int:
+        """The number of this lease's next commit: 1, 2, 3, ..."""
+        return next(self._commits)
 
 
 @dataclass(slots=True)
@@ -39,6 +52,10 @@ class Batch:
     changes: list[bytes] = field(default_factory=list)
     # customer id -> next moment (epoch seconds) a score may move with no event; None: never
     schedule: dict[str, float | None] = field(default_factory=dict)
+    # (lease epoch, lease commit number), stamped by the first commit() of this batch.
+    # Committing the same Batch again after an error (outcome unknown) is then safe: the
+    # store does nothing if that commit is the one it applied last.
+    commit_id: tuple[int, int] | None = None
 
 
 class FencedError(RuntimeError):
@@ -50,6 +67,33 @@ class FencedError(RuntimeError):
         )
         self.lease = lease
         self.current = current
+
+
+class StaleBatchError(ValueError):
+    """A batch committed again out of turn: under another lease, or after a newer commit."""
+
+    def __init__(self, lease: Lease, commit_id: tuple[int, int], last: int | None) -> None:
+        if last is None:
+            why = f"was first committed under epoch {commit_id[0]}, not {lease.epoch}"
+        else:
+            why = f"is older than commit {last}, the last one applied under this lease"
+        super().__init__(
+            f"shard {lease.shard}: batch {commit_id} {why}; rebuild it from reloaded state"
+        )
+        self.lease = lease
+        self.commit_id = commit_id
+
+
+def stamp(lease: Lease, batch: Batch) -> tuple[int, int]:
+    """Give ``batch`` its commit id, once: (lease epoch, lease commit number).
+
+    Raises ``StaleBatchError`` for a batch stamped by another lease.
+    """
+    if batch.commit_id is None:
+        batch.commit_id = (lease.epoch, lease.next_commit())
+    elif batch.commit_id[0] != lease.epoch:
+        raise StaleBatchError(lease, batch.commit_id, None)
+    return batch.commit_id
 
 
 class StateStore(Protocol):
@@ -68,7 +112,13 @@ class StateStore(Protocol):
         ...
 
     def commit(self, lease: Lease, batch: Batch) -> None:
-        """Write ``batch`` atomically, or raise ``FencedError`` and write nothing."""
+        """Write ``batch`` atomically, or raise ``FencedError`` and write nothing.
+
+        Stamps ``batch.commit_id`` on the first call. Calling again with the same batch
+        and lease is a no-op when that commit is the one applied last (a retry after a
+        lost reply); a batch stamped by another lease, or older than the commit applied
+        last, raises ``StaleBatchError``: it cannot be told apart from work already done.
+        """
         ...
 
     def due(self, shard: int, until: float, limit: int) -> list[str]:

@@ -8,12 +8,13 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 from scoring.state import CustomerState
-from tierstream.stores.base import Batch, FencedError, Lease, shard_for
+from tierstream.stores.base import Batch, FencedError, Lease, StaleBatchError, shard_for, stamp
 
 
 @dataclass
 class _Shard:
     epoch: int = 0
+    last_commit: int = 0  # number of the last commit applied under the current epoch
     offsets: dict[str, int] = field(default_factory=dict)
     states: dict[str, CustomerState] = field(default_factory=dict)
     schedule: dict[str, float] = field(default_factory=dict)
@@ -32,6 +33,7 @@ class MemoryStore:
     def acquire(self, shard: int) -> Lease:
         with self._lock:
             self._shards[shard].epoch += 1
+            self._shards[shard].last_commit = 0
             return Lease(shard, self._shards[shard].epoch)
 
     def offsets(self, shard: int) -> dict[str, int]:
@@ -44,10 +46,16 @@ class MemoryStore:
             return {cid: states[cid].copy() for cid in customer_ids if cid in states}
 
     def commit(self, lease: Lease, batch: Batch) -> None:
+        commit_id = stamp(lease, batch)
         with self._lock:
             shard = self._shards[lease.shard]
             if shard.epoch != lease.epoch:
                 raise FencedError(lease, shard.epoch)
+            if commit_id[1] == shard.last_commit:
+                return  # committed again after it applied
+            if commit_id[1] < shard.last_commit:
+                raise StaleBatchError(lease, commit_id, shard.last_commit)
+            shard.last_commit = commit_id[1]
             for topic, offset in batch.offsets.items():
                 shard.offsets[topic] = max(offset, shard.offsets.get(topic, 0))
             for state in batch.states:
