@@ -1,0 +1,382 @@
+"""The Redis store: state shared by every worker and the API, in a Cluster-safe key layout.
+
+Key layout (docs/state-layout.md explains it and measures it), for namespace ``ns`` and
+shard ``p`` (= Kafka input partition):
+
+    {ns:p<p>}:c:<customer id>   string: the customer's state (compact JSON, see _encode)
+    {ns:p<p>}:meta              hash: epoch, last commit number, outbox head, o:<topic> offsets
+    {ns:p<p>}:due               sorted set: customer id -> next rescore moment (epoch seconds)
+    {ns:p<p>}:outbox            list: serialized tier changes not yet published
+    ns:meta:<name>              string: global metadata (thresholds, model snapshot, ...)
+
+Every key of one shard starts with the same hash tag ``{ns:p<p>}``. Redis Cluster hashes
+only the first ``{...}`` of a key, and the tag comes first, so whatever a customer id
+contains (``{``, ``}``, ``:``, unicode) the key stays in its shard's slot, and the one Lua
+script that commits a batch touches keys of a single slot, as Cluster requires.
+
+Every call is safe to retry after a lost reply, so one client with redis-py's ``Retry``
+serves reads and writes alike: reads and ``set_meta`` are idempotent, a commit carries its
+batch's commit number (the script does nothing if that commit is the one it applied last),
+``ack`` names the absolute outbox position to trim to, and a repeated ``acquire`` only
+bumps the epoch once more.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from typing import Any
+
+import redis
+from redis.backoff import EqualJitterBackoff
+from redis.retry import Retry
+
+from scoring.state import CustomerState
+from tierstream.stores.base import Batch, FencedError, Lease, StaleBatchError, shard_for, stamp
+
+# Redis runs a commit of 500 states in about 2 ms; waiting 5 s means it is stuck (or
+# swapping), not busy, and the worker is better off retrying on a fresh connection.
+SOCKET_TIMEOUT = 5.0
+# A local or same-zone Redis accepts a connection in well under a second; 2 s leaves room
+# for a loaded host without hiding an outage for long.
+CONNECT_TIMEOUT = 2.0
+# Retries after a connection error or timeout, with exponential backoff (100 ms doubling
+# up to 2 s) of which a random half is jitter, so that many workers cut off together do
+# not reconnect in lockstep: 2.5 to 5 s of waiting in all, enough to ride out a failover
+# or a restart that reloads a small AOF. After that the error reaches the caller (the
+# worker pauses and tries again; every call here is safe to repeat).
+RETRIES = 6
+BACKOFF_BASE = 0.05
+BACKOFF_CAP = 2.0
+
+# Keys per MGET/UNLINK and the SCAN COUNT hint: large enough to keep round trips few,
+# small enough that one command never blocks Redis for more than a millisecond or so.
+CHUNK = 500
+SCAN_COUNT = 1000
+
+# Namespaces become part of every key and of SCAN patterns: no glob or hash-tag syntax.
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+# Result codes of the scripts.
+_APPLIED, _ALREADY_APPLIED, _FENCED, _STALE = 0, 1, -1, -2
+
+# KEYS: meta, due, outbox, then one state key per state.
+# ARGV: epoch, commit number, then four counted sections:
+#   n, n x (topic, offset) | n states (count is #KEYS - 3, values in KEYS order) |
+#   n, n changes | n, n x (score, customer id) to schedule | n, n customer ids to unschedule
+_COMMIT = """
+local meta, due, outbox = KEYS[1], KEYS[2], KEYS[3]
+local epoch = tonumber(redis.call('HGET', meta, 'epoch') or '0')
+if epoch ~= tonumber(ARGV[1]) then
+  return {-1, epoch}
+end
+local number = tonumber(ARGV[2])
+local last = tonumber(redis.call('HGET', meta, 'seq') or '0')
+if number == last then
+  return {1, last}
+elseif number < last then
+  return {-2, last}
+end
+redis.call('HSET', meta, 'seq', ARGV[2])
+
+-- unpack() is bounded by Lua's C stack: variadic commands go in slices of 1000.
+local function slices(command, key, first, count)
+  local done = 0
+  while done < count do
+    local size = math.min(count - done, 1000)
+    redis.call(command, key, unpack(ARGV, first + done, first + done + size - 1))
+    done = done + size
+  end
+end
+
+local i = 3
+local n = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n do
+  local field, offset = 'o:' .. ARGV[i], tonumber(ARGV[i + 1])
+  local old = tonumber(redis.call('HGET', meta, field) or '-1')
+  if offset > old then
+    redis.call('HSET', meta, field, ARGV[i + 1])
+  end
+  i = i + 2
+end
+for k = 4, #KEYS do
+  redis.call('SET', KEYS[k], ARGV[i])
+  i = i + 1
+end
+n = tonumber(ARGV[i])
+slices('RPUSH', outbox, i + 1, n)
+i = i + 1 + n
+n = tonumber(ARGV[i])
+slices('ZADD', due, i + 1, 2 * n)
+i = i + 1 + 2 * n
+n = tonumber(ARGV[i])
+slices('ZREM', due, i + 1, n)
+return {0, number}
+"""
+
+# KEYS: meta, outbox. ARGV: epoch, absolute position to trim to ('' = head + count), count.
+# The head (entries ever trimmed) makes a repeated ack harmless: the position is reached.
+_ACK = """
+local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
+if epoch ~= tonumber(ARGV[1]) then
+  return {-1, epoch}
+end
+local head = tonumber(redis.call('HGET', KEYS[1], 'head') or '0')
+local target = head + tonumber(ARGV[3])
+if ARGV[2] ~= '' then
+  target = tonumber(ARGV[2])
+end
+local drop = math.min(target - head, redis.call('LLEN', KEYS[2]))
+if drop <= 0 then
+  return {1, head}
+end
+redis.call('LTRIM', KEYS[2], drop, -1)
+head = head + drop
+redis.call('HSET', KEYS[1], 'head', head)
+return {0, head}
+"""
+
+
+def _encode(state: CustomerState) -> bytes:
+    """Compact JSON of ``CustomerState.to_dict()`` without the id (the key holds it)."""
+    raw = state.to_dict()
+    del raw["c"]
+    return json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _decode(customer_id: str, data: bytes) -> CustomerState:
+    raw = json.loads(data)
+    raw["c"] = customer_id
+    return CustomerState.from_dict(raw)
+
+
+class RedisStore:
+    """State in Redis, sharded by Kafka input partition (see the module docstring).
+
+    Synchronous (redis-py with hiredis): the streaming worker calls it from a thread
+    executor. Thread-safe: the client keeps a pool of connections.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        partitions: int,
+        namespace: str = "ts",
+        *,
+        socket_timeout: float = SOCKET_TIMEOUT,
+        socket_connect_timeout: float = CONNECT_TIMEOUT,
+        retry: Retry | None = None,
+    ) -> None:
+        if partitions < 1:
+            raise ValueError(f"partitions must be at least 1, not {partitions}")
+        if not _NAMESPACE.fullmatch(namespace):
+            raise ValueError(
+                f"namespace {namespace!r}: use 1 to 64 of A-Z a-z 0-9 _ . - "
+                "(it becomes part of every key and of the hash tags)"
+            )
+        self.partitions = partitions
+        self.namespace = namespace
+        if retry is None:
+            retry = Retry(EqualJitterBackoff(cap=BACKOFF_CAP, base=BACKOFF_BASE), RETRIES)
+        self._client = redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
+            retry=retry,
+            decode_responses=False,
+        )
+        self._commit = self._client.register_script(_COMMIT)
+        self._ack = self._client.register_script(_ACK)
+        self._tags = [f"{{{namespace}:p{shard}}}".encode() for shard in range(partitions)]
+        # shard -> (epoch, outbox head) as of this store's last outbox() read, so that a
+        # repeated ack names the same absolute position (see ack).
+        self._heads: dict[int, tuple[int, int]] = {}
+
+    # ------------------------------------------------------------------ keys
+    def state_key(self, shard: int, customer_id: str) -> bytes:
+        return self._tags[shard] + b":c:" + customer_id.encode("utf-8")
+
+    def meta_key(self, shard: int) -> bytes:
+        return self._tags[shard] + b":meta"
+
+    def due_key(self, shard: int) -> bytes:
+        return self._tags[shard] + b":due"
+
+    def outbox_key(self, shard: int) -> bytes:
+        return self._tags[shard] + b":outbox"
+
+    def global_key(self, name: str) -> bytes:
+        return f"{self.namespace}:meta:{name}".encode()
+
+    # ------------------------------------------------------------- ownership
+    def acquire(self, shard: int) -> Lease:
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.hincrby(self.meta_key(shard), "epoch", 1)
+            # Commit numbers restart with every lease.
+            pipe.hdel(self.meta_key(shard), "seq")
+            epoch, _ = pipe.execute()
+        return Lease(shard, int(epoch))
+
+    def offsets(self, shard: int) -> dict[str, int]:
+        fields: dict[bytes, bytes] = self._client.hgetall(self.meta_key(shard))
+        return {
+            name[2:].decode(): int(value)
+            for name, value in fields.items()
+            if name.startswith(b"o:")
+        }
+
+    # ---------------------------------------------------------------- states
+    def load(self, shard: int, customer_ids: Collection[str]) -> dict[str, CustomerState]:
+        ids = list(dict.fromkeys(customer_ids))
+        if not ids:
+            return {}
+        keys = [self.state_key(shard, cid) for cid in ids]
+        found = zip(ids, self._mget(keys), strict=True)
+        return {cid: _decode(cid, data) for cid, data in found if data is not None}
+
+    def commit(self, lease: Lease, batch: Batch) -> None:
+        commit_id = stamp(lease, batch)
+        shard = lease.shard
+        keys: list[bytes] = [self.meta_key(shard), self.due_key(shard), self.outbox_key(shard)]
+        args: list[Any] = [lease.epoch, commit_id[1], len(batch.offsets)]
+        for topic, offset in batch.offsets.items():
+            args += [topic, int(offset)]
+        # The last write of a customer within the batch wins, as in the memory store.
+        states = {state.customer_id: state for state in batch.states}
+        keys += [self.state_key(shard, cid) for cid in states]
+        args += [_encode(state) for state in states.values()]
+        args.append(len(batch.changes))
+        args += batch.changes
+        scheduled = [(cid, m) for cid, m in batch.schedule.items() if m is not None]
+        unscheduled = [cid for cid, m in batch.schedule.items() if m is None]
+        args.append(len(scheduled))
+        for cid, moment in scheduled:
+            args += [_score(moment), cid.encode("utf-8")]
+        args.append(len(unscheduled))
+        args += [cid.encode("utf-8") for cid in unscheduled]
+        code, value = self._commit(keys=keys, args=args)
+        if code == _FENCED:
+            raise FencedError(lease, int(value))
+        if code == _STALE:
+            raise StaleBatchError(lease, commit_id, int(value))
+
+    def get(self, customer_id: str) -> CustomerState | None:
+        home = shard_for(customer_id, self.partitions)
+        data = self._client.get(self.state_key(home, customer_id))
+        if data is not None:
+            return _decode(customer_id, data)
+        others = [shard for shard in range(self.partitions) if shard != home]
+        if not others:
+            return None
+        # Only customers whose events were keyed differently live elsewhere: one round trip.
+        with self._client.pipeline(transaction=False) as pipe:
+            for shard in others:
+                pipe.get(self.state_key(shard, customer_id))
+            found = [value for value in pipe.execute() if value is not None]
+        return _decode(customer_id, found[0]) if found else None
+
+    def scan(self) -> Iterator[CustomerState]:
+        # One pass over the keyspace for all shards (a pass per shard would read it P
+        # times); SCAN may return a key twice while Redis resizes, hence the seen set.
+        pattern = f"{{{self.namespace}:p*}}:c:*".encode()
+        seen: set[bytes] = set()
+        pending: dict[bytes, list[bytes]] = defaultdict(list)
+        for key in self._client.scan_iter(match=pattern, count=SCAN_COUNT):
+            if key in seen:
+                continue
+            seen.add(key)
+            tag = key[: key.index(b"}") + 1]
+            pending[tag].append(key)
+            if len(pending[tag]) >= CHUNK:
+                yield from self._fetch(pending.pop(tag))
+        for keys in pending.values():
+            yield from self._fetch(keys)
+
+    # -------------------------------------------------------------- schedule
+    def due(self, shard: int, until: float, limit: int) -> list[str]:
+        if limit <= 0:
+            return []
+        members = self._client.zrangebyscore(
+            self.due_key(shard), "-inf", _score(until), start=0, num=limit
+        )
+        return [member.decode("utf-8") for member in members]
+
+    # ---------------------------------------------------------------- outbox
+    def outbox(self, shard: int, limit: int) -> list[bytes]:
+        if limit <= 0:
+            return []
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.hmget(self.meta_key(shard), ["epoch", "head"])
+            pipe.lrange(self.outbox_key(shard), 0, limit - 1)
+            (epoch, head), entries = pipe.execute()
+        self._heads[shard] = (int(epoch or 0), int(head or 0))
+        return list(entries)
+
+    def ack(self, lease: Lease, count: int) -> None:
+        # Trim to an absolute position (head seen by the last outbox() read + count): done
+        # again after a lost reply, the same ack finds the position reached and drops
+        # nothing more. Without a read under this lease, fall back to head + count.
+        seen = self._heads.get(lease.shard)
+        target = seen[1] + max(count, 0) if seen and seen[0] == lease.epoch else ""
+        keys = [self.meta_key(lease.shard), self.outbox_key(lease.shard)]
+        code, value = self._ack(keys=keys, args=[lease.epoch, target, max(count, 0)])
+        if code == _FENCED:
+            raise FencedError(lease, int(value))
+        self._heads[lease.shard] = (lease.epoch, int(value))
+
+    # ------------------------------------------------------------------ meta
+    def get_meta(self, name: str) -> bytes | None:
+        value: bytes | None = self._client.get(self.global_key(name))
+        return value
+
+    def set_meta(self, name: str, value: bytes) -> None:
+        self._client.set(self.global_key(name), value)
+
+    # ------------------------------------------------------------ operations
+    def wipe(self) -> int:
+        """Delete every key of this namespace (all shards, any partition count); returns
+        how many. For tests and an operator's reset: stop the workers first."""
+        deleted = 0
+        for pattern in (f"{{{self.namespace}:p*", f"{self.namespace}:meta:*"):
+            batch: list[bytes] = []
+            for key in self._client.scan_iter(match=pattern.encode(), count=SCAN_COUNT):
+                batch.append(key)
+                if len(batch) >= CHUNK:
+                    deleted += self._client.unlink(*batch)
+                    batch = []
+            if batch:
+                deleted += self._client.unlink(*batch)
+        self._heads.clear()
+        return deleted
+
+    def close(self) -> None:
+        self._client.close()
+
+    # --------------------------------------------------------------- helpers
+    def _mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """MGET in chunks, all in one round trip (every key of one call shares a slot)."""
+        if len(keys) <= CHUNK:
+            return list(self._client.mget(keys))
+        with self._client.pipeline(transaction=False) as pipe:
+            for start in range(0, len(keys), CHUNK):
+                pipe.mget(keys[start : start + CHUNK])
+            return [value for chunk in pipe.execute() for value in chunk]
+
+    def _fetch(self, keys: Iterable[bytes]) -> Iterator[CustomerState]:
+        keys = list(keys)
+        for key, data in zip(keys, self._mget(keys), strict=True):
+            if data is not None:  # None: deleted since the scan saw it
+                # The tag holds no "}" but its last: the id starts after "}:c:".
+                customer_id = key[key.index(b"}") + 4 :].decode("utf-8")
+                yield _decode(customer_id, data)
+
+
+def _score(moment: float) -> str:
+    """A sorted-set score Redis parses back to the same double (repr round-trips)."""
+    value = float(moment)
+    if value != value:
+        raise ValueError("a schedule moment cannot be NaN")
+    return repr(value)
