@@ -8,7 +8,10 @@ here, reusing river's check functions where they exist).
 from __future__ import annotations
 
 import copy
+import os
 import pickle
+import subprocess
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -200,3 +203,30 @@ def test_invalid_parameters() -> None:
         OnlineSegmenter(warmup=100, reservoir_size=50)
     with pytest.raises(ValueError):
         OnlineSegmenter(memory=0)
+
+
+def test_learning_does_not_depend_on_string_hashing() -> None:
+    """Learner restarts and replays must agree across processes (river's KMeans does not:
+    it draws initial centres in set order of the feature names, see docs/segments.md)."""
+    code = (
+        "import numpy as np\n"
+        "from models.clustering import OnlineSegmenter\n"
+        "rng = np.random.default_rng(0)\n"
+        "names = ['recency', 'frequency', 'monetary', 'email_open', 'page_view']\n"
+        "m = OnlineSegmenter(3, warmup=50, reservoir_size=200, refresh_every=100, seed=4)\n"
+        "for row in rng.normal(size=(600, 5)) + rng.integers(3, size=(600, 1)) * 4:\n"
+        "    m.learn_one({n: float(v) for n, v in zip(names, row)})\n"
+        "print(m.centroids.tolist())\n"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(hash_seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
+        for hash_seed in (1, 2, 3)
+    }
+    assert len(outputs) == 1

@@ -44,8 +44,9 @@ def test_online_segmenter_matches_batch_kmeans_on_cdnow(cdnow: tuple, seed: int)
     result = run_online(
         "OnlineSegmenter", lambda s: OnlineSegmenter(n_clusters=K, seed=s), data, reference, seed
     )
-    # Measured 0.986-0.997 over all customers and 0.90-0.97 over the active ones
-    # (docs/segments.md); the margins absorb platform differences in float summation.
+    # Measured over seeds 0-7: 0.992-0.998 over all customers, 0.931-0.984 over the active
+    # ones (docs/segments.md). The margins leave room for float-summation differences
+    # between platforms, which can tip a few customers across a boundary.
     assert result.ari >= 0.95
     assert result.ari_active >= 0.85
     assert result.clusters_used == K
