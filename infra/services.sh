@@ -19,6 +19,7 @@
 #   TIERSTREAM_REDIS_PORT (6379)  TIERSTREAM_KAFKA_VERSION (the pom's default)
 #   TIERSTREAM_KAFKA_HEAP_OPTS ("-Xms256m -Xmx512m")  TIERSTREAM_START_TIMEOUT (90 s)
 #   TIERSTREAM_STOP_TIMEOUT (30 s)  TIERSTREAM_REDIS_APPENDFSYNC (everysec|always|no)
+#   TIERSTREAM_KAFKA_CDS (1: keep a class-data archive for faster broker starts; 0: off)
 #   TIERSTREAM_PARTITIONS (4), TIERSTREAM_TOPIC_* : see tierstream/topics.py
 set -euo pipefail
 
@@ -59,7 +60,8 @@ die() {
     printf '[services] ERROR: %s\n' "$*" >&2
     exit 1
 }
-now() { date +%s.%N; }
+# Seconds since boot: a monotonic clock for timings (wall-clock time may be adjusted).
+now() { if [ -r /proc/uptime ]; then cut -d' ' -f1 /proc/uptime; else date +%s.%N; fi; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # --- helpers -------------------------------------------------------------------------
@@ -161,9 +163,46 @@ kafka_fetch() {
 kafka_java_cmd() {
     # shellcheck disable=SC2206  # heap options are deliberately word-split
     JAVA_CMD=(java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20
-        -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
-        -Dlog4j2.configurationFile="$LOG4J2" -Dkafka.logs.dir="$KAFKA_LOGS"
+        -XX:+ExitOnOutOfMemoryError -XX:ErrorFile="$KAFKA_LOGS/hs_err_pid%p.log"
+        -Djava.awt.headless=true -Dlog4j2.configurationFile="$LOG4J2" -Dkafka.logs.dir="$KAFKA_LOGS"
         -Dtierstream.run="$RUN" -cp "$KAFKA_LIBS/*")
+}
+
+# Class-data sharing: the first broker run records the classes it loaded into an archive
+# when it exits cleanly; later starts map it and boot a few seconds faster. The archive
+# is per Kafka version and JVM build, kept next to the jars; TIERSTREAM_KAFKA_CDS=0 turns
+# this off. A missing or unusable archive only costs the speed-up.
+CDS_ENABLED="${TIERSTREAM_KAFKA_CDS:-1}"
+cds_paths() {
+    local jvm
+    jvm="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.runtime.version = //p' | tr -c 'A-Za-z0-9.\n-' '_')"
+    CDS_ARCHIVE="$KAFKA_HOME/cds-${jvm:-unknown}.jsa"
+    CDS_PENDING="$KAFKA_RUN/cds-pending.jsa"
+}
+
+cds_options() {
+    CDS_OPTS=()
+    [ "$CDS_ENABLED" = 1 ] || return 0
+    cds_paths
+    rm -f "$CDS_PENDING"
+    if [ -s "$CDS_ARCHIVE" ]; then
+        CDS_OPTS=(-XX:SharedArchiveFile="$CDS_ARCHIVE")
+    else
+        CDS_OPTS=(-XX:ArchiveClassesAtExit="$CDS_PENDING")
+    fi
+}
+
+# After the broker exited: keep an archive written by a clean exit, drop a partial one.
+cds_collect() {
+    local mode="${1:-}"
+    [ "$CDS_ENABLED" = 1 ] || return 0
+    cds_paths
+    [ -e "$CDS_PENDING" ] || return 0
+    if [ "$mode" != "--kill" ] && [ -s "$CDS_PENDING" ]; then
+        mv -f "$CDS_PENDING" "$CDS_ARCHIVE"
+    else
+        rm -f "$CDS_PENDING"
+    fi
 }
 
 kafka_java() {
@@ -238,22 +277,50 @@ kafka_format() {
     echo "$KAFKA_VERSION" >"$KAFKA_RUN/formatted-by"
 }
 
-kafka_wait() {
-    local pid="$1" t0="$2"
+kafka_probe() {
     need_python
-    if ! "$PY" "$INFRA/probe.py" kafka "$HOST:$KAFKA_PORT" --pid "$pid" --timeout "$START_TIMEOUT"; then
-        tail_log "$KAFKA_LOGS/server.log"
-        tail_log "$KAFKA_LOGS/kafka.out"
-        die "Kafka did not answer on $HOST:$KAFKA_PORT within ${START_TIMEOUT}s (logs above, full: $KAFKA_LOGS)"
-    fi
-    say "Kafka $KAFKA_VERSION ready on $HOST:$KAFKA_PORT (controller $HOST:$CONTROLLER_PORT, pid $pid) in $(elapsed "$t0")s"
+    "$PY" "$INFRA/probe.py" kafka "$HOST:$KAFKA_PORT" --pid "$1" --timeout "$START_TIMEOUT"
+}
+
+kafka_fail() {
+    tail_log "$KAFKA_LOGS/server.log"
+    tail_log "$KAFKA_LOGS/kafka.out"
+    die "Kafka did not answer on $HOST:$KAFKA_PORT within ${START_TIMEOUT}s (logs above, full: $KAFKA_LOGS)"
+}
+
+kafka_ready() {
+    say "Kafka $KAFKA_VERSION ready on $HOST:$KAFKA_PORT (controller $HOST:$CONTROLLER_PORT, pid $1) in $(elapsed "$2")s"
+}
+
+# Start the broker in the background; sets LAUNCHED_PID.
+kafka_launch() {
+    local i
+    rm -f "$KAFKA_PID"
+    kafka_java_cmd
+    cds_options
+    STARTED+=(kafka)
+    # A new session, so that the broker outlives the shell (make, CI step) that started it.
+    # The inner shell records its own pid and then becomes java (exec keeps the pid).
+    # shellcheck disable=SC2016
+    setsid bash -c 'echo $$ >"$0"; exec "$@"' "$KAFKA_PID" \
+        "${JAVA_CMD[@]}" "${CDS_OPTS[@]}" kafka.Kafka "$KAFKA_CONF" \
+        </dev/null >"$KAFKA_LOGS/kafka.out" 2>&1 9>&- &
+    disown $! 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        [ -s "$KAFKA_PID" ] && break
+        sleep 0.1
+    done
+    LAUNCHED_PID="$(tr -dc '0-9' <"$KAFKA_PID" 2>/dev/null)" || true
+    [ -n "$LAUNCHED_PID" ] || die "Kafka did not start (see $KAFKA_LOGS/kafka.out)"
 }
 
 kafka_start() {
     local pid t0 java_major
     if pid="$(live_pid "$KAFKA_PID")"; then
         say "Kafka already running (pid $pid) on $HOST:$KAFKA_PORT"
-        kafka_wait "$pid" "$(now)"
+        t0="$(now)"
+        kafka_probe "$pid" || kafka_fail
+        kafka_ready "$pid" "$t0"
         return 0
     fi
     port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is in use by another process: stop it or set TIERSTREAM_KAFKA_PORT"
@@ -266,22 +333,21 @@ kafka_start() {
     t0="$(now)"
     kafka_config
     kafka_format
-    rm -f "$KAFKA_PID"
-    # A new session, so that the broker outlives the shell (make, CI step) that started it.
-    # The inner shell records its own pid and then becomes java (exec keeps the pid).
-    # shellcheck disable=SC2016
-    kafka_java_cmd
-    STARTED+=(kafka)
-    setsid bash -c 'echo $$ >"$0"; exec "$@"' "$KAFKA_PID" \
-        "${JAVA_CMD[@]}" kafka.Kafka "$KAFKA_CONF" </dev/null >"$KAFKA_LOGS/kafka.out" 2>&1 9>&- &
-    local i
-    for ((i = 0; i < 50; i++)); do
-        [ -s "$KAFKA_PID" ] && break
-        sleep 0.1
-    done
-    pid="$(tr -dc '0-9' <"$KAFKA_PID" 2>/dev/null)" || true
-    [ -n "$pid" ] || die "Kafka did not start (see $KAFKA_LOGS/kafka.out)"
-    kafka_wait "$pid" "$t0"
+    kafka_launch
+    if ! kafka_probe "$LAUNCHED_PID"; then
+        # A damaged class-data archive makes the JVM die at once: drop it, start plainly.
+        if [ "${#CDS_OPTS[@]}" -gt 0 ] && [ "${CDS_OPTS[0]#-XX:SharedArchiveFile=}" != "${CDS_OPTS[0]}" ] &&
+            ! kill -0 "$LAUNCHED_PID" 2>/dev/null; then
+            say "the broker died at start with the class-data archive $CDS_ARCHIVE: deleting it, starting again without"
+            rm -f "$CDS_ARCHIVE"
+            CDS_ENABLED=0
+            kafka_launch
+            kafka_probe "$LAUNCHED_PID" || kafka_fail
+        else
+            kafka_fail
+        fi
+    fi
+    kafka_ready "$LAUNCHED_PID" "$t0"
 }
 
 kafka_stop() {
@@ -289,6 +355,7 @@ kafka_stop() {
     if pid="$(live_pid "$KAFKA_PID")"; then
         say "stopping Kafka (pid $pid)${1:+ with SIGKILL}"
         stop_pid Kafka "$pid" "${1:-}"
+        cds_collect "${1:-}"
     fi
     rm -f "$KAFKA_PID"
 }
