@@ -118,7 +118,7 @@ class ShardProcessor:
             if applied.outcome is not Outcome.DUPLICATE or applied.changes:
                 touched[state.customer_id] = state
             result.changes.extend(applied.changes)
-        self._commit(result, touched.values(), offsets)
+        self._commit(result, touched.values(), offsets, emitted_at=wall_now)
         return result
 
     def advance_due(self, limit: int = 1000) -> StepResult:
@@ -134,7 +134,9 @@ class ShardProcessor:
         result.counts["rescored"] += len(states)
         # Customers that vanished (erased) are unscheduled by the commit below.
         schedule_only: dict[str, float | None] = {cid: None for cid in due if cid not in states}
-        self._commit(result, states.values(), {}, schedule_only)
+        self._commit(
+            result, states.values(), {}, schedule_only, emitted_at=None if self.event_time else now
+        )
         return result
 
     def _commit(
@@ -143,13 +145,17 @@ class ShardProcessor:
         states: Iterable[CustomerState],
         offsets: dict[str, int],
         extra_schedule: dict[str, float | None] | None = None,
+        *,
+        emitted_at: datetime | None,
     ) -> None:
         batch = Batch(offsets=offsets, schedule=dict(extra_schedule or {}))
         for state in states:
             batch.states.append(state)
             moment = self.scorer.next_rescore_at(state)
             batch.schedule[state.customer_id] = None if moment is None else moment.timestamp()
-        emitted_at = datetime.now(UTC)
+        # The worker's own clock (a shifted wall clock says the rehearsed time); under the
+        # event clock, real time, which is what latency is measured in.
+        emitted_at = emitted_at or datetime.now(UTC)
         batch.changes = [encode_dead_letter(letter) for letter in result.dead_letters]
         batch.changes += [encode_change(change, emitted_at) for change in result.changes]
         for change in result.changes:

@@ -54,6 +54,8 @@ class Runtime:
         clock_factory: Callable[[], Clock],
         send: Callable[[str, bytes | None, bytes], Awaitable[Any]],
         flush: Callable[[], Awaitable[Any]],
+        owns: Callable[[int], bool] = lambda shard: True,
+        commit_positions: Callable[[int, dict[str, int]], Awaitable[Any]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -61,6 +63,8 @@ class Runtime:
         self.clock_factory = clock_factory
         self._send = send
         self._flush = flush
+        self._owns = owns
+        self._commit_positions = commit_positions
         self.processors: dict[int, ShardProcessor] = {}
         self.locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.counts: Counter[str] = Counter()
@@ -80,22 +84,27 @@ class Runtime:
                     log.info("released shard %d", shard)
         for shard in sorted(wanted - set(self.processors)):
             async with self.locks[shard]:
-                lease = await self._retry(partial(self.store.acquire, shard), "acquire")
-                processor = await self._retry(
-                    partial(
-                        ShardProcessor,
-                        self.store,
-                        self.scorer,
-                        lease,
-                        self.event_kinds,
-                        self.clock_factory(),
-                    ),
-                    "load offsets",
-                )
-                self.processors[shard] = processor
-                log.info("acquired shard %d (epoch %d)", shard, lease.epoch)
+                processor = await self._acquire(shard)
                 # A predecessor may have crashed between commit and publish.
                 await self._publish_outbox(processor)
+
+    async def _acquire(self, shard: int) -> ShardProcessor:
+        """Take the shard (fencing any previous owner) and read its applied offsets."""
+        lease = await self._retry(partial(self.store.acquire, shard), "acquire")
+        processor = await self._retry(
+            partial(
+                ShardProcessor,
+                self.store,
+                self.scorer,
+                lease,
+                self.event_kinds,
+                self.clock_factory(),
+            ),
+            "load offsets",
+        )
+        self.processors[shard] = processor
+        log.info("acquired shard %d (epoch %d)", shard, lease.epoch)
+        return processor
 
     # ---------------------------------------------------------------- steps
     async def handle(self, events: Sequence[EventT[Any]]) -> None:
@@ -113,25 +122,35 @@ class Runtime:
     async def tick(self) -> None:
         for shard in list(self.processors):
             await self._step(shard, ShardProcessor.advance_due)
+            processor = self.processors.get(shard)
+            if processor is not None and self._commit_positions is not None and self._owns(shard):
+                # Kafka's committed offsets only ever repeat what Redis says was applied,
+                # so a restart or rebalance can re-deliver but never skip an event.
+                await self._commit_positions(shard, dict(processor.offsets))
 
     async def _step(self, shard: int, work: Callable[[ShardProcessor], StepResult]) -> None:
         async with self.locks[shard]:
-            processor = self.processors.get(shard)
-            if processor is None:
-                # Not (or no longer) ours: the agent can see a few messages of a partition
-                # being handed over; the new owner will apply them.
-                self.counts["not_owned"] += 1
+            for _attempt in range(3):
+                processor = self.processors.get(shard)
+                if processor is None:
+                    if not self._owns(shard):
+                        # Buffered messages of a partition handed to another worker: it
+                        # re-reads them from the offsets Redis holds; nothing is lost here.
+                        self.counts["not_owned"] += 1
+                        return
+                    processor = await self._acquire(shard)
+                try:
+                    result = await self._retry(
+                        partial(work, processor), f"shard {shard} step", on_retry=processor.refresh
+                    )
+                except FencedError as exc:
+                    log.warning("%s; re-reading the shard before trying again", exc)
+                    self.processors.pop(shard, None)
+                    continue
+                self.counts.update(result.counts)
+                await self._publish_outbox(processor)
                 return
-            try:
-                result = await self._retry(
-                    partial(work, processor), f"shard {shard} step", on_retry=processor.refresh
-                )
-            except FencedError as exc:
-                log.warning("%s; dropping the batch, the new owner applies it", exc)
-                self.processors.pop(shard, None)
-                return
-            self.counts.update(result.counts)
-            await self._publish_outbox(processor)
+            self.counts["contended"] += 1
 
     async def _publish_outbox(self, processor: ShardProcessor) -> None:
         """Publish queued tier changes and dead letters, then drop them from the outbox.
@@ -236,6 +255,9 @@ def build_app(settings: Settings, store: StateStore, scorer: Scorer) -> faust.Ap
         key_serializer="raw",
         value_serializer="raw",
         partitions=settings.partitions,
+        # Faust must not commit these offsets from its own acks: Runtime.tick commits
+        # what the store says was applied (see _commit_positions).
+        acks=False,
     )
     topics = {
         name: app.topic(name, key_serializer="raw", value_serializer="raw")
@@ -251,9 +273,20 @@ def build_app(settings: Settings, store: StateStore, scorer: Scorer) -> faust.Ap
     def clock_factory() -> Clock:
         return settings.make_clock()
 
-    runtime = Runtime(settings, store, scorer, clock_factory, send, flush)
+    input_names = (settings.topic_purchases, settings.topic_engagements)
+
+    def owns(shard: int) -> bool:
+        assignment = app.consumer.assignment()
+        return any(TP(topic, shard) in assignment for topic in input_names)
+
+    async def commit_positions(shard: int, offsets: dict[str, int]) -> None:
+        if app.rebalancing:
+            return  # the group is changing hands; the next tick commits
+        positions = {TP(topic, shard): offset for topic, offset in offsets.items()}
+        await app.consumer._commit(positions)  # type: ignore[attr-defined]  # explicit offsets
+
+    runtime = Runtime(settings, store, scorer, clock_factory, send, flush, owns, commit_positions)
     app.tierstream_runtime = runtime  # type: ignore[attr-defined]
-    input_names = {settings.topic_purchases, settings.topic_engagements}
 
     @app.agent(inputs, name="tierstream-inputs")
     async def consume(stream: faust.StreamT[bytes]) -> None:

@@ -1,0 +1,224 @@
+"""One isolated tierstream deployment on the real local Kafka and Redis, for worker tests.
+
+Fresh topics, a fresh Redis namespace and consumer group per test; workers run as real
+``tierstream worker`` processes, so they can be killed with SIGKILL like in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from scoring.engine import Scorer
+from scoring.events import InputEvent
+from streams.producer import produce
+from tests.integration.helpers import FreshTopics
+from tierstream.settings import load_scoring_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        kafka_bootstrap: str,
+        redis_url: str,
+        fresh_topics: FreshTopics,
+        unique_name: Callable[[str], str],
+        workdir: Path,
+        *,
+        partitions: int = 4,
+        config: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.bootstrap = kafka_bootstrap
+        self.redis_url = redis_url
+        self.workdir = workdir
+        self.partitions = partitions
+        names = fresh_topics(
+            {
+                "purchases": partitions,
+                "engagements": partitions,
+                "tier-changes": partitions,
+                "dead-letters": 1,
+            }
+        )
+        self.topics = names
+        self.app_id = unique_name("app")
+        fresh_topics.track(f"{self.app_id}-__assignor-__leader")
+        self.namespace = f"t{uuid.uuid4().hex[:12]}"
+        self.config = config
+        self.env = {
+            **os.environ,
+            "TIERSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "TIERSTREAM_REDIS_URL": redis_url,
+            "TIERSTREAM_REDIS_NAMESPACE": self.namespace,
+            "TIERSTREAM_APP_ID": self.app_id,
+            "TIERSTREAM_PARTITIONS": str(partitions),
+            "TIERSTREAM_TOPIC_PURCHASES": names["purchases"],
+            "TIERSTREAM_TOPIC_ENGAGEMENTS": names["engagements"],
+            "TIERSTREAM_TOPIC_TIER_CHANGES": names["tier-changes"],
+            "TIERSTREAM_TOPIC_DEAD_LETTERS": names["dead-letters"],
+            "TIERSTREAM_CLOCK": "event",
+            **({"TIERSTREAM_CONFIG": str(config)} if config else {}),
+            **(env or {}),
+        }
+        self.workers: list[subprocess.Popen[bytes]] = []
+        from tierstream.stores.redis import RedisStore  # noqa: PLC0415
+
+        self.store = RedisStore(redis_url, partitions=partitions, namespace=self.namespace)
+        self.store.wipe()
+        self.scorer = Scorer(load_scoring_config(config))
+
+    # ---------------------------------------------------------------- workers
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        log = (self.workdir / f"worker-{len(self.workers)}.log").open("wb")
+        process = subprocess.Popen(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "tierstream.cli", "worker", "--loglevel", "warning"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.workers.append(process)
+        return process
+
+    def kill(self, process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+        process.send_signal(sig)
+        process.wait(timeout=60)
+
+    def stop_all(self) -> None:
+        for process in self.workers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.workers:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def logs(self) -> str:
+        return "\n".join(
+            p.read_text(errors="replace")[-3000:] for p in sorted(self.workdir.glob("worker-*.log"))
+        )
+
+    # ----------------------------------------------------------------- input
+    def produce(self, events: Iterable[InputEvent]) -> int:
+        return produce(
+            self.bootstrap,
+            events,
+            purchases_topic=self.topics["purchases"],
+            engagements_topic=self.topics["engagements"],
+        )
+
+    def produce_raw(self, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        try:
+            for key, value in records:
+                producer.send(self.topics[topic], key=key, value=value)
+            producer.flush(30)
+        finally:
+            producer.close()
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap)
+        try:
+            tps = [
+                TopicPartition(self.topics[topic], p)
+                for p in consumer.partitions_for_topic(self.topics[topic])
+            ]
+            return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
+        finally:
+            consumer.close()
+
+    def applied_fraction(self) -> float:
+        total = done = 0
+        for topic in ("purchases", "engagements"):
+            for partition, end in self.end_offsets(topic).items():
+                total += end
+                done += min(end, self.store.offsets(partition).get(self.topics[topic], 0))
+        return done / total if total else 1.0
+
+    def wait_applied(self, fraction: float = 1.0, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.applied_fraction() >= fraction:
+                return
+            for process in self.workers:
+                assert process.poll() in (None, -9, -15), f"worker died:\n{self.logs()}"
+            time.sleep(0.5)
+        raise AssertionError(
+            f"only {self.applied_fraction():.1%} applied after {timeout}s\n{self.logs()}"
+        )
+
+    def wait_outbox_empty(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(not self.store.outbox(p, 1) for p in range(self.partitions)):
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"outbox not drained after {timeout}s\n{self.logs()}")
+
+    # ---------------------------------------------------------------- output
+    def read(self, topic: str) -> list[tuple[bytes | None, bytes]]:
+        ends = self.end_offsets(topic)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            consumer_timeout_ms=5000,
+        )
+        tps = [TopicPartition(self.topics[topic], p) for p in ends]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        out: list[tuple[bytes | None, bytes]] = []
+        positions = dict.fromkeys(ends, 0)
+        deadline = time.monotonic() + 60
+        try:
+            while any(positions[p] < ends[p] for p in ends) and time.monotonic() < deadline:
+                for tp, records in consumer.poll(timeout_ms=1000, max_records=10_000).items():
+                    for record in records:
+                        out.append((record.key, record.value))
+                        positions[tp.partition] = record.offset + 1
+        finally:
+            consumer.close()
+        return out
+
+    def changes(self) -> list[dict[str, Any]]:
+        return [json.loads(value) for _, value in self.read("tier-changes")]
+
+    def records(self, as_of: datetime) -> dict[str, dict[str, Any]]:
+        return {s.customer_id: self.scorer.record(s, as_of) for s in self.store.scan()}
+
+
+def assert_chains_consistent(changes: list[dict[str, Any]], store: Any) -> int:
+    """Redelivered changes are identical; per customer, versions 1..n chain to the stored tier."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for change in changes:
+        seen = by_id.setdefault(change["event_id"], change)
+        assert seen == change, f"one event id, two different changes: {seen} != {change}"
+    by_customer: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for change in sorted(by_id.values(), key=lambda c: (c["customer_id"], c["version"])):
+        by_customer[change["customer_id"]].append(change)
+    for customer_id, chain in by_customer.items():
+        assert [c["version"] for c in chain] == list(range(1, len(chain) + 1)), customer_id
+        for before, after in zip(chain, chain[1:], strict=False):
+            assert after["previous_tier"] == before["new_tier"], (customer_id, before, after)
+            assert after["previous_segment"] == before["new_segment"], (customer_id, before, after)
+        state = store.get(customer_id)
+        assert state is not None and state.version == chain[-1]["version"], customer_id
+        assert (state.tier, state.segment) == (chain[-1]["new_tier"], chain[-1]["new_segment"])
+    return len(changes) - len(by_id)
