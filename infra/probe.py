@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.CRITICAL)  # the clients log every refused connection
     check = kafka_ready if args.service == "kafka" else redis_ready
     deadline = time.monotonic() + args.timeout
-    reason = "not tried"
+    reason: str | None = "not tried"
     while True:
         if not _alive(args.pid):
             print(f"probe: {args.service} process {args.pid} has exited", file=sys.stderr)
