@@ -359,11 +359,15 @@ def drift_example(k: int = 5, seed: int = 0) -> None:
         data = cdnow_features(as_of=as_of)
         for index in np.random.default_rng(seed).permutation(len(data.features)):
             model.learn_one(data.features[index])
+        # Shares of the population as of that day, not of the learning stream (which
+        # mixes both days): the way a worker that counts its customers would call it.
+        counts = np.bincount([model.predict_one(x) for x in data.features], minlength=k)
         snapshots.append(
             snapshot_from_model(
                 model,
                 created_at=datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC),
                 previous=snapshots[-1] if snapshots else None,
+                shares=counts.tolist(),
             )
         )
     report = drift_report(snapshots[0], snapshots[1])
@@ -406,7 +410,7 @@ def _plot(results: dict[str, list[RunResult]], path: Path) -> None:
         axis.set_ylim(-0.1, 1.02)
         axis.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel(f"adjusted Rand index, mean of {len(next(iter(results.values())))} seeds")
-    axes[1].legend(fontsize=8, loc="lower right")
+    axes[0].legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
