@@ -15,6 +15,8 @@ from functools import partial
 from typing import Any, TypeVar
 
 import faust
+from aiokafka.structs import OffsetAndMetadata
+from aiokafka.structs import TopicPartition as AIOKafkaTP
 from faust.types import TP, EventT
 
 from scoring.engine import Scorer
@@ -228,6 +230,33 @@ async def _awaited(future: Awaitable[T]) -> T:
     return await future
 
 
+async def commit_in_consumer_thread(app: faust.App, positions: dict[TP, int]) -> bool:
+    """Commit explicit offsets; a failure is logged and retried next tick, never fatal.
+
+    Faust's own commit path crashes the app on any commit error (a broker restart, say);
+    these commits are advisory (Redis holds the truth), so a failed one only means a
+    restart would re-read, and skip, a little more.
+    """
+    thread = app.consumer._thread  # type: ignore[attr-defined]  # Faust's aiokafka thread
+
+    async def commit() -> bool:
+        consumer = thread._ensure_consumer()
+        try:
+            await consumer.commit(
+                {
+                    AIOKafkaTP(tp.topic, tp.partition): OffsetAndMetadata(offset, "")
+                    for tp, offset in positions.items()
+                }
+            )
+        except Exception as exc:  # noqa: BLE001 - advisory commit: keep going
+            log.warning("committing input offsets failed (%r); retrying later", exc)
+            return False
+        return True
+
+    result: bool = await thread.call_thread(commit)
+    return result
+
+
 def build_app(settings: Settings, store: StateStore, scorer: Scorer) -> faust.App:
     """The Faust app of ``tierstream worker``."""
     app = faust.App(
@@ -279,11 +308,21 @@ def build_app(settings: Settings, store: StateStore, scorer: Scorer) -> faust.Ap
         assignment = app.consumer.assignment()
         return any(TP(topic, shard) in assignment for topic in input_names)
 
+    committed: dict[TP, int] = {}
+
     async def commit_positions(shard: int, offsets: dict[str, int]) -> None:
         if app.rebalancing:
             return  # the group is changing hands; the next tick commits
-        positions = {TP(topic, shard): offset for topic, offset in offsets.items()}
-        await app.consumer._commit(positions)  # type: ignore[attr-defined]  # explicit offsets
+        assignment = app.consumer.assignment()
+        positions = {
+            tp: offset
+            for topic, offset in offsets.items()
+            if (tp := TP(topic, shard)) in assignment and committed.get(tp) != offset
+        }
+        if not positions:
+            return  # nothing new (an empty commit is an error in aiokafka)
+        if await commit_in_consumer_thread(app, positions):
+            committed.update(positions)
 
     runtime = Runtime(settings, store, scorer, clock_factory, send, flush, owns, commit_positions)
     app.tierstream_runtime = runtime  # type: ignore[attr-defined]
