@@ -288,13 +288,11 @@ def build_app(settings: Settings, store: StateStore, scorer: Scorer) -> faust.Ap
         # what the store says was applied (see _commit_positions).
         acks=False,
     )
-    topics = {
-        name: app.topic(name, key_serializer="raw", value_serializer="raw")
-        for name in (settings.topic_tier_changes, settings.topic_dead_letters)
-    }
 
     async def send(topic: str, key: bytes | None, value: bytes) -> Any:
-        return await topics[topic].send(key=key, value=value)
+        # Straight to the producer: enqueue now, await delivery of the whole outbox batch
+        # later (Topic.send adds per-message bookkeeping this path does not need).
+        return await app.producer.send(topic, key, value, None, None, None)
 
     async def flush() -> None:
         await app.producer.flush()
