@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
@@ -26,6 +27,7 @@ from streams.deadletters import RawMessage
 from streams.processor import CHANGE_ENTRY, ShardProcessor, StepResult, decode_entry
 from tierstream.settings import Settings
 from tierstream.stores.base import FencedError, StateStore
+from tierstream.topics import kafka_security_from_env
 
 log = logging.getLogger("tierstream.worker")
 T = TypeVar("T")
@@ -257,11 +259,37 @@ async def commit_in_consumer_thread(app: faust.App, positions: dict[TP, int]) ->
     return result
 
 
+def faust_credentials(options: dict[str, Any]) -> Any:
+    """Faust credentials from the TIERSTREAM_KAFKA_* security settings (None: plaintext)."""
+    protocol = options.get("security_protocol", "PLAINTEXT")
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=options.get("ssl_cafile"))
+        if options.get("ssl_certfile"):
+            context.load_cert_chain(
+                options["ssl_certfile"], options.get("ssl_keyfile"), options.get("ssl_password")
+            )
+        context.check_hostname = options.get("ssl_check_hostname", True)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=options.get("sasl_plain_username"),
+        password=options.get("sasl_plain_password"),
+        mechanism=options.get("sasl_mechanism", "PLAIN"),
+        ssl_context=context,
+    )
+
+
 def build_app(settings: Settings, store: StateStore, scorer: Scorer) -> faust.App:
     """The Faust app of ``tierstream worker``."""
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        broker_credentials=faust_credentials(kafka_security_from_env()),
+        # Faust keeps a data directory even with the memory store: not in the work tree.
+        datadir=str(settings.data_dir / settings.app_id),
         store="memory://",
         web_enabled=settings.web_port is not None,
         web_port=settings.web_port or 6066,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -41,6 +42,8 @@ class Settings(BaseSettings):
     batch_within: float = Field(default=0.02, gt=0)  # seconds to wait to fill a batch
     timer_interval: float = Field(default=0.5, gt=0)  # how often due rescoring runs
     web_port: int | None = None
+    # Where Faust keeps its (small) local data directory.
+    data_dir: Path = Path(tempfile.gettempdir()) / "tierstream-faust"
 
     @field_validator("window_days", mode="before")
     @classmethod

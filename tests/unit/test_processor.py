@@ -105,3 +105,21 @@ def test_event_clock_follows_event_time(default_config):
     processor.process([purchase(0, occurred_at="1997-01-01T00:00:00+00:00")])
     record = Scorer(default_config).record(store.get("c1"))
     assert record["as_of"] == "1997-01-01"
+
+
+def test_faust_credentials_from_security_settings(tmp_path):
+    import faust
+
+    from streams.worker import faust_credentials
+
+    assert faust_credentials({}) is None
+    sasl = faust_credentials(
+        {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "SCRAM-SHA-256",
+            "sasl_plain_username": "u",
+            "sasl_plain_password": "p",
+        }
+    )
+    assert isinstance(sasl, faust.SASLCredentials) and sasl.username == "u"
+    assert isinstance(faust_credentials({"security_protocol": "SSL"}), faust.SSLCredentials)
