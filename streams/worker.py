@@ -284,12 +284,14 @@ def faust_credentials(options: dict[str, Any]) -> Any:
 
 def build_app(settings: Settings, store: StateStore, scorer: Scorer) -> faust.App:
     """The Faust app of ``tierstream worker``."""
+    datadir = settings.data_dir / settings.app_id
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
         broker_credentials=faust_credentials(kafka_security_from_env()),
         # Faust keeps a data directory even with the memory store: not in the work tree.
-        datadir=str(settings.data_dir / settings.app_id),
+        datadir=str(datadir),
         store="memory://",
         web_enabled=settings.web_port is not None,
         web_port=settings.web_port or 6066,
