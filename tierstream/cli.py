@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, cast
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from scoring.days import date_to_day, day_start
 from scoring.engine import AsOfError, Change, Scorer
@@ -221,6 +222,104 @@ def produce_command(
     )
     seconds = time.monotonic() - started
     print(json.dumps({"sent": sent, "rejected": len(stats.rejects), "seconds": round(seconds, 2)}))
+
+
+@app.command("segments")
+def segments_command(
+    replay_path: Annotated[
+        str | None, typer.Option("--replay", help="Learn from a replayed file instead of Redis")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="with --replay: cdnow | csv | jsonl")
+    ] = "cdnow",
+    as_of: Annotated[
+        str | None, typer.Option(help="Features as of this DATE (default: now)")
+    ] = None,
+    k: Annotated[int, typer.Option(help="Number of segments")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the learning order and the model")] = 0,
+    publish: Annotated[bool, typer.Option(help="Store the new snapshot (Redis mode)")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Learn the behavioural segments and show them: sizes, centroids, labels, drift."""
+    from models.features import to_original_units  # noqa: PLC0415
+    from models.snapshot import SegmentSnapshot  # noqa: PLC0415
+    from tierstream.segments import SNAPSHOT_META, learn_snapshot  # noqa: PLC0415
+
+    moment = parse_as_of(as_of)
+    store: StateStore | None = None
+    previous = None
+    if replay_path is not None:
+        scoring_config = load_scoring_config(None)
+        stats = ReplayStats()
+        source = resolve_path(replay_path, cast(Format, fmt))
+        events = collect(read_events(source, cast(Format, fmt)), stats, strict=False)
+        result = replay(
+            events, Scorer(scoring_config), as_of=moment, emit=lambda c: None, stats=stats
+        )
+        scorer, states = result.scorer, list(result.states.values())
+    else:
+        settings = Settings()
+        scorer = Scorer(settings.scoring_config())
+        store = _redis_store(settings)
+        states = list(store.scan())
+        raw = store.get_meta(SNAPSHOT_META)
+        previous = SegmentSnapshot.from_bytes(raw) if raw else None
+    learned = learn_snapshot(scorer, states, moment, previous=previous, k=k, seed=seed)
+    snapshot = learned.snapshot
+    if store is not None:
+        if publish:
+            store.set_meta(SNAPSHOT_META, snapshot.to_bytes())
+        store.close()
+    rows: list[dict[str, Any]] = []
+    total = sum(learned.sizes.values()) or 1
+    for segment in snapshot.segments:
+        centroid = to_original_units(
+            dict(zip(snapshot.feature_names, segment.centroid, strict=True))
+        )
+        rows.append(
+            {
+                "segment_id": segment.segment_id,
+                "label": segment.label,
+                "customers": learned.sizes.get(segment.segment_id, 0),
+                "share": learned.sizes.get(segment.segment_id, 0) / total,
+                "centroid": {key: round(value, 2) for key, value in centroid.items()},
+            }
+        )
+    drift: list[dict[str, Any]] = [
+        {"segment_id": d.segment_id, "flags": list(d.flags), "centroid_shift": d.centroid_shift}
+        for d in (learned.drift.segments if learned.drift else ())
+        if d.flags
+    ]
+    if as_json:
+        print(json.dumps({"version": snapshot.version, "segments": rows, "drift": drift}))
+        return
+    table = Table(title=f"Behavioural segments, model version {snapshot.version}")
+    for column in (
+        "id",
+        "label",
+        "customers",
+        "share",
+        "recency d",
+        "frequency",
+        "monetary",
+        "AOV",
+    ):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for row in rows:
+        c = row["centroid"]
+        table.add_row(
+            str(row["segment_id"]),
+            row["label"],
+            f"{row['customers']:,}",
+            f"{row['share']:.1%}",
+            f"{c.get('recency_days', 0):.0f}",
+            f"{c.get('frequency', 0):.1f}",
+            f"{c.get('monetary', 0):.2f}",
+            f"{c.get('avg_order_value', 0):.2f}",
+        )
+    Console(width=max(120, Console().width)).print(table)
+    for item in drift:
+        console.print(f"segment {item['segment_id']}: {', '.join(item['flags'])}")
 
 
 @app.command("export")

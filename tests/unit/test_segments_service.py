@@ -1,0 +1,59 @@
+"""Behavioural segments learned from customer state: deterministic and shared by readers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from models.snapshot import SegmentSnapshot
+from scoring.engine import Scorer
+from tierstream.readers import bundled_cdnow_path, read_events
+from tierstream.replay import ReplayStats, collect, replay
+from tierstream.segments import behaviour, learn_snapshot
+
+AS_OF = datetime(1998, 7, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def cdnow_states(request):
+    config = request.getfixturevalue("default_config")
+    events = [
+        e
+        for e in collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False)
+        if e.customer_id < "05000"
+    ]
+    result = replay(events, Scorer(config), as_of=AS_OF, emit=lambda c: None, stats=ReplayStats())
+    return result.scorer, list(result.states.values())
+
+
+def test_learning_twice_gives_the_same_snapshot(cdnow_states):
+    scorer, states = cdnow_states
+    first = learn_snapshot(scorer, states, AS_OF, seed=3)
+    second = learn_snapshot(scorer, list(reversed(states)), AS_OF, seed=3)
+    assert first.snapshot.to_bytes() == second.snapshot.to_bytes()
+    assert sum(first.sizes.values()) == len(states)
+    assert len({s.label for s in first.snapshot.segments}) == 5
+
+
+def test_two_readers_with_the_same_snapshot_version_agree(cdnow_states):
+    scorer, states = cdnow_states
+    published = learn_snapshot(scorer, states, AS_OF).snapshot.to_bytes()
+    worker_a, worker_b = (
+        SegmentSnapshot.from_bytes(published),
+        SegmentSnapshot.from_bytes(published),
+    )
+    assert worker_a.version == worker_b.version == 1
+    for state in states[:2000]:
+        assert behaviour(worker_a, scorer, state, AS_OF) == behaviour(
+            worker_b, scorer, state, AS_OF
+        )
+
+
+def test_a_new_snapshot_keeps_segment_ids_and_reports_drift(cdnow_states):
+    scorer, states = cdnow_states
+    first = learn_snapshot(scorer, states, AS_OF).snapshot
+    again = learn_snapshot(scorer, states, AS_OF, previous=first, seed=1)
+    assert again.snapshot.version == 2
+    assert again.drift is not None
+    assert {s.segment_id for s in again.snapshot.segments} == {s.segment_id for s in first.segments}

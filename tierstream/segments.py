@@ -1,0 +1,87 @@
+"""Behavioural segments: learn the online model from customer state, publish snapshots.
+
+Learning happens in one place (``tierstream segments``, run by an operator or a scheduler):
+it reads every customer's state, feeds the features to ``models.OnlineSegmenter`` in a
+seeded order, freezes a ``SegmentSnapshot`` whose segment ids continue the previous
+snapshot's, and stores it in the state store's metadata with its version. Everyone that
+reads a customer (export, ``tierstream customer``, the API) assigns the behavioural
+segment with that same snapshot, so two readers agree for the same snapshot version.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from models.clustering import OnlineSegmenter
+from models.features import CustomerFeaturesInput, build_features
+from models.snapshot import (
+    Assignment,
+    DriftReport,
+    SegmentSnapshot,
+    assign,
+    drift_report,
+    snapshot_from_model,
+)
+from scoring.days import utc_day
+from scoring.engine import Scorer
+from scoring.state import CustomerState
+
+SNAPSHOT_META = "segments_snapshot"
+
+
+def customer_features(scorer: Scorer, state: CustomerState, as_of: datetime) -> dict[str, float]:
+    """The model's feature vector for one customer as of a moment (state is not changed)."""
+    day = max(utc_day(as_of), state.clock_day or 0)
+    values = scorer.values(state, day)
+    return build_features(
+        CustomerFeaturesInput(
+            recency_days=values.recency_days,
+            frequency=values.frequency,
+            monetary=values.monetary,
+            engagement={kind: float(weight) for kind, weight in values.engagement.items()},
+        )
+    )
+
+
+@dataclass(frozen=True)
+class LearnResult:
+    snapshot: SegmentSnapshot
+    sizes: dict[int, int]
+    drift: DriftReport | None
+
+
+def learn_snapshot(
+    scorer: Scorer,
+    states: Iterable[CustomerState],
+    as_of: datetime,
+    *,
+    previous: SegmentSnapshot | None = None,
+    k: int = 5,
+    seed: int = 0,
+) -> LearnResult:
+    """Learn segments from every customer; deterministic for the same states and seed."""
+    # Sorted then seeded-shuffled: independent of store scan order, not biased by id order.
+    ordered = sorted(states, key=lambda s: s.customer_id)
+    vectors = [customer_features(scorer, state, as_of) for state in ordered]
+    random.Random(seed).shuffle(vectors)  # noqa: S311 - a learning order, not a secret
+    model = OnlineSegmenter(n_clusters=k, seed=seed, warmup=min(1000, max(k, len(vectors) // 2)))
+    for vector in vectors:
+        model.learn_one(vector)
+    if not model.ready:
+        raise ValueError(f"too few customers ({len(vectors)}) to learn {k} segments")
+    clusters = Counter(model.predict_one(v) for v in vectors)
+    shares = [clusters.get(i, 0) / len(vectors) for i in range(k)]
+    snapshot = snapshot_from_model(model, created_at=as_of, previous=previous, shares=shares)
+    sizes = Counter(assign(snapshot, v).segment_id for v in vectors)
+    drift = drift_report(previous, snapshot) if previous is not None else None
+    return LearnResult(snapshot, dict(sizes), drift)
+
+
+def behaviour(
+    snapshot: SegmentSnapshot, scorer: Scorer, state: CustomerState, as_of: datetime
+) -> Assignment:
+    return assign(snapshot, customer_features(scorer, state, as_of))
