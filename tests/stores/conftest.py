@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from tierstream.stores import MemoryStore
 
 PARTITIONS = 4
+_NAMESPACES = itertools.count()
 
 
-def _memory(request):
-    return MemoryStore(partitions=PARTITIONS)
+def _memory(request, **options):
+    return MemoryStore(partitions=PARTITIONS, **options)
 
 
-def _redis(request):
+def _redis(request, **options):
     redis_url = request.getfixturevalue("redis_url")  # tests/services.py
     from tierstream.stores.redis import RedisStore  # noqa: PLC0415
 
-    store = RedisStore(redis_url, partitions=PARTITIONS, namespace=f"t{id(request)}")
+    namespace = f"t{id(request)}n{next(_NAMESPACES)}"
+    store = RedisStore(redis_url, partitions=PARTITIONS, namespace=namespace, **options)
     store.wipe()
     request.addfinalizer(store.wipe)
+    request.addfinalizer(store.close)
     return store
 
 
@@ -29,9 +34,15 @@ BACKENDS = {"memory": _memory, "redis": _redis}
 @pytest.fixture(
     params=[pytest.param("memory"), pytest.param("redis", marks=pytest.mark.integration)]
 )
-def store(request):
+def make_store(request):
+    """``make_store(**options)``: a fresh store of this backend built with those options."""
     try:
         factory = BACKENDS[request.param]
     except KeyError:  # pragma: no cover
         pytest.fail(f"unknown store {request.param}")
-    return factory(request)
+    return lambda **options: factory(request, **options)
+
+
+@pytest.fixture
+def store(make_store):
+    return make_store()

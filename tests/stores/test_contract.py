@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import itertools
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
-from scoring.engine import Scorer
+from scoring.engine import Change, Scorer, change_event_id
 from scoring.events import PurchaseEvent
 from scoring.state import CustomerState
 from tierstream.settings import load_scoring_config
-from tierstream.stores import Batch, FencedError, StaleBatchError, shard_for
+from tierstream.stores import Batch, FencedError, StaleBatchError, record_changes, shard_for
 
 T0 = datetime(2025, 5, 1, tzinfo=UTC)
 
@@ -162,3 +164,142 @@ def test_shard_for_matches_kafka_default_partitioner():
     for key in ["customer-1", "", "a", "abc", "abcd", "ünïcode-客户", "00001"]:
         expected = (murmur2(key.encode()) & 0x7FFFFFFF) % 12
         assert shard_for(key, 12) == expected
+
+
+# ---------------------------------------------------------------- recent history, tallies
+
+
+def change(customer_id: str, version: int, previous: str | None, new: str, cause="purchase"):
+    return Change(
+        event_id=change_event_id(customer_id, version),
+        customer_id=customer_id,
+        version=version,
+        previous_tier=previous,
+        new_tier=new,
+        previous_segment="Lost" if previous else None,
+        new_segment="Loyal",
+        cause=cause,
+        reason="test",
+        recency_days=3,
+        frequency=2,
+        monetary=Decimal("10.00"),
+        r=5,
+        f=2,
+        m=1,
+        occurred_at=T0 + timedelta(days=version),
+    )
+
+
+def chain(customer_id: str, versions: range) -> list[Change]:
+    tiers = ["C", "B", "A", "VIP"]
+    return [
+        change(customer_id, v, tiers[(v - 2) % 4] if v > 1 else None, tiers[(v - 1) % 4])
+        for v in versions
+    ]
+
+
+def test_history_keeps_the_latest_changes_newest_first(store):
+    home = shard_for("alice", store.partitions)
+    lease = store.acquire(home)
+    first = Batch(states=[scored_state("alice")])
+    record_changes(first, chain("alice", range(1, 4)))
+    store.commit(lease, first)
+    second = Batch()
+    record_changes(second, chain("alice", range(4, 8)))
+    store.commit(lease, second)
+    history = store.history("alice")
+    assert [h["version"] for h in history] == [7, 6, 5, 4, 3]  # DEFAULT_HISTORY_LENGTH
+    assert [h["version"] for h in store.history("alice", limit=2)] == [7, 6]
+    assert history[0] == {
+        "event_id": change_event_id("alice", 7),
+        "version": 7,
+        "occurred_at": (T0 + timedelta(days=7)).isoformat(),
+        "cause": "purchase",
+        "previous_tier": "B",
+        "new_tier": "A",
+        "previous_segment": "Lost",
+        "new_segment": "Loyal",
+    }
+    # Consecutive entries chain, as the tier-changes topic does.
+    assert all(a["previous_tier"] == b["new_tier"] for a, b in itertools.pairwise(history))
+    assert store.history("nobody") == []
+    assert store.history("alice", limit=0) == []
+
+
+def test_history_is_written_by_the_same_atomic_commit(store):
+    old = store.acquire(0)
+    new = store.acquire(0)
+    fenced = Batch()
+    record_changes(fenced, chain("zombie", range(1, 3)))
+    with pytest.raises(FencedError):
+        store.commit(old, fenced)
+    assert store.history("zombie") == [] and store.tallies() == {}
+    batch = Batch()
+    record_changes(batch, chain("bob", range(1, 3)))
+    store.commit(new, batch)
+    store.commit(new, batch)  # a retry after a lost reply adds nothing twice
+    assert [h["version"] for h in store.history("bob")] == [2, 1]
+    assert store.tallies()["change:purchase"] == 2
+
+
+def test_history_of_a_customer_in_another_shard(store):
+    home = shard_for("carol", store.partitions)
+    other = (home + 1) % store.partitions
+    batch = Batch(states=[scored_state("carol")])
+    record_changes(batch, chain("carol", range(1, 2)))
+    store.commit(store.acquire(other), batch)
+    assert [h["version"] for h in store.history("carol")] == [1]
+
+
+def test_history_length_is_configurable_and_zero_disables_it(make_store):
+    short = make_store(history_length=2)
+    batch = Batch()
+    record_changes(batch, chain("dave", range(1, 6)))
+    short.commit(short.acquire(shard_for("dave", short.partitions)), batch)
+    assert [h["version"] for h in short.history("dave", limit=10)] == [5, 4]
+    off = make_store(history_length=0)
+    batch = Batch()
+    record_changes(batch, chain("dave", range(1, 6)))
+    off.commit(off.acquire(shard_for("dave", off.partitions)), batch)
+    assert off.history("dave") == []
+    assert off.tallies()["change:purchase"] == 5  # totals do not depend on the history
+
+
+def test_tallies_add_up_over_commits_and_shards(store):
+    for shard, customer in [(0, "erin"), (1, "frank"), (1, "grace")]:
+        batch = Batch()
+        record_changes(
+            batch,
+            [change(customer, 1, None, "C"), change(customer, 2, "C", "B", "inactivity")],
+            Counter(
+                {"applied": 3, "duplicate": 1, "already_applied": 7, "dead_letter:bad_json": 2}
+            ),
+        )
+        store.commit(store.acquire(shard), batch)
+    assert store.tallies() == {
+        "applied": 9,
+        "duplicate": 3,
+        "dead_letter:bad_json": 6,
+        "change:purchase": 3,
+        "change:inactivity": 3,
+        'flow:tier:[null,"C"]': 3,
+        'flow:tier:["C","B"]': 3,
+        'flow:segment:[null,"Loyal"]': 3,
+        'flow:segment:["Lost","Loyal"]': 3,
+    }
+
+
+def test_history_and_tallies_of_unusual_customer_ids(store):
+    ids = ["ünïcode-客户", "{p1}", "x}:c:y", "a:h:b", "x" * 250]
+    lease = store.acquire(0)
+    batch = Batch(states=[scored_state(cid) for cid in ids])
+    record_changes(batch, [c for cid in ids for c in chain(cid, range(1, 3))])
+    store.commit(lease, batch)
+    for cid in ids:
+        assert [h["version"] for h in store.history(cid)] == [2, 1]
+    assert {s.customer_id for s in store.scan()} == set(ids)  # history keys are not states
+    assert store.tallies()["change:purchase"] == 2 * len(ids)
+
+
+def test_ping(store):
+    store.ping()

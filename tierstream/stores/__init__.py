@@ -1,21 +1,29 @@
 """State stores: one protocol, an in-memory and a Redis implementation, one contract suite."""
 
 from tierstream.stores.base import (
+    DEFAULT_HISTORY_LENGTH,
     Batch,
     FencedError,
     Lease,
     StaleBatchError,
     StateStore,
+    decode_history,
+    history_entry,
+    record_changes,
     shard_for,
 )
 from tierstream.stores.memory import MemoryStore
 
 __all__ = [
+    "DEFAULT_HISTORY_LENGTH",
     "Batch",
     "FencedError",
     "Lease",
     "MemoryStore",
     "StaleBatchError",
     "StateStore",
+    "decode_history",
+    "history_entry",
+    "record_changes",
     "shard_for",
 ]

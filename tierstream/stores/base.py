@@ -18,11 +18,18 @@ number of the commit it applied last and does nothing.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Iterator
+import json
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
+from scoring.engine import Change, change_event_id
 from scoring.state import CustomerState
+
+# How many tier changes a store keeps per customer by default (the API shows them).
+DEFAULT_HISTORY_LENGTH = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,11 @@ class Batch:
     changes: list[bytes] = field(default_factory=list)
     # customer id -> next moment (epoch seconds) a score may move with no event; None: never
     schedule: dict[str, float | None] = field(default_factory=dict)
+    # customer id -> compact records of this batch's tier changes, oldest first
+    # (history_entry); the store adds them to the customer's capped recent history
+    history: dict[str, list[bytes]] = field(default_factory=dict)
+    # counter name -> increment, added to the shard's running totals (record_changes)
+    tallies: dict[str, int] = field(default_factory=dict)
     # (lease epoch, lease commit number), stamped by the first commit() of this batch.
     # Committing the same Batch again after an error (outcome unknown) is then safe: the
     # store does nothing if that commit is the one it applied last.
@@ -141,11 +153,99 @@ class StateStore(Protocol):
         """Every stored customer state (no particular order)."""
         ...
 
+    def history(
+        self, customer_id: str, limit: int = DEFAULT_HISTORY_LENGTH
+    ) -> list[dict[str, Any]]:
+        """The customer's most recent tier changes, newest first (see decode_history)."""
+        ...
+
+    def tallies(self) -> dict[str, int]:
+        """The running totals of every shard's committed ``Batch.tallies``, summed."""
+        ...
+
+    def ping(self) -> None:
+        """Raise if the store cannot be reached (health checks, round-trip timing)."""
+        ...
+
     def get_meta(self, name: str) -> bytes | None: ...
 
     def set_meta(self, name: str, value: bytes) -> None: ...
 
     def close(self) -> None: ...
+
+
+# Step counters (ShardProcessor's StepResult.counts) worth keeping as cluster-wide totals:
+# committed with the state they describe, so each counts exactly once, whoever applied it.
+_TALLIED = frozenset({"applied", "duplicate", "outside_window", "rescored"})
+_TALLIED_PREFIXES = ("dead_letter:",)
+
+
+def history_entry(change: Change) -> bytes:
+    """The compact record of one change kept in a customer's history.
+
+    A JSON array ``[version, occurred_at (epoch seconds), cause, previous tier, new tier,
+    previous segment, new segment]``: about 50 bytes. The reason text is left out (it is
+    on the tier-changes topic; the API explains the current placement instead), and so is
+    the event id, which is a function of customer id and version.
+    """
+    moment = change.occurred_at.timestamp()
+    at: int | float = int(moment) if moment.is_integer() else moment
+    record = [
+        change.version,
+        at,
+        change.cause,
+        change.previous_tier,
+        change.new_tier,
+        change.previous_segment,
+        change.new_segment,
+    ]
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_history(customer_id: str, entry: bytes) -> dict[str, Any]:
+    """One history record as the API shows it (the fields of a tier-change event)."""
+    version, at, cause, previous_tier, new_tier, previous_segment, new_segment = json.loads(entry)
+    return {
+        "event_id": change_event_id(customer_id, version),
+        "version": version,
+        "occurred_at": datetime.fromtimestamp(at, UTC).isoformat(),
+        "cause": cause,
+        "previous_tier": previous_tier,
+        "new_tier": new_tier,
+        "previous_segment": previous_segment,
+        "new_segment": new_segment,
+    }
+
+
+def flow_key(kind: str, previous: str | None, new: str | None) -> str:
+    """Tally name of a move between tiers (kind "tier") or segments ("segment").
+
+    JSON, because tier and segment names are free text from the config.
+    """
+    return f"flow:{kind}:" + json.dumps([previous, new], separators=(",", ":"), ensure_ascii=False)
+
+
+def record_changes(
+    batch: Batch, changes: Iterable[Change], counts: Mapping[str, int] | None = None
+) -> None:
+    """Add a step's tier changes to ``batch.history`` and its counters to ``batch.tallies``.
+
+    Tallies: ``change:<cause>``, ``flow:tier:[from,to]`` and ``flow:segment:[from,to]``
+    per change, plus the event outcomes and dead letters of ``counts`` (a step's
+    ``StepResult.counts``). Call it once per batch, just before ``commit``.
+    """
+    tallies: Counter[str] = Counter(batch.tallies)
+    for change in changes:
+        batch.history.setdefault(change.customer_id, []).append(history_entry(change))
+        tallies[f"change:{change.cause}"] += 1
+        if change.previous_tier != change.new_tier:
+            tallies[flow_key("tier", change.previous_tier, change.new_tier)] += 1
+        if change.previous_segment != change.new_segment:
+            tallies[flow_key("segment", change.previous_segment, change.new_segment)] += 1
+    for name, count in (counts or {}).items():
+        if count and (name in _TALLIED or name.startswith(_TALLIED_PREFIXES)):
+            tallies[name] += count
+    batch.tallies = dict(tallies)
 
 
 def murmur2(data: bytes) -> int:

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import heapq
 import threading
+from collections import Counter
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from scoring.state import CustomerState
-from tierstream.stores.base import Batch, FencedError, Lease, StaleBatchError, shard_for, stamp
+from tierstream.stores.base import (
+    DEFAULT_HISTORY_LENGTH,
+    Batch,
+    FencedError,
+    Lease,
+    StaleBatchError,
+    decode_history,
+    shard_for,
+    stamp,
+)
 
 
 @dataclass
@@ -19,13 +30,21 @@ class _Shard:
     states: dict[str, CustomerState] = field(default_factory=dict)
     schedule: dict[str, float] = field(default_factory=dict)
     outbox: list[bytes] = field(default_factory=list)
+    # customer id -> recent history entries, newest first, at most history_length
+    history: dict[str, list[bytes]] = field(default_factory=dict)
+    tallies: Counter[str] = field(default_factory=Counter)
 
 
 class MemoryStore:
     """Holds state in this process. States are copied in and out, as a remote store would."""
 
-    def __init__(self, partitions: int = 1) -> None:
+    def __init__(
+        self, partitions: int = 1, *, history_length: int = DEFAULT_HISTORY_LENGTH
+    ) -> None:
+        if history_length < 0:
+            raise ValueError(f"history_length must be 0 or more, not {history_length}")
         self.partitions = partitions
+        self.history_length = history_length
         self._shards = [_Shard() for _ in range(partitions)]
         self._meta: dict[str, bytes] = {}
         self._lock = threading.Lock()
@@ -66,6 +85,11 @@ class MemoryStore:
                     shard.schedule.pop(customer_id, None)
                 else:
                     shard.schedule[customer_id] = moment
+            if self.history_length:
+                for customer_id, entries in batch.history.items():
+                    recent = list(reversed(entries)) + shard.history.get(customer_id, [])
+                    shard.history[customer_id] = recent[: self.history_length]
+            shard.tallies.update(batch.tallies)
 
     def due(self, shard: int, until: float, limit: int) -> list[str]:
         with self._lock:
@@ -92,6 +116,28 @@ class MemoryStore:
                 state = self._shards[index].states.get(customer_id)
                 if state is not None:
                     return state.copy()
+        return None
+
+    def history(
+        self, customer_id: str, limit: int = DEFAULT_HISTORY_LENGTH
+    ) -> list[dict[str, Any]]:
+        home = shard_for(customer_id, self.partitions)
+        order = [home] + [s for s in range(self.partitions) if s != home]
+        with self._lock:
+            for index in order:
+                entries = self._shards[index].history.get(customer_id)
+                if entries:
+                    return [decode_history(customer_id, e) for e in entries[: max(limit, 0)]]
+        return []
+
+    def tallies(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        with self._lock:
+            for shard in self._shards:
+                total.update(shard.tallies)
+        return dict(total)
+
+    def ping(self) -> None:
         return None
 
     def scan(self) -> Iterator[CustomerState]:

@@ -7,6 +7,8 @@ shard ``p`` (= Kafka input partition):
     {ns:p<p>}:meta              hash: epoch, last commit number, outbox head, o:<topic> offsets
     {ns:p<p>}:due               sorted set: customer id -> next rescore moment (epoch seconds)
     {ns:p<p>}:outbox            list: serialized tier changes not yet published
+    {ns:p<p>}:h:<customer id>   list: the customer's latest tier changes, newest first, capped
+    {ns:p<p>}:stats             hash: running totals (changes by cause, tier flows, outcomes)
     ns:meta:<name>              string: global metadata (thresholds, model snapshot, ...)
 
 Every key of one shard starts with the same hash tag ``{ns:p<p>}``. Redis Cluster hashes
@@ -34,7 +36,16 @@ from redis.backoff import EqualJitterBackoff
 from redis.retry import Retry
 
 from scoring.state import CustomerState
-from tierstream.stores.base import Batch, FencedError, Lease, StaleBatchError, shard_for, stamp
+from tierstream.stores.base import (
+    DEFAULT_HISTORY_LENGTH,
+    Batch,
+    FencedError,
+    Lease,
+    StaleBatchError,
+    decode_history,
+    shard_for,
+    stamp,
+)
 
 # Redis runs a commit of 500 states in about 2 ms; waiting 5 s means it is stuck (or
 # swapping), not busy, and the worker is better off retrying on a fresh connection.
@@ -56,18 +67,25 @@ BACKOFF_CAP = 2.0
 CHUNK = 500
 SCAN_COUNT = 1000
 
+# Health checks and round-trip timing use their own client without retries: a PING that
+# takes longer than this on a local or same-zone Redis means trouble worth reporting now,
+# not after the data path's retries (up to ~20 s) have given up.
+PING_TIMEOUT = 1.0
+
 # Namespaces become part of every key and of SCAN patterns: no glob or hash-tag syntax.
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 # Result codes of the scripts.
 _APPLIED, _ALREADY_APPLIED, _FENCED, _STALE = 0, 1, -1, -2
 
-# KEYS: meta, due, outbox, then one state key per state.
-# ARGV: epoch, commit number, then four counted sections:
-#   n, n x (topic, offset) | n states (count is #KEYS - 3, values in KEYS order) |
-#   n, n changes | n, n x (score, customer id) to schedule | n, n customer ids to unschedule
+# KEYS: meta, due, outbox, stats, then one state key per state, then one history key per
+# customer with history entries.
+# ARGV: epoch, commit number, then counted sections:
+#   n, n x (topic, offset) | n, n states (values in KEYS order) | n, n changes |
+#   n, n x (score, customer id) to schedule | n, n customer ids to unschedule |
+#   cap, n, n x (m, m history entries oldest first) | n, n x (tally name, increment)
 _COMMIT = """
-local meta, due, outbox = KEYS[1], KEYS[2], KEYS[3]
+local meta, due, outbox, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local epoch = tonumber(redis.call('HGET', meta, 'epoch') or '0')
 if epoch ~= tonumber(ARGV[1]) then
   return {-1, epoch}
@@ -102,8 +120,10 @@ for _ = 1, n do
   end
   i = i + 2
 end
-for k = 4, #KEYS do
-  redis.call('SET', KEYS[k], ARGV[i])
+local states = tonumber(ARGV[i])
+i = i + 1
+for k = 1, states do
+  redis.call('SET', KEYS[4 + k], ARGV[i])
   i = i + 1
 end
 n = tonumber(ARGV[i])
@@ -114,6 +134,23 @@ slices('ZADD', due, i + 1, 2 * n)
 i = i + 1 + 2 * n
 n = tonumber(ARGV[i])
 slices('ZREM', due, i + 1, n)
+i = i + 1 + n
+-- LPUSH of the entries oldest first leaves the newest at the head.
+local cap = tonumber(ARGV[i])
+n = tonumber(ARGV[i + 1])
+i = i + 2
+for h = 1, n do
+  local key, m = KEYS[4 + states + h], tonumber(ARGV[i])
+  slices('LPUSH', key, i + 1, m)
+  redis.call('LTRIM', key, 0, cap - 1)
+  i = i + 1 + m
+end
+n = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n do
+  redis.call('HINCRBY', stats, ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
 return {0, number}
 """
 
@@ -169,9 +206,12 @@ class RedisStore:
         socket_timeout: float = SOCKET_TIMEOUT,
         socket_connect_timeout: float = CONNECT_TIMEOUT,
         retry: Retry | None = None,
+        history_length: int = DEFAULT_HISTORY_LENGTH,
     ) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be at least 1, not {partitions}")
+        if history_length < 0:
+            raise ValueError(f"history_length must be 0 or more, not {history_length}")
         if not _NAMESPACE.fullmatch(namespace):
             raise ValueError(
                 f"namespace {namespace!r}: use 1 to 64 of A-Z a-z 0-9 _ . - "
@@ -179,6 +219,10 @@ class RedisStore:
             )
         self.partitions = partitions
         self.namespace = namespace
+        # Tier changes kept per customer; 0 keeps none (and writes no history keys).
+        self.history_length = history_length
+        self._url = url
+        self._probe: redis.Redis[bytes] | None = None
         if retry is None:
             retry = Retry(EqualJitterBackoff(cap=BACKOFF_CAP, base=BACKOFF_BASE), RETRIES)
         self._client = redis.Redis.from_url(
@@ -207,6 +251,12 @@ class RedisStore:
 
     def outbox_key(self, shard: int) -> bytes:
         return self._tags[shard] + b":outbox"
+
+    def history_key(self, shard: int, customer_id: str) -> bytes:
+        return self._tags[shard] + b":h:" + customer_id.encode("utf-8")
+
+    def stats_key(self, shard: int) -> bytes:
+        return self._tags[shard] + b":stats"
 
     def global_key(self, name: str) -> bytes:
         return f"{self.namespace}:meta:{name}".encode()
@@ -240,13 +290,19 @@ class RedisStore:
     def commit(self, lease: Lease, batch: Batch) -> None:
         commit_id = stamp(lease, batch)
         shard = lease.shard
-        keys: list[bytes] = [self.meta_key(shard), self.due_key(shard), self.outbox_key(shard)]
+        keys: list[bytes] = [
+            self.meta_key(shard),
+            self.due_key(shard),
+            self.outbox_key(shard),
+            self.stats_key(shard),
+        ]
         args: list[Any] = [lease.epoch, commit_id[1], len(batch.offsets)]
         for topic, offset in batch.offsets.items():
             args += [topic, int(offset)]
         # The last write of a customer within the batch wins, as in the memory store.
         states = {state.customer_id: state for state in batch.states}
         keys += [self.state_key(shard, cid) for cid in states]
+        args.append(len(states))
         args += [_encode(state) for state in states.values()]
         args.append(len(batch.changes))
         args += batch.changes
@@ -257,6 +313,17 @@ class RedisStore:
             args += [_score(moment), cid.encode("utf-8")]
         args.append(len(unscheduled))
         args += [cid.encode("utf-8") for cid in unscheduled]
+        cap = self.history_length
+        history = {cid: e[-cap:] for cid, e in batch.history.items() if e} if cap else {}
+        keys += [self.history_key(shard, cid) for cid in history]
+        args += [cap, len(history)]
+        for entries in history.values():
+            args.append(len(entries))
+            args += entries
+        tallies = [(name, int(n)) for name, n in batch.tallies.items() if n]
+        args.append(len(tallies))
+        for name, n in tallies:
+            args += [name.encode("utf-8"), n]
         code, value = self._commit(keys=keys, args=args)
         if code == _FENCED:
             raise FencedError(lease, int(value))
@@ -278,6 +345,43 @@ class RedisStore:
             found = [value for value in pipe.execute() if value is not None]
         return _decode(customer_id, found[0]) if found else None
 
+    def history(
+        self, customer_id: str, limit: int = DEFAULT_HISTORY_LENGTH
+    ) -> list[dict[str, Any]]:
+        if limit <= 0 or self.history_length == 0:
+            return []
+        home = shard_for(customer_id, self.partitions)
+        entries = self._client.lrange(self.history_key(home, customer_id), 0, limit - 1)
+        others = [shard for shard in range(self.partitions) if shard != home]
+        if not entries and others:
+            # As in get(): only customers whose events were keyed differently live elsewhere.
+            with self._client.pipeline(transaction=False) as pipe:
+                for shard in others:
+                    pipe.lrange(self.history_key(shard, customer_id), 0, limit - 1)
+                entries = next((found for found in pipe.execute() if found), [])
+        return [decode_history(customer_id, entry) for entry in entries]
+
+    def tallies(self) -> dict[str, int]:
+        with self._client.pipeline(transaction=False) as pipe:
+            for shard in range(self.partitions):
+                pipe.hgetall(self.stats_key(shard))
+            per_shard: list[dict[bytes, bytes]] = pipe.execute()
+        total: dict[str, int] = defaultdict(int)
+        for fields in per_shard:
+            for name, value in fields.items():
+                total[name.decode("utf-8")] += int(value)
+        return dict(total)
+
+    def ping(self) -> None:
+        if self._probe is None:
+            self._probe = redis.Redis.from_url(
+                self._url,
+                socket_timeout=PING_TIMEOUT,
+                socket_connect_timeout=PING_TIMEOUT,
+                retry=Retry(EqualJitterBackoff(), 0),
+            )
+        self._probe.ping()
+
     def scan(self) -> Iterator[CustomerState]:
         # One pass over the keyspace for all shards (a pass per shard would read it P
         # times); SCAN may return a key twice while Redis resizes, hence the seen set.
@@ -289,6 +393,8 @@ class RedisStore:
                 continue
             seen.add(key)
             tag = key[: key.index(b"}") + 1]
+            if not key.startswith(b":c:", len(tag)):
+                continue  # another key whose customer id holds "}:c:" (say, a history list)
             pending[tag].append(key)
             if len(pending[tag]) >= CHUNK:
                 yield from self._fetch(pending.pop(tag))
@@ -354,6 +460,8 @@ class RedisStore:
 
     def close(self) -> None:
         self._client.close()
+        if self._probe is not None:
+            self._probe.close()
 
     # --------------------------------------------------------------- helpers
     def _mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
