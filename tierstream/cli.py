@@ -170,6 +170,30 @@ def _redis_store(settings: Settings) -> StateStore:
     )
 
 
+def _segment_snapshot(store: StateStore) -> Any:
+    """The published behavioural segment snapshot, if one was learned."""
+    from models.snapshot import SegmentSnapshot  # noqa: PLC0415
+    from tierstream.segments import SNAPSHOT_META  # noqa: PLC0415
+
+    raw = store.get_meta(SNAPSHOT_META)
+    return SegmentSnapshot.from_bytes(raw) if raw else None
+
+
+def _add_behaviour(
+    record: dict[str, Any], snapshot: Any, scorer: Scorer, state: Any, moment: datetime
+) -> None:
+    if snapshot is None:
+        return
+    from tierstream.segments import behaviour  # noqa: PLC0415
+
+    assignment = behaviour(snapshot, scorer, state, moment)
+    record["behaviour"] = {
+        "segment_id": assignment.segment_id,
+        "label": assignment.label,
+        "model_version": snapshot.version,
+    }
+
+
 @app.command("worker")
 def worker_command(
     loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
@@ -332,6 +356,7 @@ def export_command(
     scorer = Scorer(settings.scoring_config())
     moment = parse_as_of(as_of)
     store = _redis_store(settings)
+    snapshot = _segment_snapshot(store)
     count = 0
     errors = 0
     state_out.parent.mkdir(parents=True, exist_ok=True)
@@ -343,6 +368,7 @@ def export_command(
                 errors += 1
                 console.print(f"[yellow]{exc}[/yellow]")
                 continue
+            _add_behaviour(record, snapshot, scorer, state, moment)
             handle.write(json.dumps(record, separators=(",", ":")) + "\n")
             count += 1
     store.close()
@@ -355,22 +381,25 @@ def export_command(
 def customer_command(
     customer_id: Annotated[str, typer.Argument(help="The customer id")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    as_of: Annotated[str | None, typer.Option(help="As of this DATE (default: now)")] = None,
 ) -> None:
     """One customer's current state, and why they are in their tier and segment."""
     settings = Settings()
     scorer = Scorer(settings.scoring_config())
     store = _redis_store(settings)
     state = store.get(customer_id)
+    snapshot = _segment_snapshot(store)
     store.close()
     if state is None:
         console.print(f"[red]unknown customer: {customer_id}[/red]")
         raise typer.Exit(1)
-    moment = datetime.now(UTC)
+    moment = parse_as_of(as_of)
     try:
         record = scorer.record(state, moment)
     except AsOfError:
         record = scorer.record(state)
     record["why"] = scorer.explain(state)
+    _add_behaviour(record, snapshot, scorer, state, moment)
     if as_json:
         print(json.dumps(record))
         return
