@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections import Counter, defaultdict
+import time
+from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -31,6 +32,10 @@ from tierstream.topics import kafka_security_from_env
 
 log = logging.getLogger("tierstream.worker")
 T = TypeVar("T")
+
+# Redis with appendfsync everysec may lose up to ~2 s of writes if its host crashes;
+# committing Kafka offsets this far behind Redis keeps Kafka from ever skipping them.
+KAFKA_COMMIT_LAG = 3.0
 
 # Transient failures worth waiting out: Redis or Kafka briefly unreachable.
 try:  # redis is optional for the embedded store
@@ -70,6 +75,8 @@ class Runtime:
         self._owns = owns
         self._commit_positions = commit_positions
         self.processors: dict[int, ShardProcessor] = {}
+        # (monotonic time, applied offsets) per shard, waiting to be old enough to commit
+        self._positions: dict[int, deque[tuple[float, dict[str, int]]]] = defaultdict(deque)
         self.locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.counts: Counter[str] = Counter()
         self.event_kinds: dict[str, type[PurchaseEvent] | type[EngagementEvent]] = {
@@ -128,9 +135,17 @@ class Runtime:
             await self._step(shard, ShardProcessor.advance_due)
             processor = self.processors.get(shard)
             if processor is not None and self._commit_positions is not None and self._owns(shard):
-                # Kafka's committed offsets only ever repeat what Redis says was applied,
-                # so a restart or rebalance can re-deliver but never skip an event.
-                await self._commit_positions(shard, dict(processor.offsets))
+                # Kafka's committed offsets only ever repeat what Redis said was applied a
+                # few seconds ago, so a restart, a rebalance or even a Redis host crash that
+                # loses its last second (appendfsync everysec) re-delivers but never skips.
+                now = time.monotonic()
+                history = self._positions[shard]
+                history.append((now, dict(processor.offsets)))
+                durable = None
+                while history and now - history[0][0] >= KAFKA_COMMIT_LAG:
+                    durable = history.popleft()[1]
+                if durable is not None:
+                    await self._commit_positions(shard, durable)
 
     async def _step(self, shard: int, work: Callable[[ShardProcessor], StepResult]) -> None:
         async with self.locks[shard]:
