@@ -26,7 +26,7 @@ typecheck: install
 	$(VENV)/bin/mypy scoring models tierstream streams
 
 test-unit: install
-	$(PY) -m pytest -m "not integration"
+	$(PY) -m pytest --doctest-modules models tests -m "not integration"
 
 services-up: install
 	bash infra/services.sh up
@@ -37,7 +37,7 @@ services-down:
 # Starts its own Kafka and Redis, runs every test, and always stops the services again.
 test: install
 	bash infra/services.sh up
-	$(PY) -m pytest; status=$$?; bash infra/services.sh down; exit $$status
+	$(PY) -m pytest --doctest-modules models tests; status=$$?; bash infra/services.sh down; exit $$status
 
 bench: install
 	bash infra/services.sh up
