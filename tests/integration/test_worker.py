@@ -89,7 +89,7 @@ def test_cdnow_history_through_kafka_equals_the_batch_reference(
 def test_kill9_mid_stream_loses_nothing_and_counts_nothing_twice(
     make_pipeline, cdnow_events, cdnow_frame
 ):
-    events = subset(cdnow_events, "06000")
+    events = subset(cdnow_events, "04000")
     pipeline = make_pipeline()
     pipeline.produce(events)
     worker = pipeline.start_worker()
@@ -106,7 +106,7 @@ def test_kill9_mid_stream_loses_nothing_and_counts_nothing_twice(
 def test_two_workers_share_partitions_and_survive_losing_one(
     make_pipeline, cdnow_events, cdnow_frame
 ):
-    events = subset(cdnow_events, "04000")
+    events = subset(cdnow_events, "03000")
     pipeline = make_pipeline()
     pipeline.produce(events)
     first = pipeline.start_worker()
