@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from scoring.engine import Change, Outcome, Scorer
-from scoring.events import DeadLetter, EngagementEvent, InputEvent, PurchaseEvent
+from scoring.events import Cause, DeadLetter, EngagementEvent, InputEvent, PurchaseEvent
 from scoring.state import CustomerState
 from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage, Rejected, dead_letter, parse_message
@@ -137,6 +137,17 @@ class ShardProcessor:
         self._commit(
             result, states.values(), {}, schedule_only, emitted_at=None if self.event_time else now
         )
+        return result
+
+    def rescore(self, customer_ids: Sequence[str], cause: Cause, because: str) -> StepResult:
+        """Re-score customers after a change of cut points or model (not of their data)."""
+        result = StepResult()
+        now = self.clock.now()
+        states = self.store.load(self.shard, customer_ids)
+        for state in states.values():
+            result.changes.extend(self.scorer.rescore(state, now, cause, because))
+        result.counts["rescored"] += len(states)
+        self._commit(result, states.values(), {}, emitted_at=None if self.event_time else now)
         return result
 
     def _commit(

@@ -8,6 +8,7 @@ lock keeps one step at a time per shard, so the agent and the timer never interl
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
 import time
@@ -21,8 +22,11 @@ from aiokafka.structs import OffsetAndMetadata
 from aiokafka.structs import TopicPartition as AIOKafkaTP
 from faust.types import TP, EventT
 
+from scoring.days import utc_day
 from scoring.engine import Scorer
-from scoring.events import EngagementEvent, PurchaseEvent
+from scoring.events import Cause, EngagementEvent, PurchaseEvent
+from scoring.quantiles import population_thresholds
+from scoring.scores import Thresholds
 from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage
 from streams.processor import CHANGE_ENTRY, ShardProcessor, StepResult, decode_entry
@@ -36,6 +40,9 @@ T = TypeVar("T")
 # Redis with appendfsync everysec may lose up to ~2 s of writes if its host crashes;
 # committing Kafka offsets this far behind Redis keeps Kafka from ever skipping them.
 KAFKA_COMMIT_LAG = 3.0
+
+# Store metadata key of the published quintile cut points.
+THRESHOLDS_META = "thresholds"
 
 # Transient failures worth waiting out: Redis or Kafka briefly unreachable.
 try:  # redis is optional for the embedded store
@@ -75,6 +82,8 @@ class Runtime:
         self._owns = owns
         self._commit_positions = commit_positions
         self.processors: dict[int, ShardProcessor] = {}
+        self._next_threshold_check = 0.0
+        self._next_threshold_compute = 0.0
         # (monotonic time, applied offsets) per shard, waiting to be old enough to commit
         self._positions: dict[int, deque[tuple[float, dict[str, int]]]] = defaultdict(deque)
         self.locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -130,7 +139,52 @@ class Runtime:
         for shard, messages in by_shard.items():
             await self._step(shard, partial(_process, messages=messages))
 
+    async def refresh_thresholds(self) -> None:
+        """Quintile scoring: the owner of shard 0 recomputes the cut points from the whole
+        population every ``threshold_refresh_seconds`` and publishes them, versioned, in the
+        store; every worker adopts a newer version and re-scores its shards' customers
+        (cause ``threshold_update``). Fixed cut points need none of this."""
+        if self.scorer.config.scores.method != "quintiles":
+            return
+        now = time.monotonic()
+        if now < self._next_threshold_check:
+            return
+        self._next_threshold_check = now + self.settings.threshold_check_seconds
+        published = await self._retry(partial(self.store.get_meta, THRESHOLDS_META), "thresholds")
+        current = Thresholds.from_dict(json.loads(published)) if published else None
+        leader = self.processors.get(0)
+        if leader is not None and now >= self._next_threshold_compute:
+            self._next_threshold_compute = now + self.settings.threshold_refresh_seconds
+            states = await self._retry(lambda: list(self.store.scan()), "scan for thresholds")
+            version = max(self.scorer.thresholds.version, current.version if current else 0) + 1
+            fresh = population_thresholds(self.scorer, states, utc_day(leader.clock.now()), version)
+            if fresh.version == version:  # an empty population keeps the old cut points
+                payload = json.dumps(fresh.to_dict()).encode()
+                await self._retry(partial(self.store.set_meta, THRESHOLDS_META, payload), "publish")
+                current = fresh
+                log.info(
+                    "published score cut points version %d (%d customers)", version, len(states)
+                )
+        if current is None or current.version <= self.scorer.thresholds.version:
+            return
+        self.scorer = self.scorer.with_thresholds(current)
+        because = f"score cut points recomputed from the population (version {current.version})"
+        for shard in list(self.processors):
+            async with self.locks[shard]:
+                processor = self.processors.get(shard)
+                if processor is None:
+                    continue
+                processor.scorer = self.scorer
+            ids = await self._retry(partial(self.store.customer_ids, shard), "list customers")
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                await self._step(
+                    shard, partial(_rescore, ids=chunk, cause="threshold_update", because=because)
+                )
+        self.counts["threshold_updates"] += 1
+
     async def tick(self) -> None:
+        await self.refresh_thresholds()
         for shard in list(self.processors):
             await self._step(shard, ShardProcessor.advance_due)
             processor = self.processors.get(shard)
@@ -241,6 +295,10 @@ class Runtime:
 
 def _process(processor: ShardProcessor, messages: Sequence[RawMessage]) -> StepResult:
     return processor.process(messages)
+
+
+def _rescore(processor: ShardProcessor, ids: list[str], cause: Cause, because: str) -> StepResult:
+    return processor.rescore(ids, cause, because)
 
 
 async def _awaited(future: Awaitable[T]) -> T:

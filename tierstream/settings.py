@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scoring.config import ScoringConfig, load_config_text
@@ -41,7 +41,22 @@ class Settings(BaseSettings):
     batch_max: int = Field(default=500, ge=1)  # events per atomic step
     batch_within: float = Field(default=0.02, gt=0)  # seconds to wait to fill a batch
     timer_interval: float = Field(default=0.5, gt=0)  # how often due rescoring runs
-    web_port: int | None = None
+    web_port: int | None = None  # Faust's own web server (its /, /router, ...), off when unset
+    # The HTTP API and dashboard (tierstream.api): `tierstream serve` listens on api_port
+    # (default 8080); the worker serves the same API too when api_port is set.
+    api_host: str = "127.0.0.1"
+    api_port: int | None = Field(default=None, ge=1, le=65535)
+    # When set, every API route but /healthz (and the dashboard's static page) needs
+    # `Authorization: Bearer <token>`.
+    api_token: SecretStr | None = None
+    # Seconds the API reuses tier and segment sizes (counted by a scan of every state).
+    sizes_ttl: float = Field(default=5.0, gt=0)
+    # Tier changes kept per customer for the API (0: none); see docs/state-layout.md.
+    history_length: int = Field(default=5, ge=0, le=100)
+    # Quintile scoring only: how often the cut points are recomputed from the population,
+    # and how often workers look for a newer published version.
+    threshold_refresh_seconds: float = Field(default=3600, gt=0)
+    threshold_check_seconds: float = Field(default=5, gt=0)
     # Where Faust keeps its (small) local data directory.
     data_dir: Path = Path(tempfile.gettempdir()) / "tierstream-faust"
 

@@ -269,3 +269,35 @@ def test_inactivity_demotion_is_emitted_by_the_timer_within_seconds(make_pipelin
     )
     print(f"\ninactivity lag (emitted_at - threshold moment): {lag.total_seconds():.3f}s")
     assert lag < timedelta(seconds=5)
+
+
+def test_quintile_cut_points_are_published_and_applied_by_the_worker(
+    make_pipeline, cdnow_events, tmp_path: Path
+):
+    from scoring.scores import Thresholds, raw_score
+    from streams.worker import THRESHOLDS_META
+    from tierstream.settings import DEFAULT_CONFIG
+
+    config = tmp_path / "quintiles.yaml"
+    config.write_text(DEFAULT_CONFIG.read_text().replace("method: fixed", "method: quintiles"))
+    pipeline = make_pipeline(
+        config=config,
+        env={
+            "TIERSTREAM_THRESHOLD_REFRESH_SECONDS": "2",
+            "TIERSTREAM_THRESHOLD_CHECK_SECONDS": "0.5",
+        },
+    )
+    pipeline.produce(subset(cdnow_events, "01500"))
+    pipeline.start_worker()
+    pipeline.wait_applied(1.0)
+    time.sleep(5)  # at least one refresh after the last event, adopted by the worker
+    pipeline.wait_outbox_empty()
+    published = Thresholds.from_dict(json.loads(pipeline.store.get_meta(THRESHOLDS_META)))
+    assert published.version >= 1
+    changes = pipeline.changes()
+    assert any(c["cause"] == "threshold_update" for c in changes)
+    assert_chains_consistent(changes, pipeline.store)
+    scorer = pipeline.scorer.with_thresholds(published)
+    for state in pipeline.store.scan():
+        values = scorer.values(state, state.clock_day)
+        assert state.scores.f == raw_score(values.frequency, published.frequency, True)

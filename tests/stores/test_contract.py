@@ -303,3 +303,11 @@ def test_history_and_tallies_of_unusual_customer_ids(store):
 
 def test_ping(store):
     store.ping()
+
+
+def test_customer_ids_lists_one_shard(store):
+    store.commit(store.acquire(1), Batch(states=[scored_state("a*b"), scored_state("c[1]")]))
+    store.commit(store.acquire(2), Batch(states=[scored_state("elsewhere")]))
+    assert store.customer_ids(1) == ["a*b", "c[1]"]
+    assert store.customer_ids(2) == ["elsewhere"]
+    assert store.customer_ids(3) == []

@@ -149,6 +149,10 @@ class StateStore(Protocol):
         """One customer's state from whichever shard holds it."""
         ...
 
+    def customer_ids(self, shard: int) -> list[str]:
+        """Every customer id stored in one shard."""
+        ...
+
     def scan(self) -> Iterator[CustomerState]:
         """Every stored customer state (no particular order)."""
         ...

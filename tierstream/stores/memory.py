@@ -140,6 +140,10 @@ class MemoryStore:
     def ping(self) -> None:
         return None
 
+    def customer_ids(self, shard: int) -> list[str]:
+        with self._lock:
+            return sorted(self._shards[shard].states)
+
     def scan(self) -> Iterator[CustomerState]:
         with self._lock:
             snapshot = [s.copy() for shard in self._shards for s in shard.states.values()]

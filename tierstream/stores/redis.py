@@ -401,6 +401,15 @@ class RedisStore:
         for keys in pending.values():
             yield from self._fetch(keys)
 
+    def customer_ids(self, shard: int) -> list[str]:
+        """Every customer id stored in one shard (a SCAN of that shard's keys)."""
+        prefix = self._tags[shard] + b":c:"
+        pattern = _glob_escape(prefix) + b"*"
+        ids = {
+            key[len(prefix) :] for key in self._client.scan_iter(match=pattern, count=SCAN_COUNT)
+        }
+        return sorted(key.decode("utf-8") for key in ids)
+
     # -------------------------------------------------------------- schedule
     def due(self, shard: int, until: float, limit: int) -> list[str]:
         if limit <= 0:
@@ -488,3 +497,8 @@ def _score(moment: float) -> str:
     if value != value:
         raise ValueError("a schedule moment cannot be NaN")
     return repr(value)
+
+
+def _glob_escape(raw: bytes) -> bytes:
+    """Escape SCAN MATCH glob characters (the hash tag's braces are literal)."""
+    return re.sub(rb"([\\*?\[\]])", rb"\\\1", raw)
