@@ -29,6 +29,7 @@ from scoring.quantiles import population_thresholds
 from scoring.scores import Thresholds
 from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage
+from streams.metrics import Metrics
 from streams.processor import CHANGE_ENTRY, ShardProcessor, StepResult, decode_entry
 from tierstream.settings import Settings
 from tierstream.stores.base import FencedError, StateStore
@@ -72,8 +73,10 @@ class Runtime:
         flush: Callable[[], Awaitable[Any]],
         owns: Callable[[int], bool] = lambda shard: True,
         commit_positions: Callable[[int, dict[str, int]], Awaitable[Any]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.store = store
         self.scorer = scorer
         self.clock_factory = clock_factory
@@ -212,6 +215,7 @@ class Runtime:
                         self.counts["not_owned"] += 1
                         return
                     processor = await self._acquire(shard)
+                started = time.monotonic()
                 try:
                     result = await self._retry(
                         partial(work, processor), f"shard {shard} step", on_retry=processor.refresh
@@ -221,6 +225,8 @@ class Runtime:
                     self.processors.pop(shard, None)
                     continue
                 self.counts.update(result.counts)
+                if self.metrics is not None:
+                    self.metrics.observe_step(shard, time.monotonic() - started, result)
                 await self._publish_outbox(processor)
                 return
             self.counts["contended"] += 1
