@@ -1,0 +1,16 @@
+"""tierstream's benchmark: ``tierstream bench`` / ``make bench`` (see docs/benchmarks.md).
+
+Modules:
+
+* ``bench.mix``       - the seeded synthetic event mix (heavy-tailed customers, log-normal
+                        amounts, 70% engagements, 30% purchases with refunds, 90 days).
+* ``bench.consumers`` - the two baselines, run as subprocesses like the worker: a bare
+                        aiokafka consumer and a tutorial-style Faust agent with one awaited
+                        Redis round trip per event.
+* ``bench.infra``     - fresh topics, namespaces and consumer groups on the shared local
+                        Kafka and Redis, and their cleanup; machine description.
+* ``bench.phases``    - the measurements.
+* ``bench.profile``   - the worker's hot path (``ShardProcessor.process``) in-process.
+* ``bench.report``    - plot and markdown table from the results files.
+* ``bench.run``       - ``main(argv)``: one run of everything, results to bench/results/.
+"""

@@ -1,0 +1,110 @@
+"""Where a running worker's time goes: ``tierstream worker`` with timers around its steps.
+
+``python -m bench.anatomy OUT`` runs exactly what ``tierstream worker`` runs (same
+settings from the environment, same ``build_app``), after wrapping four methods with
+wall-clock timers (nothing in streams/ is edited; the wrappers only measure):
+
+* ``Runtime.handle``: one call per ``take_events`` batch (up to BATCH_MAX events over all
+  owned partitions); the time between calls is Faust's (fetching, the stream, batching).
+* ``Runtime._step``: one call per shard of a batch, serial.
+* ``ShardProcessor.process``: the pure step in a worker thread (parse, load, score, commit).
+* ``Runtime._publish_outbox``: reading the outbox, producing, flushing, awaiting the
+  deliveries and acknowledging them in Redis.
+
+Totals are written to OUT as JSON every second and at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import sys
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+TOTALS: dict[str, float] = defaultdict(float)
+COUNTS: dict[str, int] = defaultdict(int)
+STARTED = time.monotonic()
+FIRST: dict[str, float] = {}
+
+
+def _timed_async(name: str, fn: Any, sizer: Any = None) -> Any:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t = time.monotonic()
+        FIRST.setdefault(name, t - STARTED)
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            TOTALS[name] += time.monotonic() - t
+            COUNTS[name] += 1
+            if sizer is not None:
+                COUNTS[name + ".items"] += sizer(*args, **kwargs)
+
+    return wrapper
+
+
+def _timed(name: str, fn: Any, sizer: Any = None) -> Any:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t = time.monotonic()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            TOTALS[name] += time.monotonic() - t
+            COUNTS[name] += 1
+            if sizer is not None:
+                COUNTS[name + ".items"] += sizer(*args, **kwargs)
+
+    return wrapper
+
+
+def snapshot() -> dict[str, Any]:
+    return {
+        "elapsed": time.monotonic() - STARTED,
+        "first": dict(FIRST),
+        "seconds": dict(TOTALS),
+        "calls": dict(COUNTS),
+    }
+
+
+def main(argv: list[str]) -> int:
+    out_path = argv[0]
+    from streams import worker as worker_module
+    from streams.processor import ShardProcessor
+
+    runtime = worker_module.Runtime
+    runtime.handle = _timed_async(  # type: ignore[method-assign]
+        "handle", runtime.handle, lambda self, events: len(events)
+    )
+    runtime._step = _timed_async("step", runtime._step)  # type: ignore[method-assign]
+    runtime._publish_outbox = _timed_async(  # type: ignore[method-assign]
+        "publish_outbox", runtime._publish_outbox
+    )
+    ShardProcessor.process = _timed(  # type: ignore[method-assign]
+        "process", ShardProcessor.process, lambda self, messages: len(messages)
+    )
+
+    def dump() -> None:
+        with open(out_path, "w", encoding="utf-8") as out:
+            json.dump(snapshot(), out)
+
+    def loop() -> None:
+        while True:
+            time.sleep(1.0)
+            dump()
+
+    threading.Thread(target=loop, daemon=True).start()
+    atexit.register(dump)
+
+    from tierstream.cli import worker_command
+
+    worker_command(loglevel="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,83 @@
+"""`tierstream bench --quick` end to end on the real local Kafka and Redis.
+
+Asserts that every measurement produced a number, that the run was correct (no dead
+letters, every rehearsed inactivity change arrived) and that it deleted what it created;
+never how fast anything was.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.integration.helpers import admin_client
+
+ROOT = Path(__file__).resolve().parents[2]
+
+KEYS = [
+    "events",
+    "raw_consume_eps",
+    "naive_eps",
+    "worker_eps",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "inactivity_lag_p99_ms",
+    "redis_bytes_per_customer",
+    "replay_eps",
+    "machine",
+]
+
+
+def test_quick_benchmark_end_to_end(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    result = subprocess.run(  # noqa: S603 - our own module
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--quick",
+            "--kafka-bootstrap",
+            kafka_bootstrap,
+            "--redis-url",
+            redis_url,
+            "--out",
+            str(out),
+            "--plot",
+            str(tmp_path / "bench.png"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+
+    latest = json.loads((out / "latest.json").read_text())
+    assert list(latest) == KEYS
+    for key in KEYS:
+        assert latest[key] is not None, (key, result.stderr[-3000:])
+    assert latest["events"] == 20_000
+    assert {"cpu", "cores", "memory_gb", "python", "kafka", "redis"} <= set(latest["machine"])
+
+    detail = json.loads((out / "latest-detail.json").read_text())
+    assert detail["errors"] == []
+    (worker,) = detail["repeats_raw"]["worker"]
+    assert worker["events"] == 20_000 and worker["dead_letters"] == 0
+    assert worker["customers"] == detail["mix"]["distinct_customers"]
+    (latency,) = detail["repeats_raw"]["latency"]
+    assert latency["dead_letters"] == 0
+    assert latency["inactivity_valid"]
+    assert latency["inactivity_seen"] == latency["inactivity_expected"] > 0
+    assert detail["anatomy"]["events"] == 20_000
+    assert detail["load_average"]["samples"]
+    assert (tmp_path / "bench.png").stat().st_size > 10_000
+
+    # Everything the run created is gone.
+    admin = admin_client(kafka_bootstrap)
+    try:
+        leftovers = [t for t in admin.list_topics() if t.startswith(f"bench-{detail['run_id']}")]
+    finally:
+        admin.close()
+    assert leftovers == []
