@@ -122,7 +122,12 @@ def test_hot_path_profile_in_memory(mix):
 def test_steady_rate_and_summaries():
     samples = [(float(t), min(1000, 100 * t)) for t in range(0, 12)]
     assert phases.steady_rate(samples, 1000) == pytest.approx(100.0)
-    assert phases.summarize([3.0, None, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3}
+    assert phases.summarize([3.0, None, 1.0, 2.0]) == {
+        "median": 2.0,
+        "min": 1.0,
+        "max": 3.0,
+        "n": 3,
+    }
 
 
 def test_results_files_have_exactly_the_agreed_keys_and_plot(tmp_path):
