@@ -226,6 +226,23 @@ def test_history_keeps_the_latest_changes_newest_first(store):
     assert store.history("alice", limit=0) == []
 
 
+def test_lookup_is_get_and_history_together(store):
+    home = shard_for("hana", store.partitions)
+    batch = Batch(states=[scored_state("hana")])
+    record_changes(batch, chain("hana", range(1, 4)))
+    store.commit(store.acquire(home), batch)
+    assert store.lookup("hana") == (store.get("hana"), store.history("hana"))
+    assert store.lookup("hana", limit=1)[1] == store.history("hana", limit=1)
+    assert store.lookup("nobody") == (None, [])
+    elsewhere = Batch(states=[scored_state("ivan")])  # keyed to another shard
+    record_changes(elsewhere, chain("ivan", range(1, 2)))
+    store.commit(
+        store.acquire((shard_for("ivan", store.partitions) + 1) % store.partitions), elsewhere
+    )
+    assert store.lookup("ivan") == (scored_state("ivan"), store.history("ivan"))
+    assert len(store.lookup("ivan")[1]) == 1
+
+
 def test_history_is_written_by_the_same_atomic_commit(store):
     old = store.acquire(0)
     new = store.acquire(0)

@@ -163,6 +163,12 @@ class StateStore(Protocol):
         """The customer's most recent tier changes, newest first (see decode_history)."""
         ...
 
+    def lookup(
+        self, customer_id: str, limit: int = DEFAULT_HISTORY_LENGTH
+    ) -> tuple[CustomerState | None, list[dict[str, Any]]]:
+        """``get`` and ``history`` together, in one round trip where the store can."""
+        ...
+
     def tallies(self) -> dict[str, int]:
         """The running totals of every shard's committed ``Batch.tallies``, summed."""
         ...

@@ -130,6 +130,11 @@ class MemoryStore:
                     return [decode_history(customer_id, e) for e in entries[: max(limit, 0)]]
         return []
 
+    def lookup(
+        self, customer_id: str, limit: int = DEFAULT_HISTORY_LENGTH
+    ) -> tuple[CustomerState | None, list[dict[str, Any]]]:
+        return self.get(customer_id), self.history(customer_id, limit)
+
     def tallies(self) -> dict[str, int]:
         total: Counter[str] = Counter()
         with self._lock:

@@ -361,6 +361,24 @@ class RedisStore:
                 entries = next((found for found in pipe.execute() if found), [])
         return [decode_history(customer_id, entry) for entry in entries]
 
+    def lookup(
+        self, customer_id: str, limit: int = DEFAULT_HISTORY_LENGTH
+    ) -> tuple[CustomerState | None, list[dict[str, Any]]]:
+        # The API's hot path: state and history of the home shard in one round trip; the
+        # other shards only for a customer that is not there (as get() and history() do).
+        home = shard_for(customer_id, self.partitions)
+        count = limit if self.history_length else 0
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.get(self.state_key(home, customer_id))
+            if count > 0:
+                pipe.lrange(self.history_key(home, customer_id), 0, count - 1)
+            found = pipe.execute()
+        if found[0] is None:
+            return self.get(customer_id), self.history(customer_id, limit)
+        entries = found[1] if count > 0 else []
+        history = [decode_history(customer_id, entry) for entry in entries]
+        return _decode(customer_id, found[0]), history
+
     def tallies(self) -> dict[str, int]:
         with self._client.pipeline(transaction=False) as pipe:
             for shard in range(self.partitions):
