@@ -1,0 +1,569 @@
+"""The read-only HTTP API and dashboard: who is this customer, and why; pipeline health.
+
+``create_api(store, scorer, settings, metrics)`` builds the aiohttp application that both
+``tierstream serve`` (standalone, reading Redis) and the worker (``attach_api``) serve.
+Routes (docs/api.md; the OpenAPI document is tierstream/openapi.py):
+
+    GET /customers/{id}  state record as of now, why (the rules), recent tier changes
+    GET /tiers           customers per tier       } counted by a scan of every state,
+    GET /segments        customers per segment    } reused for ``settings.sizes_ttl`` s
+    GET /flows           running totals: tier/segment flows, changes by cause, outcomes
+    GET /model           the published behavioural segment model (centroids), if any
+    GET /healthz         Redis PING and a Kafka metadata request: 200 or 503
+    GET /metrics         Prometheus text
+    GET /openapi.json    the OpenAPI 3.1 document
+    GET /                the dashboard (one static page polling the routes above)
+
+The store is blocking (redis-py), so every store call runs in a worker thread, bounded by
+``STORE_TIMEOUT``: a Redis outage turns into a prompt 503, never a hung event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from importlib import resources
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from scoring.days import date_to_day, day_start, utc_day
+from scoring.engine import Scorer
+from scoring.state import CustomerState
+from streams.kafka_probe import KafkaProbe
+from streams.metrics import NO_TIER, PipelineGauges
+from tierstream.openapi import OPENAPI
+from tierstream.settings import Settings
+from tierstream.stores.base import StateStore
+
+if TYPE_CHECKING:
+    from models.snapshot import SegmentSnapshot
+    from streams.metrics import Metrics
+
+log = logging.getLogger("tierstream.api")
+T = TypeVar("T")
+
+# A lookup is two Redis round trips (state, history): milliseconds. Three seconds means
+# Redis is down or failing over; answer 503 then rather than hold the client (the store's
+# own retries may go on in the background thread; their result is dropped).
+STORE_TIMEOUT = 3.0
+# A health check PINGs Redis with the store's no-retry client (1 s timeout) and gives the
+# thread a little more before reporting it unreachable.
+PING_TIMEOUT = 1.5
+# The published segment model changes rarely (one publish per learning run); re-reading it
+# every few seconds keeps lookups at two round trips.
+MODEL_TTL = 5.0
+# The event contract's customer id: 1 to 256 characters, no control characters (U+0000-001F).
+MAX_ID_LENGTH = 256
+SNAPSHOT_META = "segments_snapshot"  # the key tierstream.segments publishes the model under
+# Routes anyone may call even when a token is set: health probes (orchestrators carry no
+# token), and the dashboard's static page, which holds no data and asks for the token
+# itself, because a browser cannot attach a bearer header to a page load.
+PUBLIC = frozenset({"/healthz", "/"})
+
+
+class StoreUnavailableError(RuntimeError):
+    """The state store did not answer in time (or raised): the API answers 503."""
+
+
+# ----------------------------------------------------------------- app state
+
+
+@dataclass
+class Sizes:
+    tiers: Counter[str | None]
+    segments: Counter[str | None]
+    customers: int
+    computed_at: datetime
+    monotonic: float
+    seconds: float  # how long the scan took
+
+
+class SizesCache:
+    """Customers per tier and segment, from one scan of every state, reused ``ttl`` seconds.
+
+    A scan is O(customers) (about a second per 25,000 customers, mostly JSON decoding), so
+    a stale answer is served while one background scan refreshes it: requests never wait
+    for a scan except the very first, and at most one scan runs at a time.
+    """
+
+    def __init__(self, store: StateStore, ttl: float) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.latest: Sizes | None = None
+        self._running: asyncio.Task[Sizes] | None = None
+
+    async def get(self) -> Sizes:
+        latest = self.latest
+        if latest is not None and time.monotonic() - latest.monotonic < self.ttl:
+            return latest
+        if self._running is None or self._running.done():
+            self._running = asyncio.create_task(self._refresh())
+        if latest is not None:
+            return latest  # stale while the refresh runs
+        return await asyncio.shield(self._running)
+
+    async def _refresh(self) -> Sizes:
+        try:
+            sizes = await asyncio.to_thread(self._scan)
+        except Exception as exc:
+            log.warning("counting tier and segment sizes failed: %r", exc)
+            raise
+        self.latest = sizes
+        return sizes
+
+    def _scan(self) -> Sizes:
+        started = time.monotonic()
+        tiers: Counter[str | None] = Counter()
+        segments: Counter[str | None] = Counter()
+        customers = 0
+        for state in self.store.scan():
+            tiers[state.tier] += 1
+            segments[state.segment] += 1
+            customers += 1
+        finished = time.monotonic()
+        return Sizes(tiers, segments, customers, datetime.now(UTC), finished, finished - started)
+
+
+class SizeGauges(Collector):
+    """``tierstream_customers{tier}`` and ``{segment}`` from the last counted sizes."""
+
+    def __init__(self, cache: SizesCache) -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        sizes = self.cache.latest
+        if sizes is None:
+            return
+        tiers = GaugeMetricFamily(
+            "tierstream_customers_by_tier", "Customers per tier (last scan)", labels=["tier"]
+        )
+        for name, count in sorted(sizes.tiers.items(), key=lambda kv: str(kv[0])):
+            tiers.add_metric([name or NO_TIER], count)
+        segments = GaugeMetricFamily(
+            "tierstream_customers_by_segment",
+            "Customers per segment (last scan)",
+            labels=["segment"],
+        )
+        for name, count in sorted(sizes.segments.items(), key=lambda kv: str(kv[0])):
+            segments.add_metric([name or NO_TIER], count)
+        yield tiers
+        yield segments
+
+
+@dataclass
+class ApiState:
+    store: StateStore
+    scorer: Scorer
+    settings: Settings
+    metrics: Metrics | None
+    kafka: KafkaProbe | None
+    registry: CollectorRegistry
+    gauges: PipelineGauges
+    sizes: SizesCache
+    token: bytes | None
+    model: tuple[float, bytes | None, SegmentSnapshot | None] | None = None
+
+    async def call(self, fn: Callable[[], T], timeout: float = STORE_TIMEOUT) -> T:
+        """Run a blocking store call in a thread, bounded by ``timeout``."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn), timeout)
+        except TimeoutError:
+            raise StoreUnavailableError(
+                f"no answer from the state store within {timeout:g}s"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - any store failure is a 503 with its reason
+            raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def snapshot(self) -> SegmentSnapshot | None:
+        """The published segment model, re-read at most every MODEL_TTL seconds."""
+        cached = self.model
+        if cached is not None and time.monotonic() - cached[0] < MODEL_TTL:
+            return cached[2]
+        raw = await self.call(lambda: self.store.get_meta(SNAPSHOT_META))
+        if cached is not None and raw == cached[1]:
+            parsed = cached[2]
+        elif raw:
+            from models.snapshot import SegmentSnapshot  # noqa: PLC0415 - numpy; only when used
+
+            try:
+                parsed = SegmentSnapshot.from_bytes(raw)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("the published segment snapshot does not parse: %r", exc)
+                parsed = None
+        else:
+            parsed = None
+        self.model = (time.monotonic(), raw, parsed)
+        return parsed
+
+
+STATE_KEY = web.AppKey("state", ApiState)
+
+
+# ------------------------------------------------------------------- factory
+
+
+def create_api(
+    store: StateStore,
+    scorer: Scorer,
+    settings: Settings,
+    metrics: Metrics | None = None,
+    *,
+    kafka: KafkaProbe | None = None,
+) -> web.Application:
+    """The API application (read-only). ``metrics``: the worker's, when served by one.
+
+    ``kafka`` defaults to a probe of ``settings.kafka_bootstrap`` (health and lag).
+    """
+    registry = CollectorRegistry()
+    if kafka is None:
+        kafka = KafkaProbe(settings.kafka_bootstrap)
+    topics = (settings.topic_purchases, settings.topic_engagements)
+    sizes = SizesCache(store, settings.sizes_ttl)
+    registry.register(SizeGauges(sizes))
+    token = settings.api_token.get_secret_value().encode() if settings.api_token else None
+    state = ApiState(
+        store=store,
+        scorer=scorer,
+        settings=settings,
+        metrics=metrics,
+        kafka=kafka,
+        registry=registry,
+        gauges=PipelineGauges(store, kafka, topics, registry),
+        sizes=sizes,
+        token=token,
+    )
+    app = web.Application(middlewares=[_errors, _auth])
+    app[STATE_KEY] = state
+    app.router.add_get("/", dashboard)
+    # Any character, newline included ("." would leave ids with %0A to a bare 404).
+    app.router.add_get(r"/customers/{customer_id:[\s\S]*}", customer)
+    app.router.add_get("/tiers", tiers)
+    app.router.add_get("/segments", segments)
+    app.router.add_get("/flows", flows)
+    app.router.add_get("/model", model)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_text)
+    app.router.add_get("/openapi.json", openapi)
+
+    async def close_probe(app: web.Application) -> None:
+        probe = app[STATE_KEY].kafka
+        if probe is not None:
+            await probe.close()
+
+    app.on_cleanup.append(close_probe)
+    return app
+
+
+# --------------------------------------------------------------- middlewares
+
+
+# Ids and names are often not ASCII: send them as UTF-8, not as \u escapes.
+_dumps = functools.partial(json.dumps, ensure_ascii=False)
+
+
+def respond(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
+def error(status: int, message: str, **details: Any) -> web.Response:
+    return respond({"error": message, **details}, status=status)
+
+
+@web.middleware
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """JSON bodies for every error, including aiohttp's own 404 and 405."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        return error(exc.status, exc.reason.lower())
+    except StoreUnavailableError as exc:
+        log.warning("%s %s: state store unavailable: %s", request.method, request.path, exc)
+        return error(503, "state store unavailable", detail=str(exc))
+
+
+@web.middleware
+async def _auth(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    token = request.app[STATE_KEY].token
+    if token is None or request.path in PUBLIC:
+        return await handler(request)
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
+        response = error(401, "unauthorized", detail="send Authorization: Bearer <token>")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="tierstream"'
+        return response
+    return await handler(request)
+
+
+# -------------------------------------------------------------------- routes
+
+
+def invalid_id(customer_id: str) -> str | None:
+    """Why ``customer_id`` breaks the event contract's id rules, or None."""
+    if not customer_id:
+        return "customer id is empty"
+    if len(customer_id) > MAX_ID_LENGTH:
+        return f"customer id is longer than {MAX_ID_LENGTH} characters"
+    if any(ord(ch) < 0x20 for ch in customer_id):
+        return "customer id contains control characters"
+    return None
+
+
+def parse_as_of(value: str) -> datetime:
+    """``YYYY-MM-DD`` (that UTC day) or an ISO-8601 datetime with offset."""
+    try:
+        return day_start(date_to_day(date.fromisoformat(value)))
+    except ValueError:
+        pass
+    moment = datetime.fromisoformat(value)  # ValueError: caller answers 400
+    if moment.tzinfo is None:
+        raise ValueError("as_of needs a date or a datetime with offset")
+    return moment
+
+
+def customer_view(
+    scorer: Scorer, state: CustomerState, as_of: datetime | None
+) -> tuple[dict[str, Any], int]:
+    """The state record as of ``as_of`` (None: the state's own clock), why, and how many
+    changes bringing it there produced that the worker has not committed yet."""
+    view = state.copy()
+    pending = 0
+    if as_of is not None and (view.clock_day is None or utc_day(as_of) >= view.clock_day):
+        pending = len(scorer.advance(view, as_of))
+    record = scorer.record(view)
+    record["e"] = view.scores.e if view.scores else None
+    record["why"] = scorer.explain(view)
+    return record, pending
+
+
+async def customer(request: web.Request) -> web.Response:
+    api = request.app[STATE_KEY]
+    customer_id = request.match_info["customer_id"]
+    problem = invalid_id(customer_id)
+    if problem is not None:
+        return error(400, problem, customer_id=customer_id)
+    as_of: datetime | None = None
+    explicit = request.query.get("as_of")
+    if explicit is not None:
+        try:
+            as_of = parse_as_of(explicit)
+        except ValueError:
+            return error(400, "as_of must be YYYY-MM-DD or an ISO-8601 datetime with offset")
+    elif api.settings.clock == "wall":
+        # The worker's clock: with it, time-driven changes are committed within seconds of
+        # their moment, so "now" shows what the tier-changes topic says. Under the event
+        # clock (backfills) there is no shared now: the state's own clock is shown.
+        as_of = api.settings.make_clock().now()
+    state, history = await api.call(lambda: api.store.lookup(customer_id))
+    if state is None:
+        return error(404, "unknown customer", customer_id=customer_id)
+    if explicit is not None and state.clock_day is not None and as_of is not None:
+        if utc_day(as_of) < state.clock_day:
+            return error(
+                400,
+                "as_of is earlier than the day this customer was last scored",
+                customer_id=customer_id,
+                scored_until=day_start(state.clock_day).date().isoformat(),
+            )
+    record, pending = customer_view(api.scorer, state, as_of)
+    record["pending_changes"] = pending
+    record["history"] = history
+    snapshot = await api.snapshot()
+    if snapshot is not None:
+        from tierstream.segments import behaviour  # noqa: PLC0415 - needs numpy/models
+
+        moment = as_of or day_start(state.clock_day or 0)
+        assignment = behaviour(snapshot, api.scorer, state, moment)
+        record["behaviour"] = {
+            "segment_id": assignment.segment_id,
+            "label": assignment.label,
+            "model_version": snapshot.version,
+        }
+    return respond(record)
+
+
+def _ordered(names: list[str], counts: Counter[str | None]) -> list[dict[str, Any]]:
+    """Configured names first, in config order (zero counts included), then any others."""
+    rows = [{"name": name, "customers": counts.get(name, 0)} for name in names]
+    extra = sorted(str(name) for name in counts if name is not None and name not in names)
+    rows += [{"name": name, "customers": counts[name]} for name in extra]
+    return rows
+
+
+def _sizes_body(api: ApiState, sizes: Sizes) -> dict[str, Any]:
+    return {
+        "customers": sizes.customers,
+        "computed_at": sizes.computed_at.isoformat(),
+        "age_seconds": round(time.monotonic() - sizes.monotonic, 3),
+        "max_age_seconds": api.sizes.ttl,
+        "scan_seconds": round(sizes.seconds, 3),
+        "method": "scan",
+    }
+
+
+async def _sizes(api: ApiState) -> Sizes:
+    try:
+        return await api.sizes.get()
+    except Exception as exc:  # noqa: BLE001 - the scan's failure, reported as 503
+        raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def tier_names(scorer: Scorer) -> list[str]:
+    return [level.name for level in scorer.config.tiers.levels]
+
+
+def segment_names(scorer: Scorer) -> list[str]:
+    return list(dict.fromkeys(rule.name for rule in scorer.config.segments))
+
+
+async def tiers(request: web.Request) -> web.Response:
+    api = request.app[STATE_KEY]
+    sizes = await _sizes(api)
+    body = _sizes_body(api, sizes)
+    body["tiers"] = _ordered(tier_names(api.scorer), sizes.tiers)
+    body["unplaced"] = sizes.tiers.get(None, 0)
+    return respond(body)
+
+
+async def segments(request: web.Request) -> web.Response:
+    api = request.app[STATE_KEY]
+    sizes = await _sizes(api)
+    body = _sizes_body(api, sizes)
+    body["segments"] = _ordered(segment_names(api.scorer), sizes.segments)
+    body["unplaced"] = sizes.segments.get(None, 0)
+    return respond(body)
+
+
+async def flows(request: web.Request) -> web.Response:
+    """The store's running totals (every worker, exactly once, since the first commit)."""
+    api = request.app[STATE_KEY]
+    tallies = await api.call(api.store.tallies)
+    tier_flows: list[dict[str, Any]] = []
+    segment_flows: list[dict[str, Any]] = []
+    causes: dict[str, int] = {}
+    dead_letters: dict[str, int] = {}
+    events: dict[str, int] = {}
+    for name, value in sorted(tallies.items()):
+        if name.startswith("flow:"):
+            _, kind, pair = name.split(":", 2)
+            previous, new = json.loads(pair)
+            row = {"from": previous, "to": new, "changes": value}
+            (tier_flows if kind == "tier" else segment_flows).append(row)
+        elif name.startswith("change:"):
+            causes[name.removeprefix("change:")] = value
+        elif name.startswith("dead_letter:"):
+            dead_letters[name.removeprefix("dead_letter:")] = value
+        else:
+            events[name] = value
+    return respond(
+        {
+            "tiers": tier_names(api.scorer),
+            "segments": segment_names(api.scorer),
+            "tier_flows": tier_flows,
+            "segment_flows": segment_flows,
+            "changes_by_cause": causes,
+            "dead_letters_by_kind": dead_letters,
+            "events": events,
+            "totals": {
+                "changes": sum(causes.values()),
+                "dead_letters": sum(dead_letters.values()),
+                "events": sum(v for k, v in events.items() if k != "rescored"),
+            },
+            "read_at": datetime.now(UTC).isoformat(),
+        }
+    )
+
+
+async def model(request: web.Request) -> web.Response:
+    api = request.app[STATE_KEY]
+    snapshot = await api.snapshot()
+    return respond({"model": None if snapshot is None else snapshot.to_dict()})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    api = request.app[STATE_KEY]
+    redis_check, kafka_check = await asyncio.gather(_check_redis(api), _check_kafka(api))
+    ok = redis_check["ok"] and kafka_check["ok"]
+    body = {"status": "ok" if ok else "unavailable", "redis": redis_check, "kafka": kafka_check}
+    return respond(body, status=200 if ok else 503)
+
+
+async def _check_redis(api: ApiState) -> dict[str, Any]:
+    try:
+        seconds = await asyncio.wait_for(api.gauges.ping_redis(), PING_TIMEOUT)
+    except TimeoutError:
+        return {"ok": False, "detail": f"no PING reply within {PING_TIMEOUT:g}s"}
+    except Exception as exc:  # noqa: BLE001 - reported
+        return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+    return {"ok": True, "detail": "PONG", "seconds": round(seconds, 6)}
+
+
+async def _check_kafka(api: ApiState) -> dict[str, Any]:
+    if api.kafka is None:
+        return {"ok": True, "detail": "not checked"}
+    health = await api.kafka.health()
+    age = time.monotonic() - health.checked_at
+    return {
+        "ok": health.ok,
+        "detail": health.detail,
+        "seconds": round(health.seconds, 6),
+        "age_seconds": round(age, 3),
+    }
+
+
+async def metrics_text(request: web.Request) -> web.Response:
+    api = request.app[STATE_KEY]
+    await api.gauges.refresh()
+    body = generate_latest(api.registry)
+    if api.metrics is not None:
+        body += generate_latest(api.metrics.registry)
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return respond(OPENAPI)
+
+
+@functools.cache
+def dashboard_page() -> bytes:
+    """The dashboard: one static file, no build step (tierstream/dashboard.html)."""
+    return resources.files("tierstream").joinpath("dashboard.html").read_bytes()
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    response = web.Response(body=dashboard_page(), content_type="text/html", charset="utf-8")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+# ------------------------------------------------------------------- serving
+
+
+async def start_api(app: web.Application, host: str, port: int) -> Callable[[], Awaitable[None]]:
+    """Serve ``app`` on host:port from the running event loop; returns the stop function."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    log.info("API listening on http://%s:%d", host, port)
+    return runner.cleanup
