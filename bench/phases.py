@@ -305,20 +305,22 @@ def worker_throughput(ctx: Context) -> dict[str, Any]:
     try:
         ends = run.input_ends()
         total = sum(ends.values())
+        outputs = [ctx.topics["tier-changes"], ctx.topics["dead-letters"]]
+        # The repeats share these output topics: count this run's records only.
+        out_before = end_offsets(ctx.res.bootstrap, outputs)
         before = _used_memory(client)
         spawned = run.start()
         progress = run.wait_done(ends, ctx.timeout, origin=spawned)
         run.stop()  # its connections and buffers are not state
         after = _used_memory(client)
         footprint = _namespace_footprint(client, run.namespace)
-        out = end_offsets(
-            ctx.res.bootstrap, [ctx.topics["tier-changes"], ctx.topics["dead-letters"]]
-        )
+        out = end_offsets(ctx.res.bootstrap, outputs)
     finally:
         run.close()
         client.close()
-    changes = sum(v for (t, _), v in out.items() if t == ctx.topics["tier-changes"])
-    dead = sum(v for (t, _), v in out.items() if t == ctx.topics["dead-letters"])
+    added = {tp: end - out_before.get(tp, 0) for tp, end in out.items()}
+    changes = sum(v for (t, _), v in added.items() if t == ctx.topics["tier-changes"])
+    dead = sum(v for (t, _), v in added.items() if t == ctx.topics["dead-letters"])
     seconds = progress["drained_s"]
     customers = footprint["customers"]
     result = {

@@ -96,6 +96,28 @@ def _walk(
         _walk(child, seen, inclusive, own)
 
 
+def state_sizes(store: MemoryStore) -> dict[str, Any]:
+    """Encoded size of every state (the Redis value), and what the largest ones hold."""
+    from tierstream.stores.redis import _encode
+
+    states = list(store.scan())
+    if not states:
+        return {}
+    sizes = sorted(len(_encode(state)) for state in states)
+    biggest = max(states, key=lambda state: len(_encode(state)))
+    n = len(sizes)
+    return {
+        "customers": n,
+        "mean": round(sum(sizes) / n, 1),
+        "p50": sizes[n // 2],
+        "p99": sizes[min(n - 1, int(n * 0.99))],
+        "max": sizes[-1],
+        "largest_seen_digests": len(biggest.seen),
+        "largest_purchase_days": len(biggest.days),
+        "largest_engagement_days": len(biggest.engagement_days),
+    }
+
+
 def stages(raw: Sequence[RawMessage]) -> dict[str, Any]:
     """Unprofiled cost of each stage of ``process``, calling the same functions in the same
     pattern (per batch: parse every message, load, apply every event, then per touched
@@ -207,7 +229,9 @@ def hot_path(
         "batch_max": BATCH,
         "at": datetime.now(UTC).isoformat(),
     }
-    out["memory"] = run(MemoryStore(4), raw)
+    memory = MemoryStore(4)
+    out["memory"] = run(memory, raw)
+    out["state_bytes"] = state_sizes(memory)
     out["stages"] = stages(raw)
     if redis_url and namespace:
         from tierstream.stores.redis import RedisStore

@@ -193,6 +193,18 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "quick" if args.quick else "full",
         "repeats": args.repeats,
         "services": {"kafka": args.kafka_bootstrap, "redis": args.redis_url},
+        "naive_events": args.naive_events,
+        "conventions": (
+            "eps = events / seconds from spawning the process until the last event is done "
+            "(worker: every input offset applied in Redis and every outbox drained); nothing "
+            "subtracted. startup_s = spawn to first event done; steady_eps = rate between "
+            "10% and 90% done. The naive agent is timed over the first naive_events events it "
+            "reads. Latency = tier change consumed (this process) - event handed to the "
+            "producer (this process), for events that caused a change. Inactivity lag = "
+            "change consumed - midnight in the worker's clock, converted with the per-shard "
+            "clock shift's upper bound (conservative); the lower bound is reported too. "
+            "Medians over repeats; ratios per repeat, then their median."
+        ),
         "errors": [],
     }
     needs_services = any(p in args.phases for p in ("raw", "naive", "worker", "latency"))
