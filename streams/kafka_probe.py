@@ -79,7 +79,9 @@ class KafkaProbe:
                 ok, detail = False, f"no metadata from {self.bootstrap} within "
                 detail += f"{self.metadata_timeout:g}s"
             except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy", with its reason
-                ok, detail = False, f"{type(exc).__name__}: {exc}"
+                text = str(exc)  # aiokafka's errors name themselves already
+                name = type(exc).__name__
+                ok, detail = False, text if text.startswith(name) else f"{name}: {text}"
             finished = time.monotonic()
             self._health = KafkaHealth(ok, detail, finished, finished - started)
             return self._health

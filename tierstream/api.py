@@ -94,9 +94,10 @@ class Sizes:
 class SizesCache:
     """Customers per tier and segment, from one scan of every state, reused ``ttl`` seconds.
 
-    A scan is O(customers) (about a second per 25,000 customers, mostly JSON decoding), so
-    a stale answer is served while one background scan refreshes it: requests never wait
-    for a scan except the very first, and at most one scan runs at a time.
+    A scan is O(customers): 0.4-0.5 s for the 23,570 CDNOW customers (~20 µs each, mostly
+    JSON decoding), minutes for ten million. So a stale answer is served while one
+    background scan refreshes it: requests never wait for a scan except the very first,
+    and at most one scan runs at a time. Large deployments raise ``sizes_ttl``.
     """
 
     def __init__(self, store: StateStore, ttl: float) -> None:
