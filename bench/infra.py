@@ -13,6 +13,8 @@ import contextlib
 import os
 import platform
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -198,6 +200,84 @@ class ServiceEpoch:
         except OSError:
             kafka_pid = "?"
         return cls(run_id, kafka_pid)
+
+
+# --------------------------------------------------------------- private, idle Redis
+class PrivateRedis:
+    """A redis-server of our own on a free port, no persistence, for memory measurements.
+
+    The shared Redis is written and flushed by other people's tests while the benchmark
+    runs, so its ``used_memory`` moves by megabytes that are not ours. The worker's keys
+    are copied here (DUMP/RESTORE keeps their encodings) and measured in isolation, the
+    way docs/state-layout.md measured: an otherwise idle Redis of the same build.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise FileNotFoundError("redis-server is not installed")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.dir = workdir / f"redis-{self.port}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(  # noqa: S603 - a redis-server of our own
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.client = redis.Redis(host="127.0.0.1", port=self.port)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                self.client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise
+                time.sleep(0.05)
+
+    def footprint(self, source: redis.Redis, keys: list[bytes]) -> int:
+        """used_memory growth from restoring ``keys`` of ``source`` here (bytes)."""
+        self.client.flushall()
+        before = int(self.client.info("memory")["used_memory"])
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            pipe = source.pipeline(transaction=False)
+            for key in chunk:
+                pipe.dump(key)
+            dumps = pipe.execute()
+            pipe = self.client.pipeline(transaction=False)
+            for key, payload in zip(chunk, dumps, strict=True):
+                if payload is not None:
+                    pipe.restore(key, 0, payload, replace=True)
+            pipe.execute()
+        after = int(self.client.info("memory")["used_memory"])
+        self.client.flushall()
+        return after - before
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 # ------------------------------------------------------------------------- machine

@@ -28,7 +28,16 @@ from typing import Any
 import numpy as np
 import redis
 
-from bench.infra import Child, Resources, ServiceEpoch, TopicSet, child_env, end_offsets, load
+from bench.infra import (
+    Child,
+    PrivateRedis,
+    Resources,
+    ServiceEpoch,
+    TopicSet,
+    child_env,
+    end_offsets,
+    load,
+)
 from bench.mix import MixSpec, generate, stamp
 from scoring.days import day_start, utc_day
 from scoring.engine import Scorer
@@ -269,8 +278,11 @@ def _used_memory(client: redis.Redis) -> int:
     return int(client.info("memory")["used_memory"])
 
 
-def _namespace_footprint(client: redis.Redis, namespace: str) -> dict[str, int]:
-    """Customers (state keys) and the summed MEMORY USAGE of every key of the namespace."""
+def _namespace_footprint(
+    client: redis.Redis, namespace: str, private: PrivateRedis | None
+) -> dict[str, Any]:
+    """Customers (state keys), the summed MEMORY USAGE of every key of the namespace, and
+    the used_memory growth of an idle private Redis when those keys are restored there."""
     customers = 0
     usage = 0
     keys: list[bytes] = []
@@ -283,7 +295,13 @@ def _namespace_footprint(client: redis.Redis, namespace: str) -> dict[str, int]:
         for key in keys[start : start + 1000]:
             pipe.memory_usage(key, samples=0)
         usage += sum(int(x or 0) for x in pipe.execute())
-    return {"customers": customers, "keys": len(keys), "memory_usage_sum": usage}
+    idle = private.footprint(client, keys) if private is not None else None
+    return {
+        "customers": customers,
+        "keys": len(keys),
+        "memory_usage_sum": usage,
+        "idle_used_memory_delta": idle,
+    }
 
 
 def _unlink_namespace(res: Resources, namespace: str) -> None:
@@ -297,8 +315,13 @@ def _unlink_namespace(res: Resources, namespace: str) -> None:
         client.close()
 
 
-def worker_throughput(ctx: Context) -> dict[str, Any]:
-    """The real worker over the loaded topics: wall clock, fresh namespace and group."""
+def worker_throughput(ctx: Context, private: PrivateRedis | None = None) -> dict[str, Any]:
+    """The real worker over the loaded topics: wall clock, fresh namespace and group.
+
+    Memory per customer, three ways: the shared Redis' used_memory delta (what other
+    tenants do moves it), the summed MEMORY USAGE of our keys (immune to them), and
+    the used_memory delta of an idle private Redis holding exactly our keys (headline).
+    """
     run = WorkerRun(ctx, ctx.topics, "worker")
     client = ctx.res.redis()
     epoch = ServiceEpoch.read(ctx.res.redis_url)
@@ -313,7 +336,7 @@ def worker_throughput(ctx: Context) -> dict[str, Any]:
         progress = run.wait_done(ends, ctx.timeout, origin=spawned)
         run.stop()  # its connections and buffers are not state
         after = _used_memory(client)
-        footprint = _namespace_footprint(client, run.namespace)
+        footprint = _namespace_footprint(client, run.namespace, private)
         out = end_offsets(ctx.res.bootstrap, outputs)
     finally:
         run.close()
@@ -333,11 +356,18 @@ def worker_throughput(ctx: Context) -> dict[str, Any]:
         "tier_changes": changes,
         "dead_letters": dead,
         "customers": customers,
-        "redis_used_memory_delta": after - before,
-        "redis_bytes_per_customer": (after - before) / customers if customers else None,
+        "redis_used_memory_delta_shared": after - before,
+        "redis_bytes_per_customer_shared": (after - before) / customers if customers else None,
         "redis_memory_usage_per_customer": footprint["memory_usage_sum"] / customers
         if customers
         else None,
+        "redis_used_memory_delta_idle": footprint["idle_used_memory_delta"],
+        "redis_bytes_per_customer": footprint["idle_used_memory_delta"] / customers
+        if customers and footprint["idle_used_memory_delta"] is not None
+        else ((after - before) / customers if customers else None),
+        "redis_bytes_per_customer_source": "idle private Redis"
+        if footprint["idle_used_memory_delta"] is not None
+        else "shared Redis (no redis-server binary for a private one)",
         "redis_keys": footprint["keys"],
         "progress": _thin(progress["samples"]),
         "disturbed": _epoch_note(epoch, ServiceEpoch.read(ctx.res.redis_url)),
