@@ -41,6 +41,7 @@ from prometheus_client.registry import Collector
 
 from scoring.days import date_to_day, day_start, utc_day
 from scoring.engine import Scorer
+from scoring.scores import Thresholds
 from scoring.state import CustomerState
 from streams.kafka_probe import KafkaProbe
 from streams.metrics import NO_TIER, PipelineGauges
@@ -68,6 +69,7 @@ MODEL_TTL = 5.0
 # The event contract's customer id: 1 to 256 characters, no control characters (U+0000-001F).
 MAX_ID_LENGTH = 256
 SNAPSHOT_META = "segments_snapshot"  # the key tierstream.segments publishes the model under
+THRESHOLDS_META = "thresholds"  # quintile cut points, published by the workers (streams.worker)
 # Routes anyone may call even when a token is set: health probes (orchestrators carry no
 # token), and the dashboard's static page, which holds no data and asks for the token
 # itself, because a browser cannot attach a bearer header to a page load.
@@ -176,6 +178,7 @@ class ApiState:
     sizes: SizesCache
     token: bytes | None
     model: tuple[float, bytes | None, SegmentSnapshot | None] | None = None
+    thresholds_checked: float | None = None
 
     async def call(self, fn: Callable[[], T], timeout: float = STORE_TIMEOUT) -> T:
         """Run a blocking store call in a thread, bounded by ``timeout``."""
@@ -187,6 +190,26 @@ class ApiState:
             ) from None
         except Exception as exc:  # noqa: BLE001 - any store failure is a 503 with its reason
             raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def current_scorer(self) -> Scorer:
+        """The scorer with the cut points the workers use now.
+
+        Under quintile scoring the workers publish recomputed cut points in the store; the
+        API adopts a newer version (checked at most every MODEL_TTL seconds), or it would
+        explain customers with cut points the workers no longer apply.
+        """
+        if self.scorer.config.scores.method != "quintiles":
+            return self.scorer
+        checked = self.thresholds_checked
+        if checked is not None and time.monotonic() - checked < MODEL_TTL:
+            return self.scorer
+        raw = await self.call(lambda: self.store.get_meta(THRESHOLDS_META))
+        self.thresholds_checked = time.monotonic()
+        if raw:
+            published = Thresholds.from_dict(json.loads(raw))
+            if published.version > self.scorer.thresholds.version:
+                self.scorer = self.scorer.with_thresholds(published)
+        return self.scorer
 
     async def snapshot(self) -> SegmentSnapshot | None:
         """The published segment model, re-read at most every MODEL_TTL seconds."""
@@ -384,7 +407,8 @@ async def customer(request: web.Request) -> web.Response:
                 customer_id=customer_id,
                 scored_until=day_start(state.clock_day).date().isoformat(),
             )
-    record, pending = customer_view(api.scorer, state, as_of)
+    scorer = await api.current_scorer()
+    record, pending = customer_view(scorer, state, as_of)
     record["pending_changes"] = pending
     record["history"] = history
     snapshot = await api.snapshot()
@@ -392,7 +416,7 @@ async def customer(request: web.Request) -> web.Response:
         from tierstream.segments import behaviour  # noqa: PLC0415 - needs numpy/models
 
         moment = as_of or day_start(state.clock_day or 0)
-        assignment = behaviour(snapshot, api.scorer, state, moment)
+        assignment = behaviour(snapshot, scorer, state, moment)
         record["behaviour"] = {
             "segment_id": assignment.segment_id,
             "label": assignment.label,

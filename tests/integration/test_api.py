@@ -539,3 +539,32 @@ def test_lookup_latency_of_tierstream_serve_on_loopback(serve_process, replayed)
     # The goal is p99 < 5 ms (docs/api.md has the measurement); the bound here is loose
     # so that a 2-core CI machine busy with other work does not fail on scheduling noise.
     assert p99 < 0.05
+
+
+def test_the_api_adopts_published_quintile_cut_points(redis_url, kafka_bootstrap, replayed):
+    from scoring.engine import Scorer
+    from scoring.scores import Thresholds
+    from tierstream.api import STATE_KEY
+
+    config = replayed.scorer.config
+    quintiles = config.model_copy(
+        update={"scores": config.scores.model_copy(update={"method": "quintiles"})}
+    )
+    store = make_store(redis_url)
+    customer_id = sample_ids(replayed, 1)[0]
+    commit_states(store, [replayed.states[customer_id]])
+    fixed = Thresholds.fixed(quintiles)
+    published = Thresholds(
+        fixed.recency, fixed.frequency, fixed.monetary, fixed.engagement, version=4
+    )
+    store.set_meta("thresholds", json.dumps(published.to_dict()).encode())
+    app = create_api(store, Scorer(quintiles), settings_for(kafka_bootstrap))
+    try:
+        with Served(app) as server:
+            client = Client(server.port)
+            assert client.customer(customer_id)[0] == 200
+            client.close()
+        assert app[STATE_KEY].scorer.thresholds.version == 4
+    finally:
+        store.wipe()
+        store.close()
