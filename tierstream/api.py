@@ -66,6 +66,9 @@ PING_TIMEOUT = 1.5
 # The published segment model changes rarely (one publish per learning run); re-reading it
 # every few seconds keeps lookups at two round trips.
 MODEL_TTL = 5.0
+# The first count of sizes is awaited this long (CDNOW's 23,570 customers take 0.5 s); a
+# larger population keeps counting in the background and the caller gets a 503 to retry.
+FIRST_COUNT_WAIT = 10.0
 # The event contract's customer id: 1 to 256 characters, no control characters (U+0000-001F).
 MAX_ID_LENGTH = 256
 SNAPSHOT_META = "segments_snapshot"  # the key tierstream.segments publishes the model under
@@ -114,9 +117,17 @@ class SizesCache:
             return latest
         if self._running is None or self._running.done():
             self._running = asyncio.create_task(self._refresh())
+            # A background refresh nobody awaits may fail (logged in _refresh); mark its
+            # exception as seen so asyncio does not report it again when the task is freed.
+            self._running.add_done_callback(lambda task: task.cancelled() or task.exception())
         if latest is not None:
             return latest  # stale while the refresh runs
-        return await asyncio.shield(self._running)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._running), FIRST_COUNT_WAIT)
+        except TimeoutError:
+            raise StoreUnavailableError(
+                "tier and segment sizes are still being counted; ask again shortly"
+            ) from None
 
     async def _refresh(self) -> Sizes:
         try:

@@ -291,6 +291,8 @@ def test_healthz_and_lookups_report_503_when_redis_is_down(kafka_bootstrap, repl
         assert body["redis"]["ok"] is False and body["kafka"]["ok"] is True
         status, body = client.customer("00001")
         assert status == 503 and body["error"] == "state store unavailable"
+        status, body, _ = client.get("/tiers")
+        assert status == 503 and body["error"] == "state store unavailable"
         client.close()
     store.close()
 
