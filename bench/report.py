@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from matplotlib import pyplot as plt  # noqa: E402 - after choosing the backend
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter  # noqa: E402
 
 from bench.run import PLOT, RESULTS, TARGETS  # noqa: E402
 
@@ -95,7 +96,7 @@ def markdown_table(latest: dict[str, Any], detail: dict[str, Any]) -> str:
             met("inactivity_lag_p99_ms"),
         ),
         (
-            "Redis bytes per customer (used_memory delta)",
+            "Redis bytes per customer (used_memory delta, idle copy)",
             _fmt(latest["redis_bytes_per_customer"]) + _spread(summary, "redis_bytes_per_customer"),
             "≤ 512",
             met("redis_bytes_per_customer"),
@@ -215,6 +216,11 @@ def plot(latest: dict[str, Any], detail: dict[str, Any], path: Path) -> None:
         )
         ax.set_xlabel("ms (log)")
         ax.set_ylabel("changes")
+        ticks = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000]
+        ticks = [t for t in ticks if edges[0] <= t <= edges[-1]]
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(FixedFormatter([f"{t:,}" for t in ticks]))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     else:
         ax.set_title("latency: not measured")
 

@@ -34,6 +34,7 @@ from bench.infra import (
     PrivateRedis,
     Resources,
     ServiceEpoch,
+    child_env,
     load,
     load_average,
     machine_info,
@@ -161,19 +162,21 @@ class LoadSampler:
         }
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=10
         )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def _git_commit() -> str | None:
+    """HEAD, with "+dirty" when the code the run imports differs from it."""
+    head = _git("rev-parse", "--short", "HEAD")
+    changed = _git("status", "--porcelain", "--", "bench", "scoring", "streams", "tierstream")
+    return f"{head}+dirty" if head and changed else head
 
 
 def _median(summary: dict[str, Any], name: str) -> float | None:
@@ -217,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             "producer (this process), for events that caused a change. Inactivity lag = "
             "change consumed - midnight in the worker's clock, converted with the per-shard "
             "clock shift's upper bound (conservative); the lower bound is reported too. "
-            "Medians over repeats; ratios per repeat, then their median."
+            "Replay and the hot-path profile run in a fresh interpreter each. Medians over "
+            "repeats; ratios per repeat, then their median."
         ),
         "errors": [],
     }
@@ -248,23 +252,31 @@ def main(argv: list[str] | None = None) -> int:
                     private = PrivateRedis(workdir)
                 except (OSError, redis.RedisError) as exc:
                     detail["errors"].append(f"no private Redis for the memory measurement: {exc}")
-            rate_holder = {"rate": args.rate}
             for r in range(args.repeats):
-                _run_repeat(args, ctx, private, r, repeats, detail, log, rate_holder)
+                _run_repeat(args, ctx, private, workdir, r, repeats, detail, log)
+            if ctx is not None and "latency" in args.phases:
+                rate = _latency_rate(args, repeats, detail, log)
+                for r in range(args.repeats):
+                    _run_latency(args, ctx, r, rate, repeats, log)
             if ctx is not None and "anatomy" in args.phases:
                 log("worker anatomy: the worker once more, with timers around its steps")
                 detail["anatomy"] = phases.anatomy(ctx)
                 log(f"  {json.dumps(detail['anatomy']['us_per_event'])}")
             if "profile" in args.phases:
-                log("profiling ShardProcessor.process in-process")
-                from bench.profile import hot_path
-
+                log("profiling ShardProcessor.process in-process (a fresh interpreter)")
                 ns = res.namespace()
                 res.namespaces.extend([ns + "a", ns + "b"])
                 n = min(len(mix.events), 5_000 if args.quick else 20_000)
-                detail["profile"] = hot_path(
-                    mix.events[:n], args.redis_url if needs_services else None, ns
-                )
+                options = [
+                    f"--events={spec.events}",
+                    f"--customers={spec.customers}",
+                    f"--seed={spec.seed}",
+                    f"--end={end.isoformat()}",
+                    f"--limit={n}",
+                ]
+                if needs_services:
+                    options += [f"--redis-url={args.redis_url}", f"--namespace={ns}"]
+                detail["profile"] = _inproc("profile", workdir, options)
         except Exception as exc:  # noqa: BLE001 - report, clean up, exit non-zero
             exit_code = 1
             detail["errors"].append("".join(traceback.format_exception(exc)))
@@ -297,16 +309,32 @@ def main(argv: list[str] | None = None) -> int:
     return exit_code
 
 
+def _inproc(what: str, workdir: Path, options: list[str] | None = None) -> dict[str, Any]:
+    """Run ``bench.inproc`` in a fresh interpreter; its JSON result."""
+    out = workdir / f"inproc-{what}-{time.monotonic_ns()}.json"
+    subprocess.run(  # noqa: S603 - our own module
+        [sys.executable, "-m", "bench.inproc", what, str(out), *(options or [])],
+        cwd=workdir,
+        env=child_env(),
+        check=True,
+        timeout=600,
+    )
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
 def _run_repeat(
     args: argparse.Namespace,
     ctx: phases.Context | None,
     private: PrivateRedis | None,
+    workdir: Path,
     r: int,
     repeats: dict[str, list[dict[str, Any]]],
     detail: dict[str, Any],
     log: Callable[[str], None],
-    rate_holder: dict[str, float],
 ) -> None:
+    """One repeat of the throughput measurements, back to back (ratios are per repeat)."""
+
     def record(name: str, result: dict[str, Any]) -> None:
         result["repeat"] = r + 1
         result["load_average"] = load_average()
@@ -328,54 +356,75 @@ def _run_repeat(
         log(
             f"  worker {w['eps']:,.0f} events/s (start-up {w['startup_s']:.1f}s, "
             f"steady {w['steady_eps'] or math.nan:,.0f}/s), {w['tier_changes']:,} changes, "
-            f"{w['dead_letters']} dead letters"
-        )
-    if ctx is not None and "latency" in args.phases:
-        rate = rate_holder["rate"]
-        steady = [w["steady_eps"] for w in repeats["worker"] if w.get("steady_eps")]
-        if r == 0 and steady and min(steady) < 2.5 * rate:
-            # 40% of the worker's backfill rate: live events come in small batches (each
-            # pays a batch's fixed cost), and the producer and change consumer of this
-            # process and the broker serving them share the same cores in this phase.
-            reduced = max(100.0, round(0.4 * min(steady), -2))
-            detail["latency_rate_note"] = (
-                f"offered rate reduced from {rate:,.0f} to {reduced:,.0f} events/s: the "
-                f"worker's steady backfill rate in this run is {min(steady):,.0f} events/s "
-                f"(slowest repeat) and the latency phase offers 40% of it, so that the "
-                f"latency measured is not a queue growing for as long as the phase lasts "
-                f"(each repeat reports kept_up)"
-            )
-            log("  " + detail["latency_rate_note"])
-            rate = rate_holder["rate"] = reduced
-        startups = [w["startup_s"] for w in repeats["worker"] if w.get("startup_s")]
-        budget = min(60.0, max(6.0, 1.5 * max(startups, default=10.0) + 2.0))
-        log(
-            f"{tag}: latency at {rate:,.0f} events/s for {args.latency_seconds:.0f}s, "
-            f"{args.inactive_customers} customers crossing a recency cut at a rehearsed midnight"
-        )
-        record(
-            "latency",
-            phases.latency_and_inactivity(
-                ctx,
-                rate=rate,
-                duration=args.latency_seconds,
-                inactive=args.inactive_customers,
-                startup_budget=budget,
-                seed=args.seed + 1000 * (r + 1),
-            ),
-        )
-        lat = repeats["latency"][-1]
-        log(
-            f"  latency p50 {lat['latency_p50_ms'] or math.nan:.0f} ms, p99 "
-            f"{lat['latency_p99_ms'] or math.nan:.0f} ms ({lat['changes_matched']:,} changes, "
-            f"sent at {lat['achieved_send_rate']:,.0f}/s); inactivity "
-            f"{lat['inactivity_seen']}/{lat['inactivity_expected']}, lag p99 "
-            f"{lat['inactivity_lag_p99_ms'] or math.nan:.0f} ms"
+            f"{w['dead_letters']} dead letters, {w['redis_bytes_per_customer']:.0f} Redis "
+            f"bytes/customer"
         )
     if "replay" in args.phases:
-        log(f"{tag}: CDNOW replay in-process")
-        record("replay", phases.replay_speed())
+        log(f"{tag}: CDNOW replay in-process (a fresh interpreter)")
+        record("replay", _inproc("replay", workdir))
         log(f"  replay {repeats['replay'][-1]['eps']:,.0f} events/s")
+
+
+def _latency_rate(
+    args: argparse.Namespace,
+    repeats: dict[str, list[dict[str, Any]]],
+    detail: dict[str, Any],
+    log: Callable[[str], None],
+) -> float:
+    """The offered rate: --rate, unless the worker measured in this run cannot sustain it."""
+    rate: float = args.rate
+    steady = [w["steady_eps"] for w in repeats.get("worker", []) if w.get("steady_eps")]
+    if steady and min(steady) < 3 * rate:
+        # A third of the worker's slowest backfill rate: live events come in small batches
+        # (each pays a batch's fixed cost: about 4 serial shard steps with their Kafka and
+        # Redis round trips), and this process's producer and change consumer and the
+        # broker serving them share the same cores during this phase.
+        reduced = max(100.0, math.floor(min(steady) / 3 / 100) * 100)
+        detail["latency_rate_note"] = (
+            f"offered rate reduced from {rate:,.0f} to {reduced:,.0f} events/s: the "
+            f"worker's steady backfill rate in this run is {min(steady):,.0f} events/s "
+            f"(slowest repeat) and the latency phase offers a third of it, so that the "
+            f"latency measured is not a queue growing for as long as the phase lasts "
+            f"(each repeat reports kept_up)"
+        )
+        log(detail["latency_rate_note"])
+        rate = reduced
+    return rate
+
+
+def _run_latency(
+    args: argparse.Namespace,
+    ctx: phases.Context,
+    r: int,
+    rate: float,
+    repeats: dict[str, list[dict[str, Any]]],
+    log: Callable[[str], None],
+) -> None:
+    startups = [w["startup_s"] for w in repeats.get("worker", []) if w.get("startup_s")]
+    budget = min(60.0, max(6.0, 1.5 * max(startups, default=10.0) + 2.0))
+    log(
+        f"latency repeat {r + 1}/{args.repeats}: {rate:,.0f} events/s for "
+        f"{args.latency_seconds:.0f}s, {args.inactive_customers} customers crossing a "
+        f"recency cut at a rehearsed midnight"
+    )
+    result = phases.latency_and_inactivity(
+        ctx,
+        rate=rate,
+        duration=args.latency_seconds,
+        inactive=args.inactive_customers,
+        startup_budget=budget,
+        seed=args.seed + 1000 * (r + 1),
+    )
+    result["repeat"] = r + 1
+    result["load_average"] = load_average()
+    repeats["latency"].append(result)
+    log(
+        f"  latency p50 {result['latency_p50_ms'] or math.nan:.0f} ms, p99 "
+        f"{result['latency_p99_ms'] or math.nan:.0f} ms ({result['changes_matched']:,} changes, "
+        f"sent at {result['achieved_send_rate']:,.0f}/s, kept up: {result['kept_up']}); "
+        f"inactivity {result['inactivity_seen']}/{result['inactivity_expected']}, lag p99 "
+        f"{result['inactivity_lag_p99_ms'] or math.nan:.0f} ms"
+    )
 
 
 def _aggregate(
