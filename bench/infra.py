@@ -110,7 +110,7 @@ class Resources:
         ensure_topics(self.bootstrap, counts)
         return TopicSet(names, partitions)
 
-    def redis(self) -> redis.Redis:
+    def redis(self) -> redis.Redis[bytes]:
         return redis.Redis.from_url(self.redis_url)
 
     def cleanup(self) -> list[str]:
@@ -250,7 +250,7 @@ class PrivateRedis:
                     raise
                 time.sleep(0.05)
 
-    def footprint(self, source: redis.Redis, keys: list[bytes]) -> int:
+    def footprint(self, source: redis.Redis[bytes], keys: list[bytes]) -> int:
         """used_memory growth from restoring ``keys`` of ``source`` here (bytes)."""
         self.client.flushall()
         before = int(self.client.info("memory")["used_memory"])

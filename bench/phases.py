@@ -274,12 +274,12 @@ class WorkerRun:
         self.store.close()
 
 
-def _used_memory(client: redis.Redis) -> int:
+def _used_memory(client: redis.Redis[bytes]) -> int:
     return int(client.info("memory")["used_memory"])
 
 
 def _namespace_footprint(
-    client: redis.Redis, namespace: str, private: PrivateRedis | None
+    client: redis.Redis[bytes], namespace: str, private: PrivateRedis | None
 ) -> dict[str, Any]:
     """Customers (state keys), the summed MEMORY USAGE of every key of the namespace, and
     the used_memory growth of an idle private Redis when those keys are restored there."""

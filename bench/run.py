@@ -474,8 +474,8 @@ def _aggregate(
                 ratios[key].append(worker["eps"] / base["eps"])
                 if worker.get("steady_eps") and base.get("steady_eps"):
                     ratios[f"{key}_steady"].append(worker["steady_eps"] / base["steady_eps"])
-    for key, values in ratios.items():
-        summary[key] = s(values)
+    for key, per_repeat in ratios.items():
+        summary[key] = s(per_repeat)
     latest = {
         "events": (detail.get("mix") or {}).get("events"),
         "raw_consume_eps": _median(summary, "raw_consume_eps"),

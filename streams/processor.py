@@ -20,7 +20,7 @@ from scoring.events import Cause, DeadLetter, EngagementEvent, InputEvent, Purch
 from scoring.state import CustomerState
 from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage, Rejected, dead_letter, parse_message
-from tierstream.stores.base import Batch, Lease, StateStore
+from tierstream.stores.base import Batch, Lease, StateStore, record_changes
 
 
 @dataclass
@@ -171,5 +171,7 @@ class ShardProcessor:
         batch.changes += [encode_change(change, emitted_at) for change in result.changes]
         for change in result.changes:
             result.counts[f"change:{change.cause}"] += 1
+        # Recent-change history and running totals go in the same atomic commit.
+        record_changes(batch, result.changes, result.counts)
         self.store.commit(self.lease, batch)
         self.offsets.update(offsets)

@@ -260,6 +260,8 @@ class Runtime:
                 self.processors.pop(processor.shard, None)
                 return
             self.counts["published"] += len(entries)
+            if self.metrics is not None:
+                self.metrics.observe_publish(len(entries))
 
     # ------------------------------------------------------------- retrying
     async def _retry(
@@ -431,7 +433,17 @@ def build_app(settings: Settings, store: StateStore, scorer: Scorer) -> faust.Ap
         if await commit_in_consumer_thread(app, positions):
             committed.update(positions)
 
-    runtime = Runtime(settings, store, scorer, clock_factory, send, flush, owns, commit_positions)
+    metrics = Metrics()
+    runtime = Runtime(
+        settings, store, scorer, clock_factory, send, flush, owns, commit_positions, metrics
+    )
+    if settings.api_port is not None:
+        # The HTTP API and dashboard inside the worker process (a Faust service).
+        from tierstream.api import create_api
+        from tierstream.serve import attach_api
+
+        api = create_api(store, scorer, settings, metrics)
+        attach_api(app, api, settings.api_host, settings.api_port)
     app.tierstream_runtime = runtime  # type: ignore[attr-defined]
 
     @app.agent(inputs, name="tierstream-inputs")

@@ -75,7 +75,14 @@ def test_services_are_ordered_by_health_and_topic_creation(compose: dict[str, An
     assert worker_deps["topic-init"]["condition"] == "service_completed_successfully"
     assert worker_deps["redis"]["condition"] == "service_healthy"
     assert services["worker"]["command"] == ["worker"]
-    assert services["demo-producer"]["command"] == ["produce-demo"]
+    assert services["demo-producer"]["command"] == [
+        "produce",
+        "cdnow",
+        "--format",
+        "cdnow",
+        "--rate",
+        "500",
+    ]
 
 
 def test_containers_use_the_in_network_addresses(compose: dict[str, Any]) -> None:

@@ -166,7 +166,10 @@ def _redis_store(settings: Settings) -> StateStore:
     from tierstream.stores.redis import RedisStore  # noqa: PLC0415 - only the Redis commands need it
 
     return RedisStore(
-        settings.redis_url, partitions=settings.partitions, namespace=settings.redis_namespace
+        settings.redis_url,
+        partitions=settings.partitions,
+        namespace=settings.redis_namespace,
+        history_length=settings.history_length,
     )
 
 
@@ -212,6 +215,26 @@ def worker_command(
     faust_app = build_app(settings, store, scorer)
     worker = faust.Worker(faust_app, loglevel=loglevel.upper(), quiet=True)
     worker.execute_from_commandline()
+
+
+@app.command("serve")
+def serve_command() -> None:
+    """The HTTP API and dashboard over the Redis state (TIERSTREAM_API_* settings)."""
+    from tierstream.serve import run_serve  # noqa: PLC0415 - aiohttp only needed here
+
+    run_serve(Settings())
+
+
+@app.command(
+    "bench",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def bench_command(ctx: typer.Context) -> None:
+    """Benchmarks against Kafka and Redis (options: tierstream bench --help)."""
+    from bench.run import main  # noqa: PLC0415 - the benchmark harness
+
+    raise typer.Exit(main(list(ctx.args)))
 
 
 @app.command("produce")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -222,3 +222,35 @@ def assert_chains_consistent(changes: list[dict[str, Any]], store: Any) -> int:
         assert state is not None and state.version == chain[-1]["version"], customer_id
         assert (state.tier, state.segment) == (chain[-1]["new_tier"], chain[-1]["new_segment"])
     return len(changes) - len(by_id)
+
+
+def assert_totals_exact(pipeline: Pipeline, events: int, changes: list[dict[str, Any]]) -> None:
+    """The store's running totals and recent histories agree with what was sent and published.
+
+    They are written in the same atomic commit as the states, so crashes and redelivery
+    must neither lose nor double a count: every input message ends as exactly one of
+    applied, duplicate or outside_window (already-applied redeliveries are not counted),
+    and each distinct published change is counted once, by its cause.
+    """
+    tallies = pipeline.store.tallies()
+    outcomes = sum(tallies.get(name, 0) for name in ("applied", "duplicate", "outside_window"))
+    assert outcomes == events, tallies
+    distinct = {change["event_id"]: change for change in changes}
+    by_cause = Counter(change["cause"] for change in distinct.values())
+    counted = {
+        name.removeprefix("change:"): count
+        for name, count in tallies.items()
+        if name.startswith("change:") and count
+    }
+    assert counted == dict(by_cause)
+    newest: dict[str, dict[str, Any]] = {}
+    for change in distinct.values():
+        if change["version"] > newest.get(change["customer_id"], {"version": 0})["version"]:
+            newest[change["customer_id"]] = change
+    for customer_id in sorted(newest)[:: max(1, len(newest) // 200)]:
+        state, history = pipeline.store.lookup(customer_id)
+        assert state is not None and history, customer_id
+        assert history[0]["event_id"] == newest[customer_id]["event_id"], customer_id
+        assert [h["version"] for h in history] == sorted(
+            (h["version"] for h in history), reverse=True
+        )

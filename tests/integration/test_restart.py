@@ -43,9 +43,26 @@ def services(*args: str) -> None:
     assert result.returncode == 0, f"services.sh {' '.join(args)}:\n{result.stdout}{result.stderr}"
 
 
-def test_redis_keeps_acknowledged_writes_across_kill(redis_client: redis.Redis) -> None:
+def wait_for_aof_write(client: redis.Redis, timeout: float = 10.0) -> None:
+    """Wait until Redis has written its append-only buffer to the file.
+
+    Under ``appendfsync everysec`` Redis may acknowledge a write and postpone writing the
+    file for up to 2 s while a background fsync is slow (a busy disk, as late in a full test
+    run): a SIGKILL in that moment loses the write. That loss is expected and the worker is
+    built for it (Kafka offsets committed 3 s behind Redis, docs/operations.md); what this
+    test checks is that whatever reached the file survives SIGKILL and a restart.
+    """
+    deadline = time.monotonic() + timeout
+    while client.info("persistence").get("aof_buffer_length", 0):
+        assert time.monotonic() < deadline, "Redis kept its AOF buffer unwritten for 10 s"
+        time.sleep(0.05)
+
+
+def test_redis_keeps_written_data_across_kill(redis_client: redis.Redis) -> None:
     redis_client.set("restart:key", b"kept")
     redis_client.hset("{p1}:c:7", mapping={"tier": "A", "version": 2})
+    assert redis_client.info("persistence")["aof_enabled"] == 1
+    wait_for_aof_write(redis_client)
     services("restart-redis", "--kill")
     redis_client.connection_pool.disconnect()
     assert redis_client.get("restart:key") == b"kept"

@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.pipeline import ROOT, Pipeline, assert_chains_consistent
+from tests.integration.pipeline import (
+    ROOT,
+    Pipeline,
+    assert_chains_consistent,
+    assert_totals_exact,
+)
 from tests.reference import batch_rfm, load_cdnow
 from tierstream.readers import bundled_cdnow_path, read_events
 from tierstream.replay import ReplayStats, collect
@@ -82,8 +87,10 @@ def test_cdnow_history_through_kafka_equals_the_batch_reference(
     pipeline.wait_outbox_empty()
     print(f"\nCDNOW through Kafka: {len(cdnow_events) / elapsed:,.0f} events/s incl. start-up")
     assert_exact(pipeline, cdnow_frame, {e.customer_id for e in cdnow_events})
-    duplicates = assert_chains_consistent(pipeline.changes(), pipeline.store)
+    changes = pipeline.changes()
+    duplicates = assert_chains_consistent(changes, pipeline.store)
     assert duplicates == 0  # a clean run publishes each change once
+    assert_totals_exact(pipeline, len(cdnow_events), changes)
 
 
 def test_kill9_mid_stream_loses_nothing_and_counts_nothing_twice(
@@ -100,7 +107,9 @@ def test_kill9_mid_stream_loses_nothing_and_counts_nothing_twice(
     pipeline.wait_applied(1.0)
     pipeline.wait_outbox_empty()
     assert_exact(pipeline, cdnow_frame, {e.customer_id for e in events})
-    assert_chains_consistent(pipeline.changes(), pipeline.store)
+    changes = pipeline.changes()
+    assert_chains_consistent(changes, pipeline.store)
+    assert_totals_exact(pipeline, len(events), changes)
 
 
 def test_two_workers_share_partitions_and_survive_losing_one(
@@ -301,3 +310,43 @@ def test_quintile_cut_points_are_published_and_applied_by_the_worker(
     for state in pipeline.store.scan():
         values = scorer.values(state, state.clock_day)
         assert state.scores.f == raw_score(values.frequency, published.frequency, True)
+
+
+def test_worker_serves_the_api_with_history_and_its_own_metrics(make_pipeline, cdnow_events):
+    import urllib.request
+
+    from tests.integration.api_support import free_port
+
+    port = free_port()
+    pipeline = make_pipeline(
+        env={"TIERSTREAM_API_PORT": str(port), "TIERSTREAM_API_HOST": "127.0.0.1"}
+    )
+    events = subset(cdnow_events, "00200")
+    pipeline.produce(events)
+    pipeline.start_worker()
+    pipeline.wait_applied(1.0)
+    pipeline.wait_outbox_empty()
+    changes = pipeline.changes()
+    assert_totals_exact(pipeline, len(events), changes)
+
+    def get(path: str) -> bytes:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                    return bytes(r.read())
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    newest = max((c for c in changes if c["customer_id"] == "00001"), key=lambda c: c["version"])
+    body = json.loads(get("/customers/00001"))
+    assert body["customer_id"] == "00001"
+    assert body["history"][0]["event_id"] == newest["event_id"]
+    metrics = get("/metrics").decode()
+    published = [
+        line for line in metrics.splitlines() if line.startswith("tierstream_published_total ")
+    ]
+    # this worker published every change (a single worker, no restarts), nothing else did
+    assert published and float(published[0].split()[1]) == len(changes)
