@@ -172,6 +172,25 @@ class Pipeline:
             time.sleep(0.3)
         raise AssertionError(f"outbox not drained after {timeout}s\n{self.logs()}")
 
+    def wait_quiet(self, timeout: float = 60, still: float = 2.0) -> None:
+        """Wait until the outbox is empty and no commit adds a change for ``still`` seconds.
+
+        After the last input is applied, the timer may still commit time-driven changes
+        (customers whose rescore moment the event clock has reached); counts taken before
+        then race with it.
+        """
+        deadline = time.monotonic() + timeout
+        last: int | None = None
+        while time.monotonic() < deadline:
+            self.wait_outbox_empty(timeout=max(1.0, deadline - time.monotonic()))
+            tallies = self.store.tallies()
+            changes = sum(v for k, v in tallies.items() if k.startswith("change:"))
+            if changes == last:
+                return
+            last = changes
+            time.sleep(still)
+        raise AssertionError(f"commits did not settle within {timeout}s\n{self.logs()}")
+
     # ---------------------------------------------------------------- output
     def read(self, topic: str) -> list[tuple[bytes | None, bytes]]:
         ends = self.end_offsets(topic)

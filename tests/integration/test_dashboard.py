@@ -209,3 +209,64 @@ def test_dashboard_asks_for_the_token_and_uses_it(browser, store, kafka_bootstra
         page.locator("#tiers svg rect.bar").first.wait_for(timeout=10_000)
         assert "token" not in page.url
         page.close()
+
+
+def test_dashboard_of_a_running_worker_fed_with_cdnow_follows_new_events(
+    browser, kafka_bootstrap, redis_url, fresh_topics, unique_name, tmp_path
+):
+    """End to end: CDNOW through Kafka into a worker that serves the page itself."""
+    from tests.integration.api_support import free_port
+    from tests.integration.pipeline import Pipeline
+    from tierstream.readers import bundled_cdnow_path, read_events
+    from tierstream.replay import ReplayStats, collect
+
+    events = collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False)
+    events.sort(key=lambda e: e.occurred_at)
+    first = [e for e in events if e.customer_id < "02000"]
+    later = [e for e in events if "02000" <= e.customer_id < "02500"]
+    port = free_port()
+    pipeline = Pipeline(
+        kafka_bootstrap,
+        redis_url,
+        fresh_topics,
+        unique_name,
+        tmp_path,
+        env={"TIERSTREAM_API_PORT": str(port), "TIERSTREAM_SIZES_TTL": "1"},
+    )
+    try:
+        pipeline.produce(first)
+        pipeline.start_worker()
+        pipeline.wait_applied(1.0)
+        pipeline.wait_quiet()
+        customers = len({e.customer_id for e in first})
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        deadline = time.monotonic() + 30
+        while True:  # the worker's API comes up with the worker
+            try:
+                page.goto(f"http://127.0.0.1:{port}/")
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "the worker never served the page"
+                time.sleep(0.5)
+        wait_for(page, f"Number(document.body.dataset.customers) === {customers}")
+        published = len(pipeline.changes())
+        wait_for(page, f"Number(document.body.dataset.changes) === {published}")
+        bars = page.locator("#tiers svg rect.bar")
+        assert sum(int(bars.nth(i).get_attribute("data-value")) for i in range(4)) == customers
+        assert page.locator("#flows rect.flow").count() >= 4
+        assert page.locator("#kafka-dot.ok").count() == 1
+        changes_before = published
+
+        # New purchases arrive: the open page follows without a reload.
+        pipeline.produce(later)
+        total = customers + len({e.customer_id for e in later})
+        wait_for(page, f"Number(document.body.dataset.customers) === {total}", timeout=60)
+        wait_for(page, f"Number(document.body.dataset.changes) > {changes_before}", timeout=60)
+        assert errors == []
+        page.close()
+    finally:
+        pipeline.stop_all()
+        pipeline.store.wipe()
+        pipeline.store.close()

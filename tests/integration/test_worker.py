@@ -84,7 +84,7 @@ def test_cdnow_history_through_kafka_equals_the_batch_reference(
     pipeline.start_worker()
     pipeline.wait_applied(timeout=400)
     elapsed = time.monotonic() - started
-    pipeline.wait_outbox_empty()
+    pipeline.wait_quiet()
     print(f"\nCDNOW through Kafka: {len(cdnow_events) / elapsed:,.0f} events/s incl. start-up")
     assert_exact(pipeline, cdnow_frame, {e.customer_id for e in cdnow_events})
     changes = pipeline.changes()
@@ -105,7 +105,7 @@ def test_kill9_mid_stream_loses_nothing_and_counts_nothing_twice(
         pipeline.kill(worker)  # SIGKILL: no chance to commit or flush anything
         worker = pipeline.start_worker()
     pipeline.wait_applied(1.0)
-    pipeline.wait_outbox_empty()
+    pipeline.wait_quiet()
     assert_exact(pipeline, cdnow_frame, {e.customer_id for e in events})
     changes = pipeline.changes()
     assert_chains_consistent(changes, pipeline.store)
@@ -312,41 +312,87 @@ def test_quintile_cut_points_are_published_and_applied_by_the_worker(
         assert state.scores.f == raw_score(values.frequency, published.frequency, True)
 
 
-def test_worker_serves_the_api_with_history_and_its_own_metrics(make_pipeline, cdnow_events):
+def test_worker_serves_every_api_endpoint_behind_its_token(make_pipeline, cdnow_events):
+    """The API and dashboard served by a running worker, fed with CDNOW through Kafka."""
+    import urllib.error
     import urllib.request
+    from collections import Counter
 
     from tests.integration.api_support import free_port
 
     port = free_port()
+    token = "s3cret"
     pipeline = make_pipeline(
-        env={"TIERSTREAM_API_PORT": str(port), "TIERSTREAM_API_HOST": "127.0.0.1"}
+        env={
+            "TIERSTREAM_API_PORT": str(port),
+            "TIERSTREAM_API_HOST": "127.0.0.1",
+            "TIERSTREAM_API_TOKEN": token,
+            "TIERSTREAM_SIZES_TTL": "0.5",
+        }
     )
     events = subset(cdnow_events, "00200")
     pipeline.produce(events)
     pipeline.start_worker()
     pipeline.wait_applied(1.0)
-    pipeline.wait_outbox_empty()
+    pipeline.wait_quiet()
     changes = pipeline.changes()
     assert_totals_exact(pipeline, len(events), changes)
 
-    def get(path: str) -> bytes:
+    def get(path: str, auth: bool = True) -> tuple[int, bytes]:
+        headers = {"Authorization": f"Bearer {token}"} if auth else {}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-                    return bytes(r.read())
+                with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                    return response.status, bytes(response.read())
+            except urllib.error.HTTPError as exc:
+                return exc.code, bytes(exc.read())
             except OSError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
 
+    def get_json(path: str, status: int = 200) -> dict:
+        got, body = get(path)
+        assert got == status, (path, body)
+        return json.loads(body)
+
+    # A customer: state, why, and the recent history the worker's commits recorded.
     newest = max((c for c in changes if c["customer_id"] == "00001"), key=lambda c: c["version"])
-    body = json.loads(get("/customers/00001"))
-    assert body["customer_id"] == "00001"
-    assert body["history"][0]["event_id"] == newest["event_id"]
-    metrics = get("/metrics").decode()
+    body = get_json("/customers/00001")
+    assert (body["customer_id"], body["tier"]) == ("00001", newest["new_tier"])
+    assert body["why"] and body["history"][0]["event_id"] == newest["event_id"]
+    assert get_json("/customers/nobody", 404)["error"] == "unknown customer"
+    assert "control characters" in get_json("/customers/bad%01id", 400)["error"]
+    assert "as_of" in get_json("/customers/00001?as_of=yesterday", 400)["error"]
+    # Sizes, flows and the model, from the worker's Redis state and running totals.
+    customers = {e.customer_id for e in events}
+    tiers = get_json("/tiers")
+    assert tiers["customers"] == len(customers)
+    states = [pipeline.store.get(c) for c in sorted(customers)]
+    assert {r["name"]: r["customers"] for r in tiers["tiers"] if r["customers"]} == Counter(
+        s.tier for s in states if s is not None
+    )
+    assert sum(r["customers"] for r in get_json("/segments")["segments"]) == len(customers)
+    flows = get_json("/flows")
+    assert flows["totals"]["changes"] == len(changes)
+    assert flows["totals"]["events"] == len(events)
+    assert get_json("/model") == {"model": None}
+    assert get_json("/healthz")["status"] == "ok"
+    assert get_json("/openapi.json")["openapi"].startswith("3.1")
+    status, page = get("/", auth=False)
+    assert status == 200 and b"<html" in page.lower()
+    # Only health and the page itself are open without the token.
+    for path in ("/customers/00001", "/tiers", "/segments", "/flows", "/model", "/metrics"):
+        assert get(path, auth=False)[0] == 401, path
+    assert get("/healthz", auth=False)[0] == 200
+    # Metrics: this worker's own counters next to the cluster-wide totals.
+    status, raw = get("/metrics")
+    assert status == 200
+    metrics = raw.decode()
     published = [
         line for line in metrics.splitlines() if line.startswith("tierstream_published_total ")
     ]
-    # this worker published every change (a single worker, no restarts), nothing else did
+    # a single worker, no restarts: it published every change, and nothing else did
     assert published and float(published[0].split()[1]) == len(changes)
