@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from scoring.config import ScoringConfig
 from scoring.days import day_start, day_to_date, utc_day
@@ -62,6 +62,9 @@ class Change:
     f: int | None
     m: int | None
     occurred_at: datetime
+    # Behavioural segment labels (None while no segment model is in use).
+    previous_behaviour: str | None = None
+    new_behaviour: str | None = None
 
     def to_json(self, emitted_at: datetime | None = None) -> dict[str, Any]:
         return {
@@ -84,6 +87,8 @@ class Change:
             },
             "occurred_at": self.occurred_at.isoformat(),
             "emitted_at": None if emitted_at is None else emitted_at.isoformat(),
+            "previous_behaviour": self.previous_behaviour,
+            "new_behaviour": self.new_behaviour,
         }
 
     def to_model(self, emitted_at: datetime | None = None) -> TierChange:
@@ -130,6 +135,20 @@ class _EventReason:
         return text
 
 
+class BehaviourModel(Protocol):
+    """A frozen behavioural segmentation, versioned (``tierstream.segments`` adapts the
+    published snapshot of ``models``). Pure and deterministic: the same values and version
+    give the same segment in every process."""
+
+    @property
+    def version(self) -> int: ...
+
+    def assign(self, values: Values) -> tuple[int, str]:
+        """(segment id, label) of a customer with these figures; ids are stable across
+        versions, labels describe the segment's current centroid."""
+        ...
+
+
 class AsOfError(ValueError):
     """Raised for an as-of time earlier than the state has already been brought to."""
 
@@ -146,8 +165,15 @@ def change_event_id(customer_id: str, version: int) -> str:
 class Scorer:
     """Scores customers under one configuration and one set of cut points."""
 
-    def __init__(self, config: ScoringConfig, thresholds: Thresholds | None = None) -> None:
+    def __init__(
+        self,
+        config: ScoringConfig,
+        thresholds: Thresholds | None = None,
+        behaviour: BehaviourModel | None = None,
+    ) -> None:
         self.config = config
+        # Assigns the behavioural segment whenever the customer is re-scored (None: off).
+        self.behaviour = behaviour
         self.thresholds = thresholds or Thresholds.fixed(config)
         self.window = config.window_days
         s, t = config.scores, self.thresholds
@@ -165,7 +191,10 @@ class Scorer:
         self._explanations: dict[Scores, tuple[str, str]] = {}
 
     def with_thresholds(self, thresholds: Thresholds) -> Scorer:
-        return Scorer(self.config, thresholds)
+        return Scorer(self.config, thresholds, self.behaviour)
+
+    def with_behaviour(self, behaviour: BehaviourModel | None) -> Scorer:
+        return Scorer(self.config, self.thresholds, behaviour)
 
     # ----------------------------------------------------------------- events
     def apply(self, state: CustomerState, event: InputEvent, now: datetime) -> ApplyResult:
@@ -217,7 +246,7 @@ class Scorer:
 
     def erase(self, state: CustomerState, now: datetime) -> Change | None:
         """The final change of a customer whose data is erased on request."""
-        if state.tier is None and state.segment is None:
+        if state.tier is None and state.segment is None and state.behaviour is None:
             return None
         state.version += 1
         change = Change(
@@ -237,8 +266,11 @@ class Scorer:
             None,
             None,
             now,
+            _label(state.behaviour),
+            None,
         )
         state.tier = state.segment = None
+        state.behaviour = None
         return change
 
     # ------------------------------------------------------------------- time
@@ -460,11 +492,23 @@ class Scorer:
         before = state.scores
         state.scores = scores
         tier, segment = self._classify(scores)
-        if (tier, segment) == (state.tier, state.segment):
+        behaviour = state.behaviour
+        if self.behaviour is not None:
+            assigned = self.behaviour.assign(values)
+            if behaviour is not None and assigned[0] == behaviour[0]:
+                # Same segment, perhaps described anew by a newer model: no change event.
+                state.behaviour = behaviour = assigned
+            else:
+                behaviour = assigned
+        if (tier, segment) == (state.tier, state.segment) and behaviour == state.behaviour:
             return []
         tier_rule, segment_rule = self._explain(scores)
         moves = _score_moves(before, scores)
-        parts = (str(because), moves, tier_rule, segment_rule)
+        parts = [str(because), moves, tier_rule, segment_rule]
+        if behaviour != state.behaviour and self.behaviour is not None:
+            parts.append(
+                f"behaviour: {_label(behaviour)} (segment model v{self.behaviour.version})"
+            )
         reason = "; ".join(part for part in parts if part)
         state.version += 1
         change = Change(
@@ -484,8 +528,10 @@ class Scorer:
             scores.f,
             scores.m,
             moment,
+            _label(state.behaviour),
+            _label(behaviour),
         )
-        state.tier, state.segment = tier, segment
+        state.tier, state.segment, state.behaviour = tier, segment, behaviour
         return [change]
 
     def _prune(self, state: CustomerState) -> None:
@@ -530,6 +576,10 @@ class _InactivityReason:
                 f"monetary {before.monetary}→{after.monetary})"
             )
         return ", ".join(parts)
+
+
+def _label(behaviour: tuple[int, str] | None) -> str | None:
+    return None if behaviour is None else behaviour[1]
 
 
 def _iso(moment: datetime | None) -> str | None:

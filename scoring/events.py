@@ -96,6 +96,12 @@ class TierChange(BaseModel):
     rfm: RfmValues
     occurred_at: datetime
     emitted_at: datetime | None = None
+    previous_behaviour: str | None = Field(
+        default=None, description="Behavioural segment before (null: no segment model in use)"
+    )
+    new_behaviour: str | None = Field(
+        default=None, description="Behavioural segment after (null: no segment model in use)"
+    )
 
 
 class DeadLetter(BaseModel):

@@ -46,6 +46,8 @@ class CustomerState:
     scores: Scores | None = None  # None until the first purchase
     tier: str | None = None
     segment: str | None = None
+    # behavioural segment (id, label) from the segment model, when one is in use
+    behaviour: tuple[int, str] | None = None
     version: int = 0
     # Derived, never persisted: the scorer's cached time-driven candidate days.
     cached_moves: Moves | None = field(default=None, compare=False, repr=False)
@@ -83,6 +85,8 @@ class CustomerState:
             out["t"] = self.tier
         if self.segment is not None:
             out["sg"] = self.segment
+        if self.behaviour is not None:
+            out["b"] = list(self.behaviour)
         return out
 
     @classmethod
@@ -102,6 +106,9 @@ class CustomerState:
             state.scores = Scores(*raw["sc"])
         state.tier = raw.get("t")
         state.segment = raw.get("sg")
+        if "b" in raw:
+            segment_id, label = raw["b"]
+            state.behaviour = (segment_id, label)
         return state
 
 

@@ -22,6 +22,7 @@ from aiokafka.structs import OffsetAndMetadata
 from aiokafka.structs import TopicPartition as AIOKafkaTP
 from faust.types import TP, EventT
 
+from models.snapshot import SegmentSnapshot
 from scoring.days import utc_day
 from scoring.engine import Scorer
 from scoring.events import Cause, EngagementEvent, PurchaseEvent
@@ -31,6 +32,7 @@ from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage
 from streams.metrics import Metrics
 from streams.processor import CHANGE_ENTRY, ShardProcessor, StepResult, decode_entry
+from tierstream.segments import SNAPSHOT_META, SnapshotBehaviour
 from tierstream.settings import Settings
 from tierstream.stores.base import FencedError, StateStore
 from tierstream.topics import kafka_security_from_env
@@ -87,6 +89,7 @@ class Runtime:
         self.processors: dict[int, ShardProcessor] = {}
         self._next_threshold_check = 0.0
         self._next_threshold_compute = 0.0
+        self._next_segments_check = 0.0
         # (monotonic time, applied offsets) per shard, waiting to be old enough to commit
         self._positions: dict[int, deque[tuple[float, dict[str, int]]]] = defaultdict(deque)
         self.locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -186,8 +189,57 @@ class Runtime:
                 )
         self.counts["threshold_updates"] += 1
 
+    async def refresh_segments(self) -> None:
+        """Adopt a newer behavioural segment snapshot and re-assign every customer.
+
+        Snapshots are learned in one place (``tierstream segments``) and published,
+        versioned, in the store. Every ``segments_check_seconds`` each worker looks for a
+        newer version, re-scores with it, and sweeps the shards it owns (cause
+        ``model_update`` for every customer the new model moves). A per-shard marker in
+        the store records the version a shard was fully swept with, so a sweep cut short
+        by a crash or a rebalance is finished by the shard's next owner.
+        """
+        now = time.monotonic()
+        if now < self._next_segments_check:
+            return
+        self._next_segments_check = now + self.settings.segments_check_seconds
+        raw = await self._retry(partial(self.store.get_meta, SNAPSHOT_META), "segment model")
+        if raw is None:
+            return
+        adopted = self.scorer.behaviour
+        snapshot = SegmentSnapshot.from_bytes(raw)  # a few hundred bytes: cheap to parse
+        if adopted is None or snapshot.version > adopted.version:
+            self.scorer = self.scorer.with_behaviour(SnapshotBehaviour(snapshot))
+            log.info("adopted behavioural segment model version %d", snapshot.version)
+            self.counts["model_updates"] += 1
+            for shard in list(self.processors):
+                async with self.locks[shard]:
+                    processor = self.processors.get(shard)
+                    if processor is not None:
+                        processor.scorer = self.scorer
+        assert self.scorer.behaviour is not None
+        version = self.scorer.behaviour.version
+        because = f"behavioural segments re-learned (segment model v{version})"
+        for shard in list(self.processors):
+            marker = f"segments_swept:{shard}"
+            swept = await self._retry(partial(self.store.get_meta, marker), "sweep marker")
+            if swept is not None and int(swept) >= version:
+                continue
+            ids = await self._retry(partial(self.store.customer_ids, shard), "list customers")
+            for start in range(0, len(ids), 500):
+                if shard not in self.processors:
+                    break  # lost the shard: its new owner sweeps it
+                chunk = ids[start : start + 500]
+                await self._step(
+                    shard, partial(_rescore, ids=chunk, cause="model_update", because=because)
+                )
+            else:
+                payload = str(version).encode()
+                await self._retry(partial(self.store.set_meta, marker, payload), "sweep marker")
+
     async def tick(self) -> None:
         await self.refresh_thresholds()
+        await self.refresh_segments()
         for shard in list(self.processors):
             await self._step(shard, ShardProcessor.advance_due)
             processor = self.processors.get(shard)

@@ -86,6 +86,12 @@ def replay_command(
     ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar or report")] = False,
     show_changes: Annotated[int, typer.Option(help="Print this many tier changes")] = 10,
+    segments: Annotated[
+        Path | None,
+        typer.Option(
+            help="Assign behavioural segments with this snapshot (tierstream segments --save)"
+        ),
+    ] = None,
 ) -> None:
     """Replay a purchase history through the scoring core (no Kafka or Redis needed)."""
     if fmt not in ("cdnow", "csv", "jsonl"):
@@ -96,6 +102,7 @@ def replay_command(
         raise typer.Exit(2)
     scoring_config = load_scoring_config(config, parse_window(window_days))
     moment = parse_as_of(as_of)
+    behaviour = _load_snapshot_file(segments) if segments is not None else None
     stats = ReplayStats()
     try:
         events = collect(read_events(source, cast(Format, fmt)), stats, strict=strict)
@@ -115,7 +122,7 @@ def replay_command(
         task = bar.add_task("replay", total=len(events))
         result = replay(
             events,
-            Scorer(scoring_config),
+            Scorer(scoring_config, behaviour=behaviour),
             as_of=moment,
             emit=changes.append,
             stats=stats,
@@ -182,6 +189,26 @@ def _segment_snapshot(store: StateStore) -> Any:
     return SegmentSnapshot.from_bytes(raw) if raw else None
 
 
+def _load_snapshot_file(path: Path) -> Any:
+    from models.snapshot import SegmentSnapshot  # noqa: PLC0415
+
+    try:
+        snapshot = SegmentSnapshot.from_bytes(path.read_bytes())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        console.print(f"[red]cannot read the segment snapshot {path}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    return _behaviour(snapshot)
+
+
+def _behaviour(snapshot: Any) -> Any:
+    """The scorer's behaviour model for a snapshot (None: no segment model yet)."""
+    if snapshot is None:
+        return None
+    from tierstream.segments import SnapshotBehaviour  # noqa: PLC0415 - needs numpy/models
+
+    return SnapshotBehaviour(snapshot)
+
+
 def _add_behaviour(
     record: dict[str, Any], snapshot: Any, scorer: Scorer, state: Any, moment: datetime
 ) -> None:
@@ -210,8 +237,15 @@ def worker_command(
     from streams.worker import build_app  # noqa: PLC0415
 
     settings = Settings()
-    scorer = Scorer(settings.scoring_config())
     store = _redis_store(settings)
+    from redis.exceptions import RedisError  # noqa: PLC0415
+
+    try:
+        snapshot = _segment_snapshot(store)
+    except (OSError, RedisError) as exc:  # the worker's timer adopts the model later
+        console.print(f"[yellow]segment model not loaded yet ({exc}); will retry[/yellow]")
+        snapshot = None
+    scorer = Scorer(settings.scoring_config(), behaviour=_behaviour(snapshot))
     faust_app = build_app(settings, store, scorer)
     worker = faust.Worker(faust_app, loglevel=loglevel.upper(), quiet=True)
     worker.execute_from_commandline()
@@ -285,6 +319,10 @@ def segments_command(
     k: Annotated[int, typer.Option(help="Number of segments")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the learning order and the model")] = 0,
     publish: Annotated[bool, typer.Option(help="Store the new snapshot (Redis mode)")] = True,
+    save: Annotated[
+        Path | None,
+        typer.Option(help="Also write the snapshot to this file (for replay --segments)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Learn the behavioural segments and show them: sizes, centroids, labels, drift."""
@@ -313,6 +351,9 @@ def segments_command(
         previous = SegmentSnapshot.from_bytes(raw) if raw else None
     learned = learn_snapshot(scorer, states, moment, previous=previous, k=k, seed=seed)
     snapshot = learned.snapshot
+    if save is not None:
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.write_bytes(snapshot.to_bytes())
     if store is not None:
         if publish:
             store.set_meta(SNAPSHOT_META, snapshot.to_bytes())

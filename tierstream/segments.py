@@ -27,7 +27,7 @@ from models.snapshot import (
     snapshot_from_model,
 )
 from scoring.days import utc_day
-from scoring.engine import Scorer
+from scoring.engine import Scorer, Values
 from scoring.state import CustomerState
 
 SNAPSHOT_META = "segments_snapshot"
@@ -36,7 +36,11 @@ SNAPSHOT_META = "segments_snapshot"
 def customer_features(scorer: Scorer, state: CustomerState, as_of: datetime) -> dict[str, float]:
     """The model's feature vector for one customer as of a moment (state is not changed)."""
     day = max(utc_day(as_of), state.clock_day or 0)
-    values = scorer.values(state, day)
+    return features_of(scorer.values(state, day))
+
+
+def features_of(values: Values) -> dict[str, float]:
+    """The model's feature vector of a customer's RFM and engagement figures."""
     return build_features(
         CustomerFeaturesInput(
             recency_days=values.recency_days,
@@ -85,3 +89,20 @@ def behaviour(
     snapshot: SegmentSnapshot, scorer: Scorer, state: CustomerState, as_of: datetime
 ) -> Assignment:
     return assign(snapshot, customer_features(scorer, state, as_of))
+
+
+class SnapshotBehaviour:
+    """A published snapshot as the scorer's ``BehaviourModel``: the worker and the replay
+    assign each re-scored customer's behavioural segment with it, so the segment travels on
+    the tier-change events (``previous_behaviour`` / ``new_behaviour``)."""
+
+    def __init__(self, snapshot: SegmentSnapshot) -> None:
+        self.snapshot = snapshot
+
+    @property
+    def version(self) -> int:
+        return self.snapshot.version
+
+    def assign(self, values: Values) -> tuple[int, str]:
+        assignment = assign(self.snapshot, features_of(values))
+        return assignment.segment_id, assignment.label

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # and how often workers look for a newer published version.
     threshold_refresh_seconds: float = Field(default=3600, gt=0)
     threshold_check_seconds: float = Field(default=5, gt=0)
+    # How often workers look for a newer behavioural segment model (tierstream segments).
+    segments_check_seconds: float = Field(default=5, gt=0)
     # Where Faust keeps its (small) local data directory.
     data_dir: Path = Path(tempfile.gettempdir()) / "tierstream-faust"
 

@@ -237,6 +237,11 @@ def assert_chains_consistent(changes: list[dict[str, Any]], store: Any) -> int:
         for before, after in zip(chain, chain[1:], strict=False):
             assert after["previous_tier"] == before["new_tier"], (customer_id, before, after)
             assert after["previous_segment"] == before["new_segment"], (customer_id, before, after)
+            assert after.get("previous_behaviour") == before.get("new_behaviour"), (
+                customer_id,
+                before,
+                after,
+            )
         state = store.get(customer_id)
         assert state is not None and state.version == chain[-1]["version"], customer_id
         assert (state.tier, state.segment) == (chain[-1]["new_tier"], chain[-1]["new_segment"])

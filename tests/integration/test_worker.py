@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -396,3 +397,55 @@ def test_worker_serves_every_api_endpoint_behind_its_token(make_pipeline, cdnow_
     ]
     # a single worker, no restarts: it published every change, and nothing else did
     assert published and float(published[0].split()[1]) == len(changes)
+
+
+def test_two_workers_adopt_a_published_segment_model_and_agree(make_pipeline, cdnow_events):
+    """`tierstream segments` learns from Redis and publishes; both workers re-assign."""
+    from models.snapshot import SegmentSnapshot
+    from tierstream.segments import SNAPSHOT_META, SnapshotBehaviour
+
+    pipeline = make_pipeline(env={"TIERSTREAM_SEGMENTS_CHECK_SECONDS": "0.5"})
+    events = subset(cdnow_events, "01500")
+    pipeline.produce(events)
+    workers = [pipeline.start_worker(), pipeline.start_worker()]
+    pipeline.wait_applied(1.0)
+    pipeline.wait_quiet()
+    before = pipeline.changes()
+    assert all(c["new_behaviour"] is None for c in before)  # no model yet
+
+    learned = subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "tierstream.cli", "segments", "--as-of", "1998-07-01", "--json"],
+        cwd=ROOT,
+        env=pipeline.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(learned.stdout)["version"] == 1
+    snapshot = SegmentSnapshot.from_bytes(pipeline.store.get_meta(SNAPSHOT_META))
+    deadline = time.monotonic() + 60
+    while any(
+        pipeline.store.get_meta(f"segments_swept:{shard}") != b"1"
+        for shard in range(pipeline.partitions)
+    ):
+        assert time.monotonic() < deadline, f"shards not swept\n{pipeline.logs()}"
+        time.sleep(0.5)
+    pipeline.wait_quiet()
+    assert all(worker.poll() is None for worker in workers)
+
+    # Every customer carries the segment the published model gives their figures, whichever
+    # worker owned them: the same snapshot version, the same answer.
+    model = SnapshotBehaviour(snapshot)
+    states = list(pipeline.store.scan())
+    assert len(states) == len({e.customer_id for e in events})
+    for state in states:
+        assert state.clock_day is not None
+        assert state.behaviour == model.assign(pipeline.scorer.values(state, state.clock_day))
+    changes = pipeline.changes()
+    updates = [c for c in changes if c["cause"] == "model_update"]
+    assert len(updates) == len(states)  # everyone moved from "no segment" to one
+    assert all(c["previous_behaviour"] is None and c["new_behaviour"] for c in updates)
+    assert all("segment model v1" in c["reason"] for c in updates)
+    assert_chains_consistent(changes, pipeline.store)
+    assert_totals_exact(pipeline, len(events), changes)

@@ -57,3 +57,32 @@ def test_a_new_snapshot_keeps_segment_ids_and_reports_drift(cdnow_states):
     assert again.snapshot.version == 2
     assert again.drift is not None
     assert {s.segment_id for s in again.snapshot.segments} == {s.segment_id for s in first.segments}
+
+
+def test_replaying_twice_with_a_snapshot_gives_the_same_segments(cdnow_states, default_config):
+    from tierstream.segments import SnapshotBehaviour
+
+    scorer, states = cdnow_states
+    published = learn_snapshot(scorer, states, AS_OF).snapshot.to_bytes()
+    events = [
+        e
+        for e in collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False)
+        if e.customer_id < "02000"
+    ]
+    runs = []
+    for _ in range(2):  # two processes' worth: each parses the published bytes itself
+        model = SnapshotBehaviour(SegmentSnapshot.from_bytes(published))
+        changes: list = []
+        result = replay(
+            events,
+            Scorer(default_config, behaviour=model),
+            as_of=AS_OF,
+            emit=changes.append,
+            stats=ReplayStats(),
+        )
+        runs.append((changes, {c: s.behaviour for c, s in result.states.items()}))
+    (changes_a, segments_a), (changes_b, segments_b) = runs
+    assert changes_a == changes_b
+    assert segments_a == segments_b
+    assert None not in segments_a.values()  # every customer was placed
+    assert any(c.previous_behaviour != c.new_behaviour for c in changes_a)
