@@ -4,12 +4,12 @@ tier-change events, stable across model versions that keep a segment's id."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 from models.snapshot import Segment, SegmentSnapshot
 from scoring.engine import Scorer
-from scoring.events import PurchaseEvent, TierChange
+from scoring.events import TierChange
 from scoring.state import CustomerState
+from tests.unit.test_engine import purchase
 from tierstream.segments import SnapshotBehaviour
 
 T0 = datetime(1998, 3, 2, tzinfo=UTC)
@@ -31,16 +31,6 @@ def snapshot(version: int, small: tuple[int, str, float], big: tuple[int, str, f
 
 
 V1 = snapshot(1, (7, "small spender", 2.0), (9, "big spender", 8.0))
-
-
-def purchase(event_id: str, at: datetime, amount: str) -> PurchaseEvent:
-    return PurchaseEvent(
-        event_id=event_id,
-        customer_id="c1",
-        occurred_at=at,
-        amount=Decimal(amount),
-        currency="USD",
-    )
 
 
 def scorer_with(default_config, snap: SegmentSnapshot | None) -> Scorer:
