@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -14,6 +15,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+# The Compose Specification's JSON Schema, as the loader of `docker compose` (compose-go
+# v2.16.2, schema/compose-spec.json, Apache-2.0) validates files with it: the check runs
+# where no compose client is installed (no Docker engine or plugin is needed here).
+COMPOSE_SPEC = ROOT / "tests" / "data" / "compose-spec.json"
+INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
 
 
 def _compose_command() -> list[str] | None:
@@ -54,6 +60,22 @@ def test_docker_compose_config_is_valid(profile_args: list[str]) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def interpolated(text: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR-default}, as `docker compose` does."""
+    return INTERPOLATION.sub(lambda m: env.get(m.group(1)) or m.group(2) or "", text)
+
+
+def test_compose_file_matches_the_compose_specification_schema() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(json.loads(COMPOSE_SPEC.read_text()))
+    data = yaml.safe_load(interpolated(COMPOSE_FILE.read_text(encoding="utf-8"), {}))
+    errors = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(data)]
+    assert errors == []
+    # The check has teeth: a misspelt key is refused.
+    data["services"]["worker"]["restart_polcy"] = "always"
+    assert list(validator.iter_errors(data))
 
 
 def test_kafka_is_a_pinned_4x_kraft_broker_without_auto_create(compose: dict[str, Any]) -> None:
