@@ -142,8 +142,14 @@ class Runtime:
                     message.topic, message.partition, message.offset, message.key, message.value
                 )
             )
-        for shard, messages in by_shard.items():
-            await self._step(shard, partial(_process, messages=messages))
+        # Shards are independent (own lock, own commit, own outbox): while one waits for
+        # Redis or for Kafka's acks, another computes.
+        await asyncio.gather(
+            *(
+                self._step(shard, partial(_process, messages=messages))
+                for shard, messages in by_shard.items()
+            )
+        )
 
     async def refresh_thresholds(self) -> None:
         """Quintile scoring: the owner of shard 0 recomputes the cut points from the whole

@@ -243,7 +243,8 @@ def assert_chains_consistent(changes: list[dict[str, Any]], store: Any) -> int:
                 after,
             )
         state = store.get(customer_id)
-        assert state is not None and state.version == chain[-1]["version"], customer_id
+        assert state is not None, customer_id
+        assert state.version == chain[-1]["version"], (customer_id, state.version, chain[-1])
         assert (state.tier, state.segment) == (chain[-1]["new_tier"], chain[-1]["new_segment"])
     return len(changes) - len(by_id)
 

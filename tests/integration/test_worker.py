@@ -124,7 +124,7 @@ def test_two_workers_share_partitions_and_survive_losing_one(
     pipeline.wait_applied(0.35)
     pipeline.kill(first)
     pipeline.wait_applied(1.0)
-    pipeline.wait_outbox_empty()
+    pipeline.wait_quiet()
     assert_exact(pipeline, cdnow_frame, {e.customer_id for e in events})
     assert_chains_consistent(pipeline.changes(), pipeline.store)
 
@@ -199,7 +199,7 @@ def test_malformed_messages_land_in_dead_letters_and_valid_totals_hold(
     pipeline.produce(events[half:])
     worker = pipeline.start_worker()
     pipeline.wait_applied(1.0)
-    pipeline.wait_outbox_empty()
+    pipeline.wait_quiet()
     assert worker.poll() is None, "the worker must stay up"
     letters = [json.loads(value) for _, value in pipeline.read("dead-letters")]
     assert len(letters) == len(MALFORMED) + 2
@@ -239,7 +239,7 @@ def test_services_restarting_mid_stream_pause_and_resume_without_loss(
     pipeline.wait_applied(0.6)
     subprocess.run(["bash", "infra/services.sh", "restart-kafka"], cwd=ROOT, check=True)  # noqa: S603,S607
     pipeline.wait_applied(1.0, timeout=300)
-    pipeline.wait_outbox_empty(timeout=120)
+    pipeline.wait_quiet(timeout=120)
     assert worker.poll() is None, f"the worker must ride out the restarts\n{pipeline.logs()}"
     assert_exact(pipeline, cdnow_frame, {e.customer_id for e in events})
     assert_chains_consistent(pipeline.changes(), pipeline.store)
@@ -301,7 +301,7 @@ def test_quintile_cut_points_are_published_and_applied_by_the_worker(
     pipeline.start_worker()
     pipeline.wait_applied(1.0)
     time.sleep(5)  # at least one refresh after the last event, adopted by the worker
-    pipeline.wait_outbox_empty()
+    pipeline.wait_quiet()
     published = Thresholds.from_dict(json.loads(pipeline.store.get_meta(THRESHOLDS_META)))
     assert published.version >= 1
     changes = pipeline.changes()
