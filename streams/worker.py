@@ -90,6 +90,7 @@ class Runtime:
         self._next_threshold_check = 0.0
         self._next_threshold_compute = 0.0
         self._next_segments_check = 0.0
+        self._swept: dict[int, int] = {}  # shard -> segment model version it was swept with
         # (monotonic time, applied offsets) per shard, waiting to be old enough to commit
         self._positions: dict[int, deque[tuple[float, dict[str, int]]]] = defaultdict(deque)
         self.locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -179,21 +180,31 @@ class Runtime:
                 )
         if current is None or current.version <= self.scorer.thresholds.version:
             return
-        self.scorer = self.scorer.with_thresholds(current)
         because = f"score cut points recomputed from the population (version {current.version})"
+        for shard in await self._adopt(self.scorer.with_thresholds(current)):
+            await self._rescore_shard(shard, "threshold_update", because)
+        self.counts["threshold_updates"] += 1
+
+    async def _adopt(self, scorer: Scorer) -> list[int]:
+        """Score with ``scorer`` from now on; the shards whose processor now uses it."""
+        self.scorer = scorer
+        adopted = []
         for shard in list(self.processors):
             async with self.locks[shard]:
                 processor = self.processors.get(shard)
-                if processor is None:
-                    continue
-                processor.scorer = self.scorer
-            ids = await self._retry(partial(self.store.customer_ids, shard), "list customers")
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                await self._step(
-                    shard, partial(_rescore, ids=chunk, cause="threshold_update", because=because)
-                )
-        self.counts["threshold_updates"] += 1
+                if processor is not None:
+                    processor.scorer = scorer
+                    adopted.append(shard)
+        return adopted
+
+    async def _rescore_shard(self, shard: int, cause: Cause, because: str) -> bool:
+        """Re-score every customer of ``shard``, 500 per atomic step (after new cut points
+        or a new segment model). True if this worker still holds the shard at the end."""
+        ids = await self._retry(partial(self.store.customer_ids, shard), "list customers")
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            await self._step(shard, partial(_rescore, ids=chunk, cause=cause, because=because))
+        return shard in self.processors
 
     async def refresh_segments(self) -> None:
         """Adopt a newer behavioural segment snapshot and re-assign every customer.
@@ -215,33 +226,23 @@ class Runtime:
         adopted = self.scorer.behaviour
         snapshot = SegmentSnapshot.from_bytes(raw)  # a few hundred bytes: cheap to parse
         if adopted is None or snapshot.version > adopted.version:
-            self.scorer = self.scorer.with_behaviour(SnapshotBehaviour(snapshot))
+            await self._adopt(self.scorer.with_behaviour(SnapshotBehaviour(snapshot)))
             log.info("adopted behavioural segment model version %d", snapshot.version)
             self.counts["model_updates"] += 1
-            for shard in list(self.processors):
-                async with self.locks[shard]:
-                    processor = self.processors.get(shard)
-                    if processor is not None:
-                        processor.scorer = self.scorer
         assert self.scorer.behaviour is not None
         version = self.scorer.behaviour.version
         because = f"behavioural segments re-learned (segment model v{version})"
         for shard in list(self.processors):
+            if self._swept.get(shard, 0) >= version:
+                continue  # known from an earlier check: markers only ever grow
             marker = f"segments_swept:{shard}"
             swept = await self._retry(partial(self.store.get_meta, marker), "sweep marker")
-            if swept is not None and int(swept) >= version:
-                continue
-            ids = await self._retry(partial(self.store.customer_ids, shard), "list customers")
-            for start in range(0, len(ids), 500):
-                if shard not in self.processors:
-                    break  # lost the shard: its new owner sweeps it
-                chunk = ids[start : start + 500]
-                await self._step(
-                    shard, partial(_rescore, ids=chunk, cause="model_update", because=because)
-                )
-            else:
+            if not (swept is not None and int(swept) >= version):
+                if not await self._rescore_shard(shard, "model_update", because):
+                    continue  # lost the shard: its new owner finishes the sweep
                 payload = str(version).encode()
                 await self._retry(partial(self.store.set_meta, marker, payload), "sweep marker")
+            self._swept[shard] = version
 
     async def tick(self) -> None:
         await self.refresh_thresholds()

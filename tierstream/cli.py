@@ -102,7 +102,7 @@ def replay_command(
         raise typer.Exit(2)
     scoring_config = load_scoring_config(config, parse_window(window_days))
     moment = parse_as_of(as_of)
-    behaviour = _load_snapshot_file(segments) if segments is not None else None
+    behaviour = _behaviour_from_file(segments) if segments is not None else None
     stats = ReplayStats()
     try:
         events = collect(read_events(source, cast(Format, fmt)), stats, strict=strict)
@@ -189,7 +189,8 @@ def _segment_snapshot(store: StateStore) -> Any:
     return SegmentSnapshot.from_bytes(raw) if raw else None
 
 
-def _load_snapshot_file(path: Path) -> Any:
+def _behaviour_from_file(path: Path) -> Any:
+    """The scorer's behaviour model from a snapshot file (tierstream segments --save)."""
     from models.snapshot import SegmentSnapshot  # noqa: PLC0415
 
     try:
@@ -233,13 +234,12 @@ def worker_command(
     Configured by environment variables with the TIERSTREAM_ prefix (see the README).
     """
     import faust  # noqa: PLC0415 - heavy; only the worker needs it
+    from redis.exceptions import RedisError  # noqa: PLC0415
 
     from streams.worker import build_app  # noqa: PLC0415
 
     settings = Settings()
     store = _redis_store(settings)
-    from redis.exceptions import RedisError  # noqa: PLC0415
-
     try:
         snapshot = _segment_snapshot(store)
     except (OSError, RedisError) as exc:  # the worker's timer adopts the model later
@@ -351,12 +351,13 @@ def segments_command(
         previous = SegmentSnapshot.from_bytes(raw) if raw else None
     learned = learn_snapshot(scorer, states, moment, previous=previous, k=k, seed=seed)
     snapshot = learned.snapshot
+    payload = snapshot.to_bytes()
     if save is not None:
         save.parent.mkdir(parents=True, exist_ok=True)
-        save.write_bytes(snapshot.to_bytes())
+        save.write_bytes(payload)
     if store is not None:
         if publish:
-            store.set_meta(SNAPSHOT_META, snapshot.to_bytes())
+            store.set_meta(SNAPSHOT_META, payload)
         store.close()
     rows: list[dict[str, Any]] = []
     total = sum(learned.sizes.values()) or 1
