@@ -1,15 +1,16 @@
 """Where a running worker's time goes: ``tierstream worker`` with timers around its steps.
 
 ``python -m bench.anatomy OUT`` runs exactly what ``tierstream worker`` runs (same
-settings from the environment, same ``build_app``), after wrapping four methods with
+settings from the environment, same ``build_app``), after wrapping these methods with
 wall-clock timers (nothing in streams/ is edited; the wrappers only measure):
 
 * ``Runtime.handle``: one call per ``take_events`` batch (up to BATCH_MAX events over all
   owned partitions); the time between calls is Faust's (fetching, the stream, batching).
-* ``Runtime._step``: one call per shard of a batch, serial.
-* ``ShardProcessor.process``: the pure step in a worker thread (parse, load, score, commit).
-* ``Runtime._publish_outbox``: reading the outbox, producing, flushing, awaiting the
-  deliveries and acknowledging them in Redis.
+* ``Runtime._step``: one call per shard of a batch (shards of a batch run concurrently).
+* ``Runtime._process``: one shard's step: parse, await the load, score, await the commit.
+* ``ShardLogic.parse`` / ``ShardLogic.apply``: the pure parts of it (no I/O).
+* ``Runtime._commit`` / ``Publisher.publish``: the commit script, then enqueueing the
+  step's entries on the producer (no waiting for acknowledgements).
 
 Totals are written to OUT as JSON every second and at exit.
 """
@@ -74,19 +75,25 @@ def snapshot() -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     out_path = argv[0]
     from streams import worker as worker_module
-    from streams.processor import ShardProcessor
+    from streams.processor import ShardLogic
+    from streams.publisher import Publisher
 
     runtime = worker_module.Runtime
     runtime.handle = _timed_async(  # type: ignore[method-assign]
         "handle", runtime.handle, lambda self, events: len(events)
     )
     runtime._step = _timed_async("step", runtime._step)  # type: ignore[method-assign]
-    runtime._publish_outbox = _timed_async(  # type: ignore[method-assign]
-        "publish_outbox", runtime._publish_outbox
+    runtime._process = _timed_async(  # type: ignore[method-assign]
+        "process", runtime._process, lambda self, owned, messages: len(messages)
     )
-    ShardProcessor.process = _timed(  # type: ignore[method-assign]
-        "process", ShardProcessor.process, lambda self, messages: len(messages)
+    runtime._commit = _timed_async("commit", runtime._commit)  # type: ignore[method-assign]
+    Publisher.publish = _timed_async(  # type: ignore[method-assign]
+        "publish", Publisher.publish, lambda self, first, entries: len(entries)
     )
+    ShardLogic.parse = _timed(  # type: ignore[method-assign]
+        "parse", ShardLogic.parse, lambda self, messages: len(messages)
+    )
+    ShardLogic.apply = _timed("apply", ShardLogic.apply)  # type: ignore[method-assign]
 
     def dump() -> None:
         with open(out_path, "w", encoding="utf-8") as out:

@@ -401,8 +401,10 @@ def anatomy(ctx: Context) -> dict[str, Any]:
         return value / total * 1e6
 
     handle = seconds.get("handle", 0.0)
-    process = seconds.get("process", 0.0)
-    publish = seconds.get("publish_outbox", 0.0)
+    process = seconds.get("process", 0.0)  # one shard's step, of which:
+    parse, apply = seconds.get("parse", 0.0), seconds.get("apply", 0.0)
+    commit = seconds.get("commit", 0.0)  # the commit script and publish, of which:
+    publish = seconds.get("publish", 0.0)
     return {
         "events": total,
         "seconds": progress["drained_s"],
@@ -416,15 +418,17 @@ def anatomy(ctx: Context) -> dict[str, Any]:
         "ms_per_batch": {
             "handle": handle / batches * 1e3,
             "process": process / batches * 1e3,
-            "publish_outbox": publish / batches * 1e3,
-            "rest_of_handle": (handle - process - publish) / batches * 1e3,
+            "publish": publish / batches * 1e3,
         },
+        # Shards of a batch run concurrently, so stage times overlap: per-event figures are
+        # wall time summed over the shards' steps, and can add up to more than handle.
         "us_per_event": {
-            "process (thread: parse, load, score, commit)": per_event_us(process),
-            "publish_outbox (read, produce, flush, ack)": per_event_us(publish),
-            "rest of handle (thread hops, locks, bookkeeping)": per_event_us(
-                handle - process - publish
-            ),
+            "parse (pure)": per_event_us(parse),
+            "apply: score and encode (pure)": per_event_us(apply),
+            "commit script, awaited": per_event_us(commit - publish),
+            "publish (enqueue on the producer)": per_event_us(publish),
+            "load, awaited (rest of process)": per_event_us(process - parse - apply - commit),
+            "handle (all shards of a batch)": per_event_us(handle),
             "outside handle (Faust: fetch, stream, take_events)": per_event_us(active - handle),
             "total (first batch to drained)": per_event_us(active),
         },

@@ -8,11 +8,11 @@ attributes are ignored).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 # Ids are opaque strings; the bounds keep one bad producer from bloating state.
 Identifier = Annotated[
@@ -22,6 +22,11 @@ Identifier = Annotated[
 Money = Annotated[
     Decimal, Field(ge=Decimal(0), le=Decimal("1e12"), allow_inf_nan=False, decimal_places=6)
 ]
+# Event dates are bounded well inside the calendar: the core's day arithmetic reaches a
+# window and recency cuts beyond an event's day, so a date near year 1 or 9999 would
+# overflow there instead of being rejected here. No customer event is older or newer.
+EARLIEST_EVENT = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_EVENT = datetime(3000, 1, 1, tzinfo=UTC)
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 EngagementKind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
@@ -42,6 +47,15 @@ class _Input(BaseModel):
     event_id: Identifier
     customer_id: Identifier
     occurred_at: AwareDatetime
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _inside_the_calendar(cls, value: datetime) -> datetime:
+        if not EARLIEST_EVENT <= value < LATEST_EVENT:
+            raise ValueError(
+                f"occurred_at must be from {EARLIEST_EVENT.year} to {LATEST_EVENT.year - 1}"
+            )
+        return value
 
 
 class PurchaseEvent(_Input):

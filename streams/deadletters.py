@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pydantic import ValidationError
 
@@ -35,10 +35,11 @@ def parse_message(
     message: RawMessage,
     kind: type[PurchaseEvent] | type[EngagementEvent],
     config: ScoringConfig,
-    now: datetime | None,
-    max_future: timedelta,
+    latest: datetime,
 ) -> InputEvent:
-    """The event in ``message``, or ``Rejected`` with an error kind and detail."""
+    """The event in ``message``, or ``Rejected`` with an error kind and detail.
+
+    ``latest``: the latest acceptable ``occurred_at`` (real time plus an allowance)."""
     raw = message.value
     if raw is None:
         raise Rejected("empty", "message has no value (tombstone)")
@@ -64,8 +65,8 @@ def parse_message(
     if isinstance(event, PurchaseEvent) and event.currency != config.base_currency:
         if event.currency not in config.fx_rates:
             raise Rejected("unknown_currency", f"no exchange rate for {event.currency}")
-    if now is not None and event.occurred_at > now + max_future:
-        raise Rejected("future_timestamp", f"occurred_at {event.occurred_at} is after {now}")
+    if event.occurred_at > latest:
+        raise Rejected("future_timestamp", f"occurred_at {event.occurred_at} is after {latest}")
     return event
 
 

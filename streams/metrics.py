@@ -49,6 +49,8 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        # shard -> why the worker stopped it (an error it could not judge safe to skip)
+        self.stopped: dict[int, str] = {}
         r = self.registry
         self.events = Counter(
             "tierstream_events",

@@ -52,8 +52,162 @@ def decode_entry(entry: bytes) -> tuple[bytes, bytes | None, bytes]:
     return kind, key or None, value
 
 
-class ShardProcessor:
-    """Applies batches to one shard under a lease. Not thread-safe: one step at a time."""
+@dataclass(slots=True)
+class Parsed:
+    """A batch of one partition's messages, parsed: what is new, and what is bad."""
+
+    events: list[InputEvent]
+    offsets: dict[str, int]  # topic -> next offset to apply after this batch
+    result: StepResult
+    emitted_at: datetime | None  # None: stamp real time at commit (event clock)
+
+    @property
+    def customer_ids(self) -> set[str]:
+        return {event.customer_id for event in self.events}
+
+
+@dataclass(slots=True)
+class Step:
+    """One computed atomic step: what it did (``result``) and what it writes (``batch``)."""
+
+    result: StepResult
+    batch: Batch
+
+
+class ShardLogic:
+    """One shard's steps as pure computation: messages and loaded states in, a ``Step`` out.
+
+    No I/O here: the streaming worker awaits its (asynchronous) store around these calls,
+    ``ShardProcessor`` below calls a synchronous store. Not thread-safe: one step at a time.
+    """
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        lease: Lease,
+        offsets: dict[str, int],
+        event_kinds: dict[str, type[PurchaseEvent] | type[EngagementEvent]],
+        clock: Clock,
+        *,
+        max_future: timedelta = timedelta(days=1),
+    ) -> None:
+        self.scorer = scorer
+        self.lease = lease
+        self.event_kinds = event_kinds
+        self.clock = clock
+        self.max_future = max_future
+        self.event_time = isinstance(clock, EventClock)
+        # next offset to apply per topic, as the store holds it after our last commit
+        self.offsets = offsets
+
+    @property
+    def shard(self) -> int:
+        return self.lease.shard
+
+    def parse(self, messages: Sequence[RawMessage]) -> Parsed:
+        """Skip what was applied, turn the rest into events or dead letters."""
+        result = StepResult()
+        offsets: dict[str, int] = {}
+        wall_now = None if self.event_time else self.clock.now()
+        # Nothing may be dated beyond real time (plus the allowance) under either clock:
+        # under the event clock one such event would move the shard's clock for good.
+        latest = (wall_now or datetime.now(UTC)) + self.max_future
+        events: list[InputEvent] = []
+        applied = self.offsets
+        for message in messages:
+            if message.offset < applied.get(message.topic, 0):
+                result.counts["already_applied"] += 1  # redelivered after a restart
+                continue
+            offsets[message.topic] = max(offsets.get(message.topic, 0), message.offset + 1)
+            try:
+                kind = self.event_kinds[message.topic]
+                events.append(parse_message(message, kind, self.scorer.config, latest))
+            except Rejected as reason:
+                received = wall_now or datetime.now(UTC)
+                result.dead_letters.append(dead_letter(message, reason, received))
+                result.counts[f"dead_letter:{reason.kind}"] += 1
+        return Parsed(events, offsets, result, wall_now)
+
+    def apply(self, parsed: Parsed, states: dict[str, CustomerState]) -> Step | None:
+        """Apply parsed events to the loaded ``states`` (changed in place); None: no-op."""
+        if not parsed.offsets:
+            return None
+        result = parsed.result
+        touched: dict[str, CustomerState] = {}
+        clock, scorer, counts = self.clock, self.scorer, result.counts
+        event_clock = clock if isinstance(clock, EventClock) else None
+        for event in parsed.events:
+            state = states.get(event.customer_id)
+            if state is None:
+                state = states[event.customer_id] = CustomerState(event.customer_id)
+            if event_clock is not None:
+                event_clock.observe(event.occurred_at)
+                now = event_clock.now()
+            else:
+                now = parsed.emitted_at or clock.now()
+            applied = scorer.apply(state, event, now)
+            counts[applied.outcome.value] += 1
+            if applied.outcome is not Outcome.DUPLICATE or applied.changes:
+                touched[state.customer_id] = state
+            result.changes.extend(applied.changes)
+        return self._step(result, touched.values(), parsed.offsets, emitted_at=parsed.emitted_at)
+
+    def advance(self, due: Sequence[str], states: dict[str, CustomerState]) -> Step:
+        """Re-score customers whose scheduled moment has passed (time-driven changes)."""
+        result = StepResult()
+        now = self.clock.now()
+        for state in states.values():
+            result.changes.extend(self.scorer.advance(state, now))
+        result.counts["rescored"] += len(states)
+        # Customers that vanished (erased) are unscheduled by the commit.
+        schedule_only: dict[str, float | None] = {cid: None for cid in due if cid not in states}
+        emitted_at = None if self.event_time else now
+        return self._step(result, states.values(), {}, schedule_only, emitted_at=emitted_at)
+
+    def rescore(self, states: dict[str, CustomerState], cause: Cause, because: str) -> Step:
+        """Re-score customers after a change of cut points or model (not of their data)."""
+        result = StepResult()
+        now = self.clock.now()
+        for state in states.values():
+            result.changes.extend(self.scorer.rescore(state, now, cause, because))
+        result.counts["rescored"] += len(states)
+        emitted_at = None if self.event_time else now
+        return self._step(result, states.values(), {}, emitted_at=emitted_at)
+
+    def committed(self, step: Step) -> None:
+        """Record that ``step`` is in the store: its offsets are now the applied ones."""
+        self.offsets.update(step.batch.offsets)
+
+    def _step(
+        self,
+        result: StepResult,
+        states: Iterable[CustomerState],
+        offsets: dict[str, int],
+        extra_schedule: dict[str, float | None] | None = None,
+        *,
+        emitted_at: datetime | None,
+    ) -> Step:
+        expected = {topic: self.offsets.get(topic) for topic in offsets}
+        batch = Batch(offsets=offsets, expected=expected, schedule=dict(extra_schedule or {}))
+        next_rescore_at = self.scorer.next_rescore_at
+        for state in states:
+            batch.states.append(state)
+            moment = next_rescore_at(state)
+            batch.schedule[state.customer_id] = None if moment is None else moment.timestamp()
+        # The worker's own clock (a shifted wall clock says the rehearsed time); under the
+        # event clock, real time, which is what latency is measured in.
+        emitted_at = emitted_at or datetime.now(UTC)
+        batch.changes = [encode_dead_letter(letter) for letter in result.dead_letters]
+        batch.changes += [encode_change(change, emitted_at) for change in result.changes]
+        for change in result.changes:
+            result.counts[f"change:{change.cause}"] += 1
+        # Recent-change history and running totals go in the same atomic commit.
+        record_changes(batch, result.changes, result.counts)
+        return Step(result, batch)
+
+
+class ShardProcessor(ShardLogic):
+    """``ShardLogic`` with a synchronous store: each call loads, computes and commits."""
 
     def __init__(
         self,
@@ -65,113 +219,40 @@ class ShardProcessor:
         *,
         max_future: timedelta = timedelta(days=1),
     ) -> None:
+        super().__init__(
+            scorer,
+            lease,
+            store.offsets(lease.shard),
+            event_kinds,
+            clock,
+            max_future=max_future,
+        )
         self.store = store
-        self.scorer = scorer
-        self.lease = lease
-        self.event_kinds = event_kinds
-        self.clock = clock
-        self.max_future = max_future
-        self.event_time = isinstance(clock, EventClock)
-        # next offset to apply per topic; the store is the truth, this is a cache of it
-        self.offsets = store.offsets(lease.shard)
 
     def refresh(self) -> None:
         """Re-read the applied offsets: after a failed commit whose outcome is unknown."""
         self.offsets = self.store.offsets(self.shard)
 
-    @property
-    def shard(self) -> int:
-        return self.lease.shard
-
     def process(self, messages: Sequence[RawMessage]) -> StepResult:
-        result = StepResult()
-        offsets: dict[str, int] = {}
-        wall_now = None if self.event_time else self.clock.now()
-        events: list[InputEvent] = []
-        for message in messages:
-            if message.offset < self.offsets.get(message.topic, 0):
-                result.counts["already_applied"] += 1  # redelivered after a restart
-                continue
-            offsets[message.topic] = max(offsets.get(message.topic, 0), message.offset + 1)
-            try:
-                kind = self.event_kinds[message.topic]
-                events.append(
-                    parse_message(message, kind, self.scorer.config, wall_now, self.max_future)
-                )
-            except Rejected as reason:
-                received = wall_now or datetime.now(UTC)
-                result.dead_letters.append(dead_letter(message, reason, received))
-                result.counts[f"dead_letter:{reason.kind}"] += 1
-        if not offsets:
-            return result
-        states = self.store.load(self.shard, {e.customer_id for e in events})
-        touched: dict[str, CustomerState] = {}
-        for event in events:
-            state = states.get(event.customer_id)
-            if state is None:
-                state = states[event.customer_id] = CustomerState(event.customer_id)
-            if isinstance(self.clock, EventClock):
-                self.clock.observe(event.occurred_at)
-            now = self.clock.now() if wall_now is None else wall_now
-            applied = self.scorer.apply(state, event, now)
-            result.counts[applied.outcome.value] += 1
-            if applied.outcome is not Outcome.DUPLICATE or applied.changes:
-                touched[state.customer_id] = state
-            result.changes.extend(applied.changes)
-        self._commit(result, touched.values(), offsets, emitted_at=wall_now)
-        return result
+        parsed = self.parse(messages)
+        if not parsed.offsets:
+            return parsed.result
+        states = self.store.load(self.shard, parsed.customer_ids)
+        step = self.apply(parsed, states)
+        assert step is not None
+        return self._commit(step)
 
     def advance_due(self, limit: int = 1000) -> StepResult:
-        """Re-score customers whose scheduled moment has passed (time-driven changes)."""
-        result = StepResult()
-        now = self.clock.now()
-        due = self.store.due(self.shard, now.timestamp(), limit)
+        due = self.store.due(self.shard, self.clock.now().timestamp(), limit)
         if not due:
-            return result
-        states = self.store.load(self.shard, due)
-        for state in states.values():
-            result.changes.extend(self.scorer.advance(state, now))
-        result.counts["rescored"] += len(states)
-        # Customers that vanished (erased) are unscheduled by the commit below.
-        schedule_only: dict[str, float | None] = {cid: None for cid in due if cid not in states}
-        self._commit(
-            result, states.values(), {}, schedule_only, emitted_at=None if self.event_time else now
-        )
-        return result
+            return StepResult()
+        return self._commit(self.advance(due, self.store.load(self.shard, due)))
 
-    def rescore(self, customer_ids: Sequence[str], cause: Cause, because: str) -> StepResult:
-        """Re-score customers after a change of cut points or model (not of their data)."""
-        result = StepResult()
-        now = self.clock.now()
+    def rescore_ids(self, customer_ids: Sequence[str], cause: Cause, because: str) -> StepResult:
         states = self.store.load(self.shard, customer_ids)
-        for state in states.values():
-            result.changes.extend(self.scorer.rescore(state, now, cause, because))
-        result.counts["rescored"] += len(states)
-        self._commit(result, states.values(), {}, emitted_at=None if self.event_time else now)
-        return result
+        return self._commit(self.rescore(states, cause, because))
 
-    def _commit(
-        self,
-        result: StepResult,
-        states: Iterable[CustomerState],
-        offsets: dict[str, int],
-        extra_schedule: dict[str, float | None] | None = None,
-        *,
-        emitted_at: datetime | None,
-    ) -> None:
-        batch = Batch(offsets=offsets, schedule=dict(extra_schedule or {}))
-        for state in states:
-            batch.states.append(state)
-            moment = self.scorer.next_rescore_at(state)
-            batch.schedule[state.customer_id] = None if moment is None else moment.timestamp()
-        # The worker's own clock (a shifted wall clock says the rehearsed time); under the
-        # event clock, real time, which is what latency is measured in.
-        emitted_at = emitted_at or datetime.now(UTC)
-        batch.changes = [encode_dead_letter(letter) for letter in result.dead_letters]
-        batch.changes += [encode_change(change, emitted_at) for change in result.changes]
-        for change in result.changes:
-            result.counts[f"change:{change.cause}"] += 1
-        # Recent-change history and running totals go in the same atomic commit.
-        record_changes(batch, result.changes, result.counts)
-        self.store.commit(self.lease, batch)
-        self.offsets.update(offsets)
+    def _commit(self, step: Step) -> StepResult:
+        self.store.commit(self.lease, step.batch)
+        self.committed(step)
+        return step.result

@@ -1,8 +1,14 @@
 """The Faust wiring: input agent, rescore timer, outbox publisher, partition ownership.
 
-All state logic lives in ``ShardProcessor``; this module moves bytes between Kafka and
-it. Store calls are blocking (redis-py) and run in worker threads; a per-shard asyncio
-lock keeps one step at a time per shard, so the agent and the timer never interleave.
+All state logic lives in ``ShardLogic``; this module moves bytes between Kafka and it.
+The hot path stays on the event loop: Redis is awaited (redis.asyncio), never called from
+threads, and publication does not wait for Kafka's acknowledgements (streams/publisher.py).
+A per-shard asyncio lock keeps one step at a time per shard, so the agent and the timer
+never interleave on a shard.
+
+The invariant: a partition's applied offset only ever advances over messages whose effects
+are committed. A step that fails is redone or the shard stops; it is never skipped
+(streams/failures.py says which, per error).
 """
 
 from __future__ import annotations
@@ -10,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import ssl
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -30,11 +38,14 @@ from scoring.quantiles import population_thresholds
 from scoring.scores import Thresholds
 from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage
+from streams.failures import Backoff, Outcome, classify
 from streams.metrics import Metrics
-from streams.processor import CHANGE_ENTRY, ShardProcessor, StepResult, decode_entry
+from streams.processor import ShardLogic, Step, StepResult
+from streams.publisher import Publisher, Send
 from tierstream.segments import SNAPSHOT_META, SnapshotBehaviour
 from tierstream.settings import Settings
-from tierstream.stores.base import FencedError, StateStore
+from tierstream.stores.base import StateStore
+from tierstream.stores.redis_async import AsyncRedisStore
 from tierstream.topics import kafka_security_from_env
 
 log = logging.getLogger("tierstream.worker")
@@ -47,46 +58,54 @@ KAFKA_COMMIT_LAG = 3.0
 # Store metadata key of the published quintile cut points.
 THRESHOLDS_META = "thresholds"
 
-# Transient failures worth waiting out: Redis or Kafka briefly unreachable.
-try:  # redis is optional for the embedded store
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
+# Customers re-scored per atomic step after new cut points or a new segment model.
+RESCORE_CHUNK = 500
 
-    TRANSIENT: tuple[type[BaseException], ...] = (
-        RedisConnectionError,
-        RedisTimeoutError,
-        ConnectionError,
-        TimeoutError,
-    )
-except ImportError:  # pragma: no cover
-    TRANSIENT = (ConnectionError, TimeoutError)
+# Exit status of a worker that stopped a shard on an error it cannot judge safe to skip,
+# and how long it keeps serving /healthz (which says why) before it exits.
+FATAL_EXIT_STATUS = 70
+FATAL_GRACE_SECONDS = 2.0
+FATAL_STOP_SECONDS = 15.0  # a graceful stop (leaving the group) that takes longer is cut
+
+
+@dataclass(slots=True)
+class Shard:
+    """One owned shard: its step logic under a lease, and its outbox in flight."""
+
+    logic: ShardLogic
+    publisher: Publisher
 
 
 class Runtime:
-    """Owned shards and their processors, plus counters, for one worker process."""
+    """Owned shards, their steps and publication, plus counters, for one worker process."""
 
     def __init__(
         self,
         settings: Settings,
-        store: StateStore,
+        store: AsyncRedisStore,
+        admin_store: StateStore,
         scorer: Scorer,
         clock_factory: Callable[[], Clock],
-        send: Callable[[str, bytes | None, bytes], Awaitable[Any]],
-        flush: Callable[[], Awaitable[Any]],
+        send: Send,
         owns: Callable[[int], bool] = lambda shard: True,
         commit_positions: Callable[[int, dict[str, int]], Awaitable[Any]] | None = None,
         metrics: Metrics | None = None,
+        on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.store = store
+        # The blocking store, for the rare whole-shard reads (customer ids, population
+        # scans, metadata) that run in a thread off the hot path.
+        self.admin_store = admin_store
         self.scorer = scorer
         self.clock_factory = clock_factory
         self._send = send
-        self._flush = flush
         self._owns = owns
         self._commit_positions = commit_positions
-        self.processors: dict[int, ShardProcessor] = {}
+        self._on_fatal = on_fatal
+        self.shards: dict[int, Shard] = {}
+        self.stopped: dict[int, str] = {}  # shard -> why it stopped (fatal error)
         self._next_threshold_check = 0.0
         self._next_threshold_compute = 0.0
         self._next_segments_check = 0.0
@@ -99,39 +118,47 @@ class Runtime:
             settings.topic_purchases: PurchaseEvent,
             settings.topic_engagements: EngagementEvent,
         }
-        self.stopping = False
+
+    @property
+    def processors(self) -> dict[int, ShardLogic]:
+        """The step logic of every owned shard."""
+        return {shard: owned.logic for shard, owned in self.shards.items()}
 
     # ------------------------------------------------------------ ownership
     async def assign(self, shards: Iterable[int]) -> None:
         wanted = set(shards)
-        for shard in list(self.processors):
+        for shard in list(self.shards):
             if shard not in wanted:
                 async with self.locks[shard]:
-                    self.processors.pop(shard, None)
+                    self.shards.pop(shard, None)
                     log.info("released shard %d", shard)
-        for shard in sorted(wanted - set(self.processors)):
-            async with self.locks[shard]:
-                processor = await self._acquire(shard)
-                # A predecessor may have crashed between commit and publish.
-                await self._publish_outbox(processor)
+        for shard in sorted(wanted - set(self.shards)):
+            # Acquire now (fencing any previous owner) and publish what a predecessor
+            # left in the outbox; a failure here is retried like any step.
+            await self._step(shard, _nothing)
 
-    async def _acquire(self, shard: int) -> ShardProcessor:
-        """Take the shard (fencing any previous owner) and read its applied offsets."""
-        lease = await self._retry(partial(self.store.acquire, shard), "acquire")
-        processor = await self._retry(
-            partial(
-                ShardProcessor,
-                self.store,
-                self.scorer,
-                lease,
-                self.event_kinds,
-                self.clock_factory(),
-            ),
-            "load offsets",
+    async def _acquire(self, shard: int) -> Shard:
+        """Take the shard (fencing any previous owner), read its applied offsets, and send
+        again whatever its outbox still holds (a predecessor may have crashed between
+        commit and publication, or this worker between sending and trimming)."""
+        lease = await self.store.acquire(shard)
+        offsets = await self.store.offsets(shard)
+        s = self.settings
+        logic = ShardLogic(self.scorer, lease, offsets, self.event_kinds, self.clock_factory())
+        publisher = Publisher(
+            shard, self._send, s.topic_tier_changes, s.topic_dead_letters, self._delivered
         )
-        self.processors[shard] = processor
-        log.info("acquired shard %d (epoch %d)", shard, lease.epoch)
-        return processor
+        head, entries = await self.store.outbox(shard, -1)
+        publisher.start_at(head)
+        await publisher.publish(head, entries)
+        owned = self.shards[shard] = Shard(logic, publisher)
+        log.info(
+            "acquired shard %d (epoch %d), %d outbox entries re-sent",
+            shard,
+            lease.epoch,
+            len(entries),
+        )
+        return owned
 
     # ---------------------------------------------------------------- steps
     async def handle(self, events: Sequence[EventT[Any]]) -> None:
@@ -143,14 +170,145 @@ class Runtime:
                     message.topic, message.partition, message.offset, message.key, message.value
                 )
             )
+        await self.handle_messages(by_shard)
+
+    async def handle_messages(self, by_shard: dict[int, list[RawMessage]]) -> None:
         # Shards are independent (own lock, own commit, own outbox): while one waits for
-        # Redis or for Kafka's acks, another computes.
+        # Redis, another computes.
+        if len(by_shard) == 1:
+            [(shard, messages)] = by_shard.items()
+            await self._step(shard, partial(self._process, messages=messages))
+            return
         await asyncio.gather(
             *(
-                self._step(shard, partial(_process, messages=messages))
+                self._step(shard, partial(self._process, messages=messages))
                 for shard, messages in by_shard.items()
             )
         )
+
+    async def _process(self, owned: Shard, messages: Sequence[RawMessage]) -> StepResult:
+        parsed = owned.logic.parse(messages)
+        if not parsed.offsets:
+            return parsed.result  # everything was applied before (a redelivery)
+        states = await self.store.load(owned.logic.shard, parsed.customer_ids)
+        step = owned.logic.apply(parsed, states)
+        assert step is not None
+        return await self._commit(owned, step)
+
+    async def _advance_due(self, owned: Shard) -> StepResult:
+        logic = owned.logic
+        due = await self.store.due(logic.shard, logic.clock.now().timestamp(), 1000)
+        if not due:
+            return StepResult()
+        return await self._commit(
+            owned, logic.advance(due, await self.store.load(logic.shard, due))
+        )
+
+    async def _rescore(
+        self, owned: Shard, ids: Sequence[str], cause: Cause, because: str
+    ) -> StepResult:
+        states = await self.store.load(owned.logic.shard, ids)
+        return await self._commit(owned, owned.logic.rescore(states, cause, because))
+
+    async def _commit(self, owned: Shard, step: Step) -> StepResult:
+        """Commit ``step`` (trimming what Kafka has acknowledged), then send its entries."""
+        publisher = owned.publisher
+        trim_to = await publisher.settle()
+        entries = step.batch.changes
+        end = await self.store.commit(owned.logic.lease, step.batch, trim_to)
+        publisher.trimmed = max(publisher.trimmed, trim_to)
+        owned.logic.committed(step)
+        await publisher.publish(end - len(entries), entries)
+        return step.result
+
+    async def _step(self, shard: int, work: Callable[[Shard], Awaitable[StepResult]]) -> None:
+        """Run ``work`` on the shard until it is done: every failure is waited out and the
+        step redone from the store, the shard is handed over, or the shard stops."""
+        async with self.locks[shard]:
+            backoff = Backoff()
+            while shard not in self.stopped:
+                owned = self.shards.get(shard)
+                if owned is None and not self._owns(shard):
+                    # Buffered messages of a partition handed to another worker: it
+                    # re-reads them from the offsets Redis holds; nothing is lost here.
+                    self.counts["not_owned"] += 1
+                    return
+                started = time.monotonic()
+                try:
+                    if owned is None:
+                        owned = await self._acquire(shard)
+                    result = await work(owned)
+                except Exception as exc:  # noqa: BLE001 - every error gets an outcome
+                    # Whatever happened, the in-memory view of the shard may be stale (a
+                    # commit whose reply was lost, a lease fenced): rebuild it from Redis.
+                    self.shards.pop(shard, None)
+                    outcome = classify(exc)
+                    if outcome is Outcome.FATAL:
+                        self._stop_shard(shard, exc)
+                        return
+                    delay = backoff.next()
+                    self.counts[f"retries:{outcome.value}"] += 1
+                    log.warning(
+                        "shard %d: step failed (%s: %s); %s in %.2fs",
+                        shard,
+                        type(exc).__name__,
+                        exc,
+                        "redoing it from the store",
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                self.counts.update(result.counts)
+                if self.metrics is not None:
+                    self.metrics.observe_step(shard, time.monotonic() - started, result)
+                return
+
+    def _stop_shard(self, shard: int, exc: BaseException) -> None:
+        why = f"{type(exc).__name__}: {exc}"
+        self.stopped[shard] = why
+        log.error("shard %d stopped: %s", shard, why, exc_info=exc)
+        if self.metrics is not None:
+            self.metrics.stopped[shard] = why
+        if self._on_fatal is not None:
+            self._on_fatal(exc)
+
+    # --------------------------------------------------------------- the timer
+    async def tick(self) -> None:
+        for refresh in (self.refresh_thresholds, self.refresh_segments):
+            try:
+                await refresh()
+            except Exception as exc:  # noqa: BLE001 - no input is at stake: try next tick
+                log.warning("%s failed (%r); trying again next tick", refresh.__name__, exc)
+        for shard in list(self.shards):
+            await self._step(shard, self._advance_due)
+            await self._step(shard, self._trim_published)
+            owned = self.shards.get(shard)
+            if owned is not None and self._commit_positions is not None and self._owns(shard):
+                # Kafka's committed offsets only ever repeat what Redis said was applied a
+                # few seconds ago, so a restart, a rebalance or even a Redis host crash that
+                # loses its last second (appendfsync everysec) re-delivers but never skips.
+                now = time.monotonic()
+                history = self._positions[shard]
+                history.append((now, dict(owned.logic.offsets)))
+                durable = None
+                while history and now - history[0][0] >= KAFKA_COMMIT_LAG:
+                    durable = history.popleft()[1]
+                if durable is not None:
+                    await self._commit_positions(shard, durable)
+
+    async def _trim_published(self, owned: Shard) -> StepResult:
+        """Re-send failed deliveries and trim what Kafka acknowledged, for an idle shard."""
+        publisher = owned.publisher
+        trim_to = await publisher.settle()
+        if trim_to > publisher.trimmed:
+            await self.store.trim(owned.logic.lease, trim_to)
+            publisher.trimmed = trim_to
+        return StepResult()
+
+    def _delivered(self, count: int) -> None:
+        self.counts["published"] += count
+        if self.metrics is not None:
+            self.metrics.observe_publish(count)
 
     async def refresh_thresholds(self) -> None:
         """Quintile scoring: the owner of shard 0 recomputes the cut points from the whole
@@ -163,17 +321,18 @@ class Runtime:
         if now < self._next_threshold_check:
             return
         self._next_threshold_check = now + self.settings.threshold_check_seconds
-        published = await self._retry(partial(self.store.get_meta, THRESHOLDS_META), "thresholds")
+        published = await self._admin(partial(self.admin_store.get_meta, THRESHOLDS_META))
         current = Thresholds.from_dict(json.loads(published)) if published else None
-        leader = self.processors.get(0)
+        leader = self.shards.get(0)
         if leader is not None and now >= self._next_threshold_compute:
             self._next_threshold_compute = now + self.settings.threshold_refresh_seconds
-            states = await self._retry(lambda: list(self.store.scan()), "scan for thresholds")
+            states = await self._admin(lambda: list(self.admin_store.scan()))
             version = max(self.scorer.thresholds.version, current.version if current else 0) + 1
-            fresh = population_thresholds(self.scorer, states, utc_day(leader.clock.now()), version)
+            today = utc_day(leader.logic.clock.now())
+            fresh = population_thresholds(self.scorer, states, today, version)
             if fresh.version == version:  # an empty population keeps the old cut points
                 payload = json.dumps(fresh.to_dict()).encode()
-                await self._retry(partial(self.store.set_meta, THRESHOLDS_META, payload), "publish")
+                await self._admin(partial(self.admin_store.set_meta, THRESHOLDS_META, payload))
                 current = fresh
                 log.info(
                     "published score cut points version %d (%d customers)", version, len(states)
@@ -186,25 +345,25 @@ class Runtime:
         self.counts["threshold_updates"] += 1
 
     async def _adopt(self, scorer: Scorer) -> list[int]:
-        """Score with ``scorer`` from now on; the shards whose processor now uses it."""
+        """Score with ``scorer`` from now on; the shards whose logic now uses it."""
         self.scorer = scorer
         adopted = []
-        for shard in list(self.processors):
+        for shard in list(self.shards):
             async with self.locks[shard]:
-                processor = self.processors.get(shard)
-                if processor is not None:
-                    processor.scorer = scorer
+                owned = self.shards.get(shard)
+                if owned is not None:
+                    owned.logic.scorer = scorer
                     adopted.append(shard)
         return adopted
 
     async def _rescore_shard(self, shard: int, cause: Cause, because: str) -> bool:
-        """Re-score every customer of ``shard``, 500 per atomic step (after new cut points
-        or a new segment model). True if this worker still holds the shard at the end."""
-        ids = await self._retry(partial(self.store.customer_ids, shard), "list customers")
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            await self._step(shard, partial(_rescore, ids=chunk, cause=cause, because=because))
-        return shard in self.processors
+        """Re-score every customer of ``shard``, ``RESCORE_CHUNK`` per atomic step (after
+        new cut points or a new segment model). True if this worker still holds the shard."""
+        ids = await self._admin(partial(self.admin_store.customer_ids, shard))
+        for start in range(0, len(ids), RESCORE_CHUNK):
+            chunk = ids[start : start + RESCORE_CHUNK]
+            await self._step(shard, partial(self._rescore, ids=chunk, cause=cause, because=because))
+        return shard in self.shards
 
     async def refresh_segments(self) -> None:
         """Adopt a newer behavioural segment snapshot and re-assign every customer.
@@ -220,7 +379,7 @@ class Runtime:
         if now < self._next_segments_check:
             return
         self._next_segments_check = now + self.settings.segments_check_seconds
-        raw = await self._retry(partial(self.store.get_meta, SNAPSHOT_META), "segment model")
+        raw = await self._admin(partial(self.admin_store.get_meta, SNAPSHOT_META))
         if raw is None:
             return
         adopted = self.scorer.behaviour
@@ -232,144 +391,37 @@ class Runtime:
         assert self.scorer.behaviour is not None
         version = self.scorer.behaviour.version
         because = f"behavioural segments re-learned (segment model v{version})"
-        for shard in list(self.processors):
+        for shard in list(self.shards):
             if self._swept.get(shard, 0) >= version:
                 continue  # known from an earlier check: markers only ever grow
             marker = f"segments_swept:{shard}"
-            swept = await self._retry(partial(self.store.get_meta, marker), "sweep marker")
+            swept = await self._admin(partial(self.admin_store.get_meta, marker))
             if not (swept is not None and int(swept) >= version):
                 if not await self._rescore_shard(shard, "model_update", because):
                     continue  # lost the shard: its new owner finishes the sweep
                 payload = str(version).encode()
-                await self._retry(partial(self.store.set_meta, marker, payload), "sweep marker")
+                await self._admin(partial(self.admin_store.set_meta, marker, payload))
             self._swept[shard] = version
 
-    async def tick(self) -> None:
-        await self.refresh_thresholds()
-        await self.refresh_segments()
-        for shard in list(self.processors):
-            await self._step(shard, ShardProcessor.advance_due)
-            processor = self.processors.get(shard)
-            if processor is not None and self._commit_positions is not None and self._owns(shard):
-                # Kafka's committed offsets only ever repeat what Redis said was applied a
-                # few seconds ago, so a restart, a rebalance or even a Redis host crash that
-                # loses its last second (appendfsync everysec) re-delivers but never skips.
-                now = time.monotonic()
-                history = self._positions[shard]
-                history.append((now, dict(processor.offsets)))
-                durable = None
-                while history and now - history[0][0] >= KAFKA_COMMIT_LAG:
-                    durable = history.popleft()[1]
-                if durable is not None:
-                    await self._commit_positions(shard, durable)
-
-    async def _step(self, shard: int, work: Callable[[ShardProcessor], StepResult]) -> None:
-        async with self.locks[shard]:
-            for _attempt in range(3):
-                processor = self.processors.get(shard)
-                if processor is None:
-                    if not self._owns(shard):
-                        # Buffered messages of a partition handed to another worker: it
-                        # re-reads them from the offsets Redis holds; nothing is lost here.
-                        self.counts["not_owned"] += 1
-                        return
-                    processor = await self._acquire(shard)
-                started = time.monotonic()
-                try:
-                    result = await self._retry(
-                        partial(work, processor), f"shard {shard} step", on_retry=processor.refresh
-                    )
-                except FencedError as exc:
-                    log.warning("%s; re-reading the shard before trying again", exc)
-                    self.processors.pop(shard, None)
-                    continue
-                self.counts.update(result.counts)
-                if self.metrics is not None:
-                    self.metrics.observe_step(shard, time.monotonic() - started, result)
-                await self._publish_outbox(processor)
-                return
-            self.counts["contended"] += 1
-
-    async def _publish_outbox(self, processor: ShardProcessor) -> None:
-        """Publish queued tier changes and dead letters, then drop them from the outbox.
-
-        A crash between publishing and dropping re-publishes them: at-least-once, with
-        the same event ids, which is what the tier-changes contract promises.
-        """
-        s = self.settings
-        while True:
-            entries = await self._retry(
-                partial(self.store.outbox, processor.shard, 1000), "read outbox"
-            )
-            if not entries:
-                return
-            pending = []
-            for entry in entries:
-                kind, key, value = decode_entry(entry)
-                topic = s.topic_tier_changes if kind == CHANGE_ENTRY else s.topic_dead_letters
-                pending.append(await self._send_with_retry(topic, key, value))
-            await self._kafka_retry(self._flush, "flush producer")
-            for future in pending:
-                await self._kafka_retry(partial(_awaited, future), "publish")
-            try:
-                await self._retry(
-                    partial(self.store.ack, processor.lease, len(entries)), "ack outbox"
-                )
-            except FencedError:
-                self.processors.pop(processor.shard, None)
-                return
-            self.counts["published"] += len(entries)
-            if self.metrics is not None:
-                self.metrics.observe_publish(len(entries))
-
-    # ------------------------------------------------------------- retrying
-    async def _retry(
-        self,
-        call: Callable[[], T],
-        what: str,
-        on_retry: Callable[[], None] | None = None,
-    ) -> T:
-        """Run a blocking store call in a thread; wait out Redis outages with backoff."""
-        delay = 0.1
+    async def _admin(self, call: Callable[[], T]) -> T:
+        """A blocking store call off the hot path, in a thread; transient errors are waited
+        out, anything else propagates to the timer (which logs it and tries next tick)."""
+        backoff = Backoff()
         while True:
             try:
                 return await asyncio.to_thread(call)
-            except TRANSIENT as exc:
+            except Exception as exc:
+                if classify(exc) is not Outcome.TRANSIENT:
+                    raise
                 self.counts["store_retries"] += 1
-                log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+                delay = backoff.next()
+                log.warning("store call failed (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                if on_retry is not None:
-                    try:
-                        await asyncio.to_thread(on_retry)
-                    except TRANSIENT:
-                        pass
-
-    async def _send_with_retry(self, topic: str, key: bytes | None, value: bytes) -> Any:
-        return await self._kafka_retry(partial(self._send, topic, key, value), f"send to {topic}")
-
-    async def _kafka_retry(self, call: Callable[[], Awaitable[T]], what: str) -> T:
-        delay = 0.1
-        while True:
-            try:
-                return await call()
-            except Exception as exc:  # noqa: BLE001 - any producer error: keep the data, retry
-                self.counts["kafka_retries"] += 1
-                log.warning("%s failed (%r); retrying in %.1fs", what, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
 
-def _process(processor: ShardProcessor, messages: Sequence[RawMessage]) -> StepResult:
-    return processor.process(messages)
-
-
-def _rescore(processor: ShardProcessor, ids: list[str], cause: Cause, because: str) -> StepResult:
-    return processor.rescore(ids, cause, because)
-
-
-async def _awaited(future: Awaitable[T]) -> T:
-    return await future
+async def _nothing(owned: Shard) -> StepResult:
+    """A step that only makes sure the shard is acquired."""
+    return StepResult()
 
 
 async def commit_in_consumer_thread(app: faust.App, positions: dict[TP, int]) -> bool:
@@ -422,8 +474,11 @@ def faust_credentials(options: dict[str, Any]) -> Any:
     )
 
 
-def build_app(settings: Settings, store: StateStore, scorer: Scorer) -> faust.App:
-    """The Faust app of ``tierstream worker``."""
+def build_app(
+    settings: Settings, store: StateStore, scorer: Scorer, hot_store: AsyncRedisStore
+) -> faust.App:
+    """The Faust app of ``tierstream worker``: ``hot_store`` carries the hot path, ``store``
+    (the same Redis, blocking) the rare whole-shard reads and the API."""
     datadir = settings.data_dir / settings.app_id
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -464,9 +519,6 @@ def build_app(settings: Settings, store: StateStore, scorer: Scorer) -> faust.Ap
         # later (Topic.send adds per-message bookkeeping this path does not need).
         return await app.producer.send(topic, key, value, None, None, None)
 
-    async def flush() -> None:
-        await app.producer.flush()
-
     def clock_factory() -> Clock:
         return settings.make_clock()
 
@@ -493,8 +545,33 @@ def build_app(settings: Settings, store: StateStore, scorer: Scorer) -> faust.Ap
             committed.update(positions)
 
     metrics = Metrics()
+
+    def on_fatal(exc: BaseException) -> None:
+        # A shard stopped on an error nobody can judge safe to skip. Leave the group (the
+        # partitions go to healthy workers, which re-read them from Redis) and exit
+        # non-zero for the supervisor; Redis holds every committed step, so even the hard
+        # exit that follows a stop that hangs loses nothing.
+        async def stop_and_exit() -> None:
+            await asyncio.sleep(FATAL_GRACE_SECONDS)  # /healthz says why meanwhile
+            try:
+                await asyncio.wait_for(app.stop(), FATAL_STOP_SECONDS)
+            finally:
+                logging.shutdown()
+                os._exit(FATAL_EXIT_STATUS)
+
+        app.tierstream_exit = asyncio.ensure_future(stop_and_exit())  # type: ignore[attr-defined]
+
     runtime = Runtime(
-        settings, store, scorer, clock_factory, send, flush, owns, commit_positions, metrics
+        settings,
+        hot_store,
+        store,
+        scorer,
+        clock_factory,
+        send,
+        owns,
+        commit_positions,
+        metrics,
+        on_fatal,
     )
     if settings.api_port is not None:
         # The HTTP API and dashboard inside the worker process (a Faust service).

@@ -538,7 +538,17 @@ async def healthz(request: web.Request) -> web.Response:
     api = request.app[STATE_KEY]
     redis_check, kafka_check = await asyncio.gather(_check_redis(api), _check_kafka(api))
     ok = redis_check["ok"] and kafka_check["ok"]
-    body = {"status": "ok" if ok else "unavailable", "redis": redis_check, "kafka": kafka_check}
+    body: dict[str, Any] = {
+        "status": "ok" if ok else "unavailable",
+        "redis": redis_check,
+        "kafka": kafka_check,
+    }
+    stopped = api.metrics.stopped if api.metrics is not None else {}
+    if stopped:
+        # A worker that stopped a shard is about to exit for its supervisor: say why.
+        ok = False
+        body["status"] = "stopped"
+        body["stopped_shards"] = {str(shard): why for shard, why in sorted(stopped.items())}
     return respond(body, status=200 if ok else 503)
 
 

@@ -7,7 +7,7 @@ import sys
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from tierstream.replay import ReplayStats, StrictReplayError, collect, replay
 from tierstream.report import print_report
 from tierstream.settings import Settings, load_scoring_config
 from tierstream.stores.base import StateStore
+
+if TYPE_CHECKING:
+    from tierstream.stores.redis import RedisStore
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
@@ -169,7 +172,7 @@ def replay_command(
     print(json.dumps(summary), file=sys.stdout)
 
 
-def _redis_store(settings: Settings) -> StateStore:
+def _redis_store(settings: Settings) -> RedisStore:
     from tierstream.stores.redis import RedisStore  # noqa: PLC0415 - only the Redis commands need it
 
     return RedisStore(
@@ -228,15 +231,28 @@ def _add_behaviour(
 @app.command("worker")
 def worker_command(
     loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes to run (one per core is the rule); they join one "
+            "consumer group and divide the partitions. Exits when any exits with an error.",
+        ),
+    ] = 1,
 ) -> None:
     """The streaming worker (Faust): consumes purchases and engagements, emits tier changes.
 
     Configured by environment variables with the TIERSTREAM_ prefix (see the README).
     """
+    if processes > 1:
+        from tierstream.processes import run_processes  # noqa: PLC0415
+
+        raise typer.Exit(run_processes(processes, loglevel))
     import faust  # noqa: PLC0415 - heavy; only the worker needs it
     from redis.exceptions import RedisError  # noqa: PLC0415
 
     from streams.worker import build_app  # noqa: PLC0415
+    from tierstream.stores.redis_async import AsyncRedisStore  # noqa: PLC0415
 
     settings = Settings()
     store = _redis_store(settings)
@@ -246,7 +262,7 @@ def worker_command(
         console.print(f"[yellow]segment model not loaded yet ({exc}); will retry[/yellow]")
         snapshot = None
     scorer = Scorer(settings.scoring_config(), behaviour=_behaviour(snapshot))
-    faust_app = build_app(settings, store, scorer)
+    faust_app = build_app(settings, store, scorer, AsyncRedisStore(store))
     worker = faust.Worker(faust_app, loglevel=loglevel.upper(), quiet=True)
     worker.execute_from_commandline()
 

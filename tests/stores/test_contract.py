@@ -13,7 +13,14 @@ from scoring.engine import Change, Scorer, change_event_id
 from scoring.events import PurchaseEvent
 from scoring.state import CustomerState
 from tierstream.settings import load_scoring_config
-from tierstream.stores import Batch, FencedError, StaleBatchError, record_changes, shard_for
+from tierstream.stores import (
+    Batch,
+    FencedError,
+    OffsetsMovedError,
+    StaleBatchError,
+    record_changes,
+    shard_for,
+)
 
 T0 = datetime(2025, 5, 1, tzinfo=UTC)
 
@@ -50,11 +57,24 @@ def test_loaded_states_are_copies(store):
     assert store.load(0, ["alice"])["alice"].version != 99
 
 
-def test_offsets_never_move_back(store):
+def test_offsets_only_advance_from_where_they_stand(store):
+    """A batch names the stored offsets it was built on; built on any others (a batch
+    left behind, or redone on a stale view) it is refused, and nothing is written."""
     lease = store.acquire(0)
     store.commit(lease, Batch(offsets={"purchases": 10, "engagements": 3}))
-    store.commit(lease, Batch(offsets={"purchases": 7}))
-    assert store.offsets(0) == {"purchases": 10, "engagements": 3}
+    store.commit(lease, Batch(offsets={"purchases": 12}, expected={"purchases": 10}))
+    assert store.offsets(0) == {"purchases": 12, "engagements": 3}
+    for stale in (
+        Batch(offsets={"purchases": 7}, states=[scored_state("late")]),  # built on nothing
+        Batch(offsets={"purchases": 20}, expected={"purchases": 10}, changes=[b"x"]),
+    ):
+        with pytest.raises(OffsetsMovedError):
+            store.commit(lease, stale)
+    assert store.offsets(0) == {"purchases": 12, "engagements": 3}
+    assert store.load(0, ["late"]) == {} and store.outbox(0, 10) == []
+    # A refused batch leaves the lease's next commit free to go through.
+    store.commit(lease, Batch(offsets={"purchases": 13}, expected={"purchases": 12}))
+    assert store.offsets(0)["purchases"] == 13
 
 
 def test_acquire_fences_the_previous_owner(store):
@@ -83,7 +103,12 @@ def test_committing_an_applied_batch_again_is_a_no_op(store):
     assert store.outbox(1, 10) == [b"alice-1"]
     assert store.offsets(1) == {"purchases": 4}
     assert store.due(1, 1000.0, 10) == ["alice"]
-    later = Batch(offsets={"purchases": 6}, changes=[b"alice-2"], schedule={"alice": None})
+    later = Batch(
+        offsets={"purchases": 6},
+        expected={"purchases": 4},
+        changes=[b"alice-2"],
+        schedule={"alice": None},
+    )
     store.commit(lease, later)
     store.commit(lease, later)
     assert store.outbox(1, 10) == [b"alice-1", b"alice-2"]

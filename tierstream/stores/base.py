@@ -54,6 +54,11 @@ class Batch:
 
     # topic -> next offset to apply (last applied + 1); stored offsets never move back
     offsets: dict[str, int] = field(default_factory=dict)
+    # topic -> the stored offset this batch was built on (None: none stored yet), for each
+    # topic in ``offsets``. The store refuses the batch (OffsetsMovedError) unless the
+    # stored offsets still say exactly this: a partition's applied offset only ever
+    # advances from where it stands, over messages this batch applied.
+    expected: dict[str, int | None] = field(default_factory=dict)
     states: list[CustomerState] = field(default_factory=list)
     # serialized tier changes, appended to the shard's outbox in this order
     changes: list[bytes] = field(default_factory=list)
@@ -94,6 +99,26 @@ class StaleBatchError(ValueError):
         )
         self.lease = lease
         self.commit_id = commit_id
+
+
+class OffsetsMovedError(RuntimeError):
+    """The stored offsets are not the ones a batch was built on: rebuild it from the store."""
+
+    def __init__(self, shard: int, topic: str, expected: int | None, stored: int | None) -> None:
+        super().__init__(
+            f"shard {shard}: the applied offset of {topic} is {stored}, "
+            f"but the batch was built on {expected}; re-reading the shard"
+        )
+        self.shard = shard
+        self.topic = topic
+
+
+def check_expected(shard: int, batch: Batch, stored: Mapping[str, int]) -> None:
+    """Raise ``OffsetsMovedError`` unless ``stored`` offsets are the ones ``batch`` expects."""
+    for topic in batch.offsets:
+        expected = batch.expected.get(topic)
+        if stored.get(topic) != expected:
+            raise OffsetsMovedError(shard, topic, expected, stored.get(topic))
 
 
 def stamp(lease: Lease, batch: Batch) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from tierstream.stores.base import (
     FencedError,
     Lease,
     StaleBatchError,
+    check_expected,
     decode_history,
     shard_for,
     stamp,
@@ -74,6 +75,7 @@ class MemoryStore:
                 return  # committed again after it applied
             if commit_id[1] < shard.last_commit:
                 raise StaleBatchError(lease, commit_id, shard.last_commit)
+            check_expected(lease.shard, batch, shard.offsets)
             shard.last_commit = commit_id[1]
             for topic, offset in batch.offsets.items():
                 shard.offsets[topic] = max(offset, shard.offsets.get(topic, 0))

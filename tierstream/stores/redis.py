@@ -29,7 +29,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from redis.backoff import EqualJitterBackoff
@@ -41,6 +41,7 @@ from tierstream.stores.base import (
     Batch,
     FencedError,
     Lease,
+    OffsetsMovedError,
     StaleBatchError,
     decode_history,
     shard_for,
@@ -76,49 +77,118 @@ PING_TIMEOUT = 1.0
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 # Result codes of the scripts.
-_APPLIED, _ALREADY_APPLIED, _FENCED, _STALE = 0, 1, -1, -2
+_APPLIED, _ALREADY_APPLIED, _FENCED, _STALE, _MOVED, _MALFORMED = 0, 1, -1, -2, -3, -4
 
 # KEYS: meta, due, outbox, stats, then one state key per state, then one history key per
 # customer with history entries.
-# ARGV: epoch, commit number, then counted sections:
-#   n, n x (topic, offset) | n, n states (values in KEYS order) | n, n changes |
+# ARGV: epoch, commit number, outbox position to trim to ('' = none), then counted sections:
+#   n, n x (topic, offset the batch was built on ('' = none stored), new offset) |
+#   n, n states (values in KEYS order) | n, n changes |
 #   n, n x (score, customer id) to schedule | n, n customer ids to unschedule |
 #   cap, n, n x (m, m history entries oldest first) | n, n x (tally name, increment)
-_COMMIT = """
+# Returns {code, commit number or current epoch, outbox end (entries ever queued)}.
+#
+# All or nothing: the "#!lua" line declares a script that writes, so Redis refuses it
+# whole, before it runs, on a read-only replica (READONLY) or over maxmemory (OOM); the
+# script then checks every argument and the stored offsets before its first write, and
+# records the commit number last. A script that stops half-way would otherwise leave a
+# partial commit that a retry takes for an applied one.
+_COMMIT = """#!lua
 local meta, due, outbox, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local epoch = tonumber(redis.call('HGET', meta, 'epoch') or '0')
 if epoch ~= tonumber(ARGV[1]) then
-  return {-1, epoch}
+  return {-1, epoch, 0}
+end
+local function outbox_end()
+  return tonumber(redis.call('HGET', meta, 'head') or '0') + redis.call('LLEN', outbox)
 end
 local number = tonumber(ARGV[2])
 local last = tonumber(redis.call('HGET', meta, 'seq') or '0')
-if number == last then
-  return {1, last}
+if number == nil then
+  return {-4, 2, 0}
+elseif number == last then
+  return {1, last, outbox_end()}
 elseif number < last then
-  return {-2, last}
+  return {-2, last, 0}
 end
-redis.call('HSET', meta, 'seq', ARGV[2])
+
+-- Validate before writing: every count is a number and the sections end at #ARGV.
+local function count(at)
+  local n = tonumber(ARGV[at])
+  if n == nil or n < 0 then
+    error('malformed commit: argument ' .. at .. ' is not a count')
+  end
+  return n
+end
+local ok, problem = pcall(function()
+  local i = 4
+  local n = count(i)
+  for k = 0, n - 1 do
+    if tonumber(ARGV[i + 3 + 3 * k]) == nil then error('malformed commit: offset') end
+  end
+  i = i + 1 + 3 * n
+  local states = count(i)
+  i = i + 1 + states
+  if #KEYS < 4 + states then error('malformed commit: state keys') end
+  i = i + 1 + count(i)
+  n = count(i)
+  for k = 0, n - 1 do
+    if tonumber(ARGV[i + 1 + 2 * k]) == nil then error('malformed commit: score') end
+  end
+  i = i + 1 + 2 * n
+  i = i + 1 + count(i)
+  if tonumber(ARGV[i]) == nil then error('malformed commit: history cap') end
+  n = count(i + 1)
+  if #KEYS ~= 4 + states + n then error('malformed commit: history keys') end
+  i = i + 2
+  for _ = 1, n do
+    i = i + 1 + count(i)
+  end
+  n = count(i)
+  for k = 0, n - 1 do
+    if tonumber(ARGV[i + 2 + 2 * k]) == nil then error('malformed commit: tally') end
+  end
+  i = i + 1 + 2 * n
+  if i ~= #ARGV + 1 then
+    error('malformed commit: ' .. #ARGV .. ' arguments, expected ' .. (i - 1))
+  end
+end)
+if not ok then
+  return {-4, tostring(problem), 0}
+end
+-- The applied offsets must be the ones the batch was built on (see Batch.expected).
+local n = tonumber(ARGV[4])
+for k = 0, n - 1 do
+  local at = 5 + 3 * k
+  local stored = redis.call('HGET', meta, 'o:' .. ARGV[at])
+  if (stored or '') ~= ARGV[at + 1] then
+    return {-3, ARGV[at], 0}
+  end
+end
 
 -- unpack() is bounded by Lua's C stack: variadic commands go in slices of 1000.
-local function slices(command, key, first, count)
+local function slices(command, key, first, total)
   local done = 0
-  while done < count do
-    local size = math.min(count - done, 1000)
+  while done < total do
+    local size = math.min(total - done, 1000)
     redis.call(command, key, unpack(ARGV, first + done, first + done + size - 1))
     done = done + size
   end
 end
 
-local i = 3
-local n = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, n do
-  local field, offset = 'o:' .. ARGV[i], tonumber(ARGV[i + 1])
-  local old = tonumber(redis.call('HGET', meta, field) or '-1')
-  if offset > old then
-    redis.call('HSET', meta, field, ARGV[i + 1])
+-- Trim what was published (an absolute position, so a repeat drops nothing more).
+if ARGV[3] ~= '' then
+  local head = tonumber(redis.call('HGET', meta, 'head') or '0')
+  local drop = math.min(tonumber(ARGV[3]) - head, redis.call('LLEN', outbox))
+  if drop > 0 then
+    redis.call('LTRIM', outbox, drop, -1)
+    redis.call('HSET', meta, 'head', head + drop)
   end
-  i = i + 2
+end
+local i = 5
+for _ = 1, n do
+  redis.call('HSET', meta, 'o:' .. ARGV[i], ARGV[i + 2])
+  i = i + 3
 end
 local states = tonumber(ARGV[i])
 i = i + 1
@@ -151,12 +221,13 @@ for _ = 1, n do
   redis.call('HINCRBY', stats, ARGV[i], ARGV[i + 1])
   i = i + 2
 end
-return {0, number}
+redis.call('HSET', meta, 'seq', ARGV[2])
+return {0, number, outbox_end()}
 """
 
 # KEYS: meta, outbox. ARGV: epoch, absolute position to trim to ('' = head + count), count.
 # The head (entries ever trimmed) makes a repeated ack harmless: the position is reached.
-_ACK = """
+_ACK = """#!lua
 local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
 if epoch ~= tonumber(ARGV[1]) then
   return {-1, epoch}
@@ -221,7 +292,7 @@ class RedisStore:
         self.namespace = namespace
         # Tier changes kept per customer; 0 keeps none (and writes no history keys).
         self.history_length = history_length
-        self._url = url
+        self.url = url
         self._probe: redis.Redis[bytes] | None = None
         if retry is None:
             retry = Retry(EqualJitterBackoff(cap=BACKOFF_CAP, base=BACKOFF_BASE), RETRIES)
@@ -288,47 +359,8 @@ class RedisStore:
         return {cid: _decode(cid, data) for cid, data in found if data is not None}
 
     def commit(self, lease: Lease, batch: Batch) -> None:
-        commit_id = stamp(lease, batch)
-        shard = lease.shard
-        keys: list[bytes] = [
-            self.meta_key(shard),
-            self.due_key(shard),
-            self.outbox_key(shard),
-            self.stats_key(shard),
-        ]
-        args: list[Any] = [lease.epoch, commit_id[1], len(batch.offsets)]
-        for topic, offset in batch.offsets.items():
-            args += [topic, int(offset)]
-        # The last write of a customer within the batch wins, as in the memory store.
-        states = {state.customer_id: state for state in batch.states}
-        keys += [self.state_key(shard, cid) for cid in states]
-        args.append(len(states))
-        args += [_encode(state) for state in states.values()]
-        args.append(len(batch.changes))
-        args += batch.changes
-        scheduled = [(cid, m) for cid, m in batch.schedule.items() if m is not None]
-        unscheduled = [cid for cid, m in batch.schedule.items() if m is None]
-        args.append(len(scheduled))
-        for cid, moment in scheduled:
-            args += [_score(moment), cid.encode("utf-8")]
-        args.append(len(unscheduled))
-        args += [cid.encode("utf-8") for cid in unscheduled]
-        cap = self.history_length
-        history = {cid: e[-cap:] for cid, e in batch.history.items() if e} if cap else {}
-        keys += [self.history_key(shard, cid) for cid in history]
-        args += [cap, len(history)]
-        for entries in history.values():
-            args.append(len(entries))
-            args += entries
-        tallies = [(name, int(n)) for name, n in batch.tallies.items() if n]
-        args.append(len(tallies))
-        for name, n in tallies:
-            args += [name.encode("utf-8"), n]
-        code, value = self._commit(keys=keys, args=args)
-        if code == _FENCED:
-            raise FencedError(lease, int(value))
-        if code == _STALE:
-            raise StaleBatchError(lease, commit_id, int(value))
+        keys, args = commit_request(self, lease, batch, None)
+        check_commit_reply(lease, batch, self._commit(keys=keys, args=args))
 
     def get(self, customer_id: str) -> CustomerState | None:
         home = shard_for(customer_id, self.partitions)
@@ -393,7 +425,7 @@ class RedisStore:
     def ping(self) -> None:
         if self._probe is None:
             self._probe = redis.Redis.from_url(
-                self._url,
+                self.url,
                 socket_timeout=PING_TIMEOUT,
                 socket_connect_timeout=PING_TIMEOUT,
                 retry=Retry(EqualJitterBackoff(), 0),
@@ -507,6 +539,80 @@ class RedisStore:
                 # The tag holds no "}" but its last: the id starts after "}:c:".
                 customer_id = key[key.index(b"}") + 4 :].decode("utf-8")
                 yield _decode(customer_id, data)
+
+
+class KeyLayout(Protocol):
+    """The key names of one namespace (RedisStore and AsyncRedisStore share them)."""
+
+    history_length: int
+
+    def meta_key(self, shard: int) -> bytes: ...
+    def due_key(self, shard: int) -> bytes: ...
+    def outbox_key(self, shard: int) -> bytes: ...
+    def stats_key(self, shard: int) -> bytes: ...
+    def state_key(self, shard: int, customer_id: str) -> bytes: ...
+    def history_key(self, shard: int, customer_id: str) -> bytes: ...
+
+
+def commit_request(
+    layout: KeyLayout, lease: Lease, batch: Batch, trim_to: int | None
+) -> tuple[list[bytes], list[Any]]:
+    """KEYS and ARGV of the commit script for ``batch`` (stamping its commit id)."""
+    commit_id = stamp(lease, batch)
+    shard = lease.shard
+    keys: list[bytes] = [
+        layout.meta_key(shard),
+        layout.due_key(shard),
+        layout.outbox_key(shard),
+        layout.stats_key(shard),
+    ]
+    args: list[Any] = [lease.epoch, commit_id[1], "" if trim_to is None else int(trim_to)]
+    args.append(len(batch.offsets))
+    for topic, offset in batch.offsets.items():
+        expected = batch.expected.get(topic)
+        args += [topic, "" if expected is None else int(expected), int(offset)]
+    # The last write of a customer within the batch wins, as in the memory store.
+    states = {state.customer_id: state for state in batch.states}
+    keys += [layout.state_key(shard, cid) for cid in states]
+    args.append(len(states))
+    args += [_encode(state) for state in states.values()]
+    args.append(len(batch.changes))
+    args += batch.changes
+    scheduled = [(cid, m) for cid, m in batch.schedule.items() if m is not None]
+    unscheduled = [cid for cid, m in batch.schedule.items() if m is None]
+    args.append(len(scheduled))
+    for cid, moment in scheduled:
+        args += [_score(moment), cid.encode("utf-8")]
+    args.append(len(unscheduled))
+    args += [cid.encode("utf-8") for cid in unscheduled]
+    cap = layout.history_length
+    history = {cid: e[-cap:] for cid, e in batch.history.items() if e} if cap else {}
+    keys += [layout.history_key(shard, cid) for cid in history]
+    args += [cap, len(history)]
+    for entries in history.values():
+        args.append(len(entries))
+        args += entries
+    tallies = [(name, int(n)) for name, n in batch.tallies.items() if n]
+    args.append(len(tallies))
+    for name, n in tallies:
+        args += [name.encode("utf-8"), n]
+    return keys, args
+
+
+def check_commit_reply(lease: Lease, batch: Batch, reply: Sequence[Any]) -> int:
+    """The outbox end (entries ever queued on the shard) of an applied commit, or raise."""
+    code, value, end = int(reply[0]), reply[1], int(reply[2])
+    if code == _FENCED:
+        raise FencedError(lease, int(value))
+    if code == _STALE:
+        assert batch.commit_id is not None
+        raise StaleBatchError(lease, batch.commit_id, int(value))
+    if code == _MOVED:
+        topic = value.decode() if isinstance(value, bytes) else str(value)
+        raise OffsetsMovedError(lease.shard, topic, batch.expected.get(topic), None)
+    if code == _MALFORMED:
+        raise ValueError(f"shard {lease.shard}: the store refused a malformed commit: {value!r}")
+    return end
 
 
 def _score(moment: float) -> str:

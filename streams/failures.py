@@ -1,0 +1,91 @@
+"""What a failed step means: wait it out, redo it from the store, or stop the shard.
+
+The worker's invariant is that a partition's applied offset only ever advances over
+messages whose effects are committed. So no error may let a step be skipped: every
+exception a step raises gets one of three outcomes, decided here.
+
+* ``TRANSIENT``: the store or the broker is briefly unable to serve (a connection or a
+  timeout, a Redis failover's READONLY, LOADING after a restart, BUSY, OOM at maxmemory,
+  TRYAGAIN and CLUSTERDOWN during a Cluster reshard, a retriable Kafka error). The shard
+  pauses, backs off with jitter, re-reads its state from the store and redoes the step.
+* ``REDO``: the shard's state moved under us (another worker fenced us, or the stored
+  offsets are not the ones the step was built on). Re-read the shard and redo the step if
+  Kafka still assigns us the partition; otherwise its new owner re-reads it.
+* ``FATAL``: anything else (a bug, a corrupt record). The shard stops, health says why,
+  and the process exits non-zero for its supervisor: skipping the step would lose it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from enum import Enum
+
+from tierstream.stores.base import FencedError, OffsetsMovedError, StaleBatchError
+
+try:  # redis is optional for the embedded store
+    from redis import exceptions as redis_errors
+
+    _REDIS_TRANSIENT: tuple[type[BaseException], ...] = (
+        redis_errors.ConnectionError,  # includes BusyLoadingError (LOADING)
+        redis_errors.TimeoutError,
+        redis_errors.ReadOnlyError,  # a replica after a failover, until clients move
+        redis_errors.TryAgainError,
+        redis_errors.ClusterDownError,
+        redis_errors.MasterDownError,
+    )
+    _REDIS_RESPONSE: type[BaseException] | None = redis_errors.ResponseError
+except ImportError:  # pragma: no cover
+    _REDIS_TRANSIENT = ()
+    _REDIS_RESPONSE = None
+
+# Redis error replies that pass by themselves (a ResponseError carries only the text).
+_TRANSIENT_REPLIES = ("OOM", "BUSY", "LOADING", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN")
+
+
+class Outcome(Enum):
+    TRANSIENT = "transient"
+    REDO = "redo"
+    FATAL = "fatal"
+
+
+def classify(exc: BaseException) -> Outcome:
+    """The outcome of a step that raised ``exc`` (see the module docstring)."""
+    if isinstance(exc, FencedError | OffsetsMovedError | StaleBatchError):
+        return Outcome.REDO
+    if isinstance(exc, _REDIS_TRANSIENT):
+        return Outcome.TRANSIENT
+    if _REDIS_RESPONSE is not None and isinstance(exc, _REDIS_RESPONSE):
+        reply = str(exc).lstrip().upper()
+        # A reply inside a script error reads "... script: ... OOM command not allowed".
+        if reply.startswith(_TRANSIENT_REPLIES) or any(
+            f" {word} " in f" {reply} " for word in ("OOM", "READONLY")
+        ):
+            return Outcome.TRANSIENT
+        return Outcome.FATAL
+    if isinstance(exc, ConnectionError | TimeoutError | asyncio.TimeoutError):
+        return Outcome.TRANSIENT
+    cause = exc.__cause__
+    if type(exc).__name__ == "ProducerSendError" and cause is not None:
+        return classify(cause)  # faust wraps the producer's own (classified) error
+    if getattr(exc, "retriable", False):  # aiokafka's and kafka-python's retriable errors
+        return Outcome.TRANSIENT
+    return Outcome.FATAL
+
+
+class Backoff:
+    """Exponential backoff with full jitter: many workers cut off together do not all
+    come back in the same instant."""
+
+    def __init__(self, base: float = 0.05, cap: float = 5.0) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+
+    def next(self) -> float:
+        ceiling = min(self.cap, self.base * 2**self.attempt)
+        self.attempt += 1
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not secrets
+
+    def reset(self) -> None:
+        self.attempt = 0
