@@ -4,8 +4,8 @@
 settings from the environment, same ``build_app``), after wrapping these methods with
 wall-clock timers (nothing in streams/ is edited; the wrappers only measure):
 
-* ``Runtime.handle``: one call per ``take_events`` batch (up to BATCH_MAX events over all
-  owned partitions); the time between calls is Faust's (fetching, the stream, batching).
+* ``Runtime.handle_messages``: one call per fetch (up to BATCH_MAX events over all owned
+  partitions, streams/intake.py); the time between calls is the consumer's fetching.
 * ``Runtime._step``: one call per shard of a batch (shards of a batch run concurrently).
 * ``Runtime._process``: one shard's step: parse, await the load, score, await the commit.
 * ``ShardLogic.parse`` / ``ShardLogic.apply``: the pure parts of it (no I/O).
@@ -79,8 +79,10 @@ def main(argv: list[str]) -> int:
     from streams.publisher import Publisher
 
     runtime = worker_module.Runtime
-    runtime.handle = _timed_async(  # type: ignore[method-assign]
-        "handle", runtime.handle, lambda self, events: len(events)
+    runtime.handle_messages = _timed_async(  # type: ignore[method-assign]
+        "handle",
+        runtime.handle_messages,
+        lambda self, by_shard: sum(len(batch) for batch in by_shard.values()),
     )
     runtime._step = _timed_async("step", runtime._step)  # type: ignore[method-assign]
     runtime._process = _timed_async(  # type: ignore[method-assign]

@@ -429,7 +429,7 @@ def anatomy(ctx: Context) -> dict[str, Any]:
             "publish (enqueue on the producer)": per_event_us(publish),
             "load, awaited (rest of process)": per_event_us(process - parse - apply - commit),
             "handle (all shards of a batch)": per_event_us(handle),
-            "outside handle (Faust: fetch, stream, take_events)": per_event_us(active - handle),
+            "outside handle (Faust's consumer: fetch, messages)": per_event_us(active - handle),
             "total (first batch to drained)": per_event_us(active),
         },
     }

@@ -9,7 +9,6 @@ Running it again on the same messages after a crash changes nothing.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from scoring.events import Cause, DeadLetter, EngagementEvent, InputEvent, Purch
 from scoring.state import CustomerState
 from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage, Rejected, dead_letter, parse_message
+from tierstream.jsonbytes import compact_json
 from tierstream.stores.base import Batch, Lease, StateStore, record_changes
 
 
@@ -37,7 +37,7 @@ DEAD_LETTER_ENTRY = b"D"
 
 
 def encode_change(change: Change, emitted_at: datetime) -> bytes:
-    value = json.dumps(change.to_json(emitted_at), separators=(",", ":")).encode("utf-8")
+    value = compact_json(change.to_json(emitted_at), ascii_only=True)
     return CHANGE_ENTRY + change.customer_id.encode("utf-8") + b"\x00" + value
 
 

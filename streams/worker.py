@@ -36,6 +36,7 @@ from scoring.engine import Scorer
 from scoring.events import Cause, EngagementEvent, PurchaseEvent
 from scoring.quantiles import population_thresholds
 from scoring.scores import Thresholds
+from streams import intake
 from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage
 from streams.failures import Backoff, Outcome, classify
@@ -57,6 +58,9 @@ KAFKA_COMMIT_LAG = 3.0
 
 # Store metadata key of the published quintile cut points.
 THRESHOLDS_META = "thresholds"
+
+# How long the producer lets a batch of tier changes fill before sending it.
+PRODUCER_LINGER_SECONDS = 0.005
 
 # Customers re-scored per atomic step after new cut points or a new segment model.
 RESCORE_CHUNK = 500
@@ -496,8 +500,14 @@ def build_app(
         topic_replication_factor=1,
         topic_partitions=settings.partitions,
         broker_commit_interval=1.0,
+        # One fetch is one batch of steps (streams/intake.py).
+        broker_max_poll_records=settings.batch_max,
         stream_wait_empty=False,
         producer_acks=-1,
+        # Outbox entries are sent without waiting (streams/publisher.py); a few ms of
+        # linger packs a step's changes into one produce request instead of many small
+        # socket writes.
+        producer_linger=PRODUCER_LINGER_SECONDS,
         key_serializer="raw",
         value_serializer="raw",
     )
@@ -581,6 +591,9 @@ def build_app(
         api = create_api(store, scorer, settings, metrics)
         attach_api(app, api, settings.api_host, settings.api_port)
     app.tierstream_runtime = runtime  # type: ignore[attr-defined]
+    # Input batches go from the consumer's fetch straight to the runtime (streams/intake.py);
+    # the agent below is the fallback path, and stays idle when the hook is installed.
+    intake.install(app.consumer, input_names, runtime.handle_messages)
 
     @app.agent(inputs, name="tierstream-inputs")
     async def consume(stream: faust.StreamT[bytes]) -> None:

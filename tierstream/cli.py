@@ -264,6 +264,10 @@ def worker_command(
     scorer = Scorer(settings.scoring_config(), behaviour=_behaviour(snapshot))
     faust_app = build_app(settings, store, scorer, AsyncRedisStore(store))
     worker = faust.Worker(faust_app, loglevel=loglevel.upper(), quiet=True)
+    # Faust's terminal spinner sets the root logger to DEBUG whenever the level is WARNING
+    # or above, so every debug call of aiokafka (one per message sent) built a log record
+    # only for a handler to drop it: about 6% of the worker's time. No spinner, no records.
+    worker.spinner = None
     worker.execute_from_commandline()
 
 

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from scoring.engine import Change, change_event_id
 from scoring.state import CustomerState
+from tierstream.jsonbytes import compact_json
 
 # How many tier changes a store keeps per customer by default (the API shows them).
 DEFAULT_HISTORY_LENGTH = 5
@@ -234,7 +235,7 @@ def history_entry(change: Change) -> bytes:
         change.previous_segment,
         change.new_segment,
     ]
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return compact_json(record)
 
 
 def decode_history(customer_id: str, entry: bytes) -> dict[str, Any]:

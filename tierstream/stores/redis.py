@@ -25,17 +25,18 @@ bumps the epoch once more.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
+import orjson
 import redis
 from redis.backoff import EqualJitterBackoff
 from redis.retry import Retry
 
 from scoring.state import CustomerState
+from tierstream.jsonbytes import compact_json
 from tierstream.stores.base import (
     DEFAULT_HISTORY_LENGTH,
     Batch,
@@ -252,11 +253,11 @@ def _encode(state: CustomerState) -> bytes:
     """Compact JSON of ``CustomerState.to_dict()`` without the id (the key holds it)."""
     raw = state.to_dict()
     del raw["c"]
-    return json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode()
+    return compact_json(raw)
 
 
 def _decode(customer_id: str, data: bytes) -> CustomerState:
-    raw = json.loads(data)
+    raw = orjson.loads(data)
     raw["c"] = customer_id
     return CustomerState.from_dict(raw)
 
