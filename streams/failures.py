@@ -30,6 +30,7 @@ try:  # redis is optional for the embedded store
         redis_errors.ConnectionError,  # includes BusyLoadingError (LOADING)
         redis_errors.TimeoutError,
         redis_errors.ReadOnlyError,  # a replica after a failover, until clients move
+        redis_errors.OutOfMemoryError,  # maxmemory reached under noeviction
         redis_errors.TryAgainError,
         redis_errors.ClusterDownError,
         redis_errors.MasterDownError,
@@ -56,13 +57,10 @@ def classify(exc: BaseException) -> Outcome:
     if isinstance(exc, _REDIS_TRANSIENT):
         return Outcome.TRANSIENT
     if _REDIS_RESPONSE is not None and isinstance(exc, _REDIS_RESPONSE):
-        reply = str(exc).lstrip().upper()
-        # A reply inside a script error reads "... script: ... OOM command not allowed".
-        if reply.startswith(_TRANSIENT_REPLIES) or any(
-            f" {word} " in f" {reply} " for word in ("OOM", "READONLY")
-        ):
-            return Outcome.TRANSIENT
-        return Outcome.FATAL
+        # redis-py strips the reply's error code into ``status_code`` (OOM, BUSY, ...);
+        # a reply it does not know keeps the code as its first word.
+        code = getattr(exc, "status_code", None) or str(exc).lstrip().split(" ", 1)[0]
+        return Outcome.TRANSIENT if code.upper() in _TRANSIENT_REPLIES else Outcome.FATAL
     if isinstance(exc, ConnectionError | TimeoutError | asyncio.TimeoutError):
         return Outcome.TRANSIENT
     cause = exc.__cause__

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +30,8 @@ log = logging.getLogger("tierstream.publisher")
 # the memory held for re-sending while Kafka is slow.
 MAX_IN_FLIGHT = 20_000
 
-Send = Callable[[str, bytes | None, bytes], Awaitable[Any]]
+# Sends records (key, value) to a topic; one delivery future per record, in order.
+SendMany = Callable[[str, list[tuple[bytes | None, bytes]]], Awaitable[list[asyncio.Future[Any]]]]
 
 
 @dataclass(slots=True)
@@ -46,14 +47,14 @@ class Publisher:
     def __init__(
         self,
         shard: int,
-        send: Send,
+        send: SendMany,
         tier_changes: str,
         dead_letters: str,
         on_delivered: Callable[[int], None] | None = None,
     ) -> None:
         self.shard = shard
         self._on_delivered = on_delivered
-        self._send = send
+        self._send_many = send
         self._topics = {CHANGE_ENTRY: tier_changes}
         self._dead_letters = dead_letters
         self._pending: deque[_Pending] = deque()
@@ -73,10 +74,9 @@ class Publisher:
 
     async def publish(self, first: int, entries: Sequence[bytes]) -> None:
         """Send ``entries``, the outbox's entries from absolute position ``first`` on."""
-        for offset, entry in enumerate(entries):
-            item = _Pending(first + offset, entry, None)
-            self._pending.append(item)
-            item.delivery = await self._enqueue(entry)
+        items = [_Pending(first + offset, entry, None) for offset, entry in enumerate(entries)]
+        self._pending.extend(items)
+        await self._send(items)
         while len(self._pending) > MAX_IN_FLIGHT:
             oldest = self._pending[0].delivery
             if oldest is not None:
@@ -114,12 +114,15 @@ class Publisher:
             len(self._pending),
             reason,
         )
-        for item in self._pending:
-            item.delivery = await self._enqueue(item.entry)
-            self.resent += 1
+        self.resent += len(self._pending)
+        await self._send(list(self._pending))
 
-    async def _enqueue(self, entry: bytes) -> asyncio.Future[Any]:
-        kind, key, value = decode_entry(entry)
-        topic = self._topics.get(kind, self._dead_letters)
-        delivery = await self._send(topic, key, value)
-        return asyncio.ensure_future(delivery)
+    async def _send(self, items: list[_Pending]) -> None:
+        by_topic: dict[str, list[tuple[_Pending, bytes | None, bytes]]] = defaultdict(list)
+        for item in items:
+            kind, key, value = decode_entry(item.entry)
+            by_topic[self._topics.get(kind, self._dead_letters)].append((item, key, value))
+        for topic, group in by_topic.items():
+            deliveries = await self._send_many(topic, [(key, value) for _, key, value in group])
+            for (item, _, _), delivery in zip(group, deliveries, strict=True):
+                item.delivery = delivery

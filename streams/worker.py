@@ -37,12 +37,13 @@ from scoring.events import Cause, EngagementEvent, PurchaseEvent
 from scoring.quantiles import population_thresholds
 from scoring.scores import Thresholds
 from streams import intake
+from streams.batchsend import BatchSender
 from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage
 from streams.failures import Backoff, Outcome, classify
 from streams.metrics import Metrics
 from streams.processor import ShardLogic, Step, StepResult
-from streams.publisher import Publisher, Send
+from streams.publisher import Publisher, SendMany
 from tierstream.segments import SNAPSHOT_META, SnapshotBehaviour
 from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
@@ -90,7 +91,7 @@ class Runtime:
         admin_store: StateStore,
         scorer: Scorer,
         clock_factory: Callable[[], Clock],
-        send: Send,
+        send: SendMany,
         owns: Callable[[int], bool] = lambda shard: True,
         commit_positions: Callable[[int, dict[str, int]], Awaitable[Any]] | None = None,
         metrics: Metrics | None = None,
@@ -524,10 +525,9 @@ def build_app(
         acks=False,
     )
 
-    async def send(topic: str, key: bytes | None, value: bytes) -> Any:
-        # Straight to the producer: enqueue now, await delivery of the whole outbox batch
-        # later (Topic.send adds per-message bookkeeping this path does not need).
-        return await app.producer.send(topic, key, value, None, None, None)
+    # Straight to aiokafka's producer, in batches (Topic.send and Faust's Producer.send add
+    # per-message bookkeeping this path does not need).
+    send = BatchSender(app.producer._ensure_producer)  # type: ignore[attr-defined]
 
     def clock_factory() -> Clock:
         return settings.make_clock()

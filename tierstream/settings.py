@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     clock: Literal["wall", "event"] = "wall"
     # Start the wall clock at this instant (running at real speed): for rehearsals.
     clock_start: datetime | None = None
-    # Events dated further than this into the future are dead-lettered (wall clock only).
+    # Events dated further than this after real time are dead-lettered (under both clocks).
     max_future_seconds: float = Field(default=86_400, gt=0)
     batch_max: int = Field(default=500, ge=1)  # events per atomic step
     batch_within: float = Field(default=0.02, gt=0)  # seconds to wait to fill a batch

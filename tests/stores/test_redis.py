@@ -183,3 +183,49 @@ def test_wipe_leaves_other_namespaces_alone(make_store):
 def test_namespace_must_not_change_keys_or_patterns(redis_url, namespace):
     with pytest.raises(ValueError, match="namespace"):
         RedisStore(redis_url, partitions=1, namespace=namespace)
+
+
+def test_a_malformed_commit_writes_nothing(make_store, raw):
+    """The commit script checks every argument before its first write (all or nothing)."""
+    from tierstream.stores.redis import _COMMIT, commit_request
+
+    store = make_store()
+    lease = store.acquire(0)
+    batch = Batch(offsets={"purchases": 3}, states=[scored_state("eve")], changes=[b"eve-1"])
+    keys, args = commit_request(store, lease, batch, None)
+    script = raw.register_script(_COMMIT)
+    for broken in (args[:-1], [*args, b"extra"], [*args[:3], b"two", *args[4:]]):
+        code, problem, _ = script(keys=keys, args=broken)
+        assert code == -4 and b"malformed commit" in problem
+    assert store.offsets(0) == {} and store.load(0, ["eve"]) == {}
+    assert store.outbox(0, 10) == [] and raw.hget(store.meta_key(0), "seq") is None
+    # The well-formed commit then goes through, once.
+    store.commit(lease, batch)
+    assert store.offsets(0) == {"purchases": 3} and store.outbox(0, 10) == [b"eve-1"]
+
+
+def test_over_maxmemory_a_commit_is_refused_whole(make_store, raw):
+    """At maxmemory (noeviction) Redis refuses the script before it runs: no partial commit
+    that a retry could take for an applied one."""
+    store = make_store()
+    lease = store.acquire(0)
+    store.commit(lease, Batch(offsets={"purchases": 1}, states=[scored_state("first")]))
+    before = raw.config_get("maxmemory*")
+    try:
+        raw.config_set("maxmemory-policy", "noeviction")
+        raw.config_set("maxmemory", max(1, int(raw.info("memory")["used_memory"]) // 2))
+        batch = Batch(
+            offsets={"purchases": 5},
+            expected={"purchases": 1},
+            states=[scored_state("second")],
+            changes=[b"second-1"],
+        )
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            store.commit(lease, batch)
+    finally:
+        raw.config_set("maxmemory", before["maxmemory"])
+        raw.config_set("maxmemory-policy", before["maxmemory-policy"])
+    assert store.offsets(0) == {"purchases": 1} and store.load(0, ["second"]) == {}
+    assert store.outbox(0, 10) == []
+    store.commit(lease, batch)  # the same batch, once memory is back: applied once
+    assert store.offsets(0) == {"purchases": 5} and store.outbox(0, 10) == [b"second-1"]
