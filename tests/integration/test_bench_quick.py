@@ -23,6 +23,7 @@ KEYS = [
     "events",
     "raw_consume_eps",
     "naive_eps",
+    "peer_eps",
     "worker_eps",
     "latency_p50_ms",
     "latency_p99_ms",
@@ -66,6 +67,11 @@ def test_quick_benchmark_end_to_end(kafka_bootstrap: str, redis_url: str, tmp_pa
 
     detail = json.loads((out / "latest-detail.json").read_text())
     assert detail["errors"] == []
+    # The quix peer: one output per event, its state changelogged.
+    (peer,) = detail["repeats_raw"]["peer"]
+    assert peer["outputs"] == peer["events"] == 20_000
+    assert peer["changelog_topics"] == 1 and peer["changelog_records"] > 0
+    assert detail["summary"]["worker_vs_peer"]["n"] == 1
     (worker,) = detail["repeats_raw"]["worker"]
     assert worker["events"] == 20_000 and worker["dead_letters"] == 0
     assert worker["customers"] == detail["mix"]["distinct_customers"]
@@ -77,10 +83,11 @@ def test_quick_benchmark_end_to_end(kafka_bootstrap: str, redis_url: str, tmp_pa
     assert detail["load_average"]["samples"]
     assert (tmp_path / "bench.png").stat().st_size > 10_000
 
-    # Everything the run created is gone.
+    # Everything the run created is gone, quix-streams' changelog topics included.
     admin = admin_client(kafka_bootstrap)
+    ours = (f"bench-{detail['run_id']}", f"changelog__bench-{detail['run_id']}")
     try:
-        leftovers = [t for t in admin.list_topics() if t.startswith(f"bench-{detail['run_id']}")]
+        leftovers = [t for t in admin.list_topics() if t.startswith(ours)]
     finally:
         admin.close()
     assert leftovers == []
