@@ -217,6 +217,7 @@ def test_results_files_have_exactly_the_agreed_keys_and_plot(tmp_path):
         "worker_eps",
         "latency_p50_ms",
         "latency_p99_ms",
+        "latency_offered_eps",
         "inactivity_lag_p99_ms",
         "redis_bytes_per_customer",
         "replay_eps",
@@ -225,6 +226,7 @@ def test_results_files_have_exactly_the_agreed_keys_and_plot(tmp_path):
     assert latest["worker_eps"] == 2_500.0
     assert summary["worker_eps"] == {"median": 2_500.0, "min": 2_000.0, "max": 3_000.0, "n": 3}
     assert latest["peer_eps"] == 4_000.0
+    assert latest["latency_offered_eps"] == 1_000.0
     assert summary["worker_vs_naive"]["median"] == pytest.approx(2.5)
     assert summary["worker_vs_peer"] == {"median": 0.625, "min": 0.5, "max": 0.75, "n": 3}
     assert summary["worker_vs_peer_steady"]["median"] == pytest.approx(0.375)
@@ -251,6 +253,7 @@ def test_quick_options():
     assert (args.events, args.repeats, args.latency_seconds) == (20_000, 1, 8.0)
     full = parse_args([])
     assert full.repeats == 3 and full.events == 100_000
+    assert full.rate == 5_000.0  # the latency target's rate, offered as is
     assert "peer" in full.phases
     with pytest.raises(SystemExit):
         parse_args(["--phases", "nonsense"])

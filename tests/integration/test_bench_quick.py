@@ -27,6 +27,7 @@ KEYS = [
     "worker_eps",
     "latency_p50_ms",
     "latency_p99_ms",
+    "latency_offered_eps",
     "inactivity_lag_p99_ms",
     "redis_bytes_per_customer",
     "replay_eps",
@@ -76,6 +77,7 @@ def test_quick_benchmark_end_to_end(kafka_bootstrap: str, redis_url: str, tmp_pa
     assert worker["events"] == 20_000 and worker["dead_letters"] == 0
     assert worker["customers"] == detail["mix"]["distinct_customers"]
     (latency,) = detail["repeats_raw"]["latency"]
+    assert latency["offered_rate"] == latest["latency_offered_eps"] == 5_000
     assert latency["dead_letters"] == 0
     assert latency["inactivity_valid"]
     assert latency["inactivity_seen"] == latency["inactivity_expected"] > 0
