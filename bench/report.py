@@ -38,7 +38,7 @@ def _spread(summary: dict[str, Any], key: str, digits: int = 0) -> str:
 
 
 def _target(metric: str) -> str:
-    """A target as the table shows it, from ``bench.run.TARGETS``: "≥ 0.5", "≤ 2,000"."""
+    """A target as the table shows it, from ``bench.run.TARGETS``: "≥ 0.25", "≤ 2,000"."""
     op, threshold, _ = TARGETS[metric]
     return f"{'≥' if op == '>=' else '≤'} {threshold:,g}"
 

@@ -239,7 +239,9 @@ def test_results_files_have_exactly_the_agreed_keys_and_plot(tmp_path):
     }
     assert detail["targets"]["redis_bytes_per_customer"]["met"] is True
     table = markdown_table(latest, detail)
+    assert "| worker_eps / raw_consume_eps | 0.05 (0.04–0.06) | ≥ 0.25 | no |" in table
     assert "| worker_eps / naive_eps | 2.50 (2.00–3.00) | ≥ 10 | no |" in table
+    assert "| replay_eps (CDNOW, in-process) | 5,000 | ≥ 75,000 | no |" in table
     assert "| worker_eps / peer_eps | 0.62 (0.50–0.75) | ≥ 1 | no |" in table
     peer_row = "| peer_eps (quix-streams, RocksDB state + changelog, 1 output/event) | 4,000 ("
     assert peer_row in table
