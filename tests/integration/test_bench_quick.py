@@ -4,8 +4,10 @@ Asserts that every measurement produced a number, that the run was correct (no d
 letters, every rehearsed inactivity change arrived) and that it deleted what it created;
 never how fast anything was.
 
-Not marked slow: it took 67 to 89 s on the 2-core development machine (load average
-0.2 to 2), under the 90 s set for it; mark it slow if it grows past that.
+Marked slow: it took 67 to 89 s on the 2-core development machine (load average 0.2 to 2)
+before the quix-streams peer and the latency phase at 5,000 events/s (40,000 events for the
+worker to drain in quick mode) were added, and 71 to 95 s since (load average 2.7 to 4.7),
+past the 90 s set for an unmarked test.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.integration.helpers import admin_client
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 
