@@ -3,16 +3,25 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The benchmark's quix-streams peer, in an environment of its own (see pyproject.toml).
+PEER_VENV  := .venv-peer
+PEER_STAMP := $(PEER_VENV)/.installed
 
 .PHONY: install chromium demo test test-unit test-integration lint typecheck services-up services-down bench schemas clean
 
-install: $(STAMP)
+install: $(STAMP) $(PEER_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(PEER_STAMP): bench/peer-requirements.txt
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install --quiet -r bench/peer-requirements.txt
+	touch $(PEER_STAMP)
 
 # The browser the dashboard test drives (Debian's; the test skips, saying so, without it).
 chromium:
@@ -52,4 +61,4 @@ schemas: install
 	$(PY) -m tierstream.schemas
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEER_VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,7 @@ database and never restarts a service; it does notice when someone else restarte
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import platform
 import re
@@ -32,7 +33,11 @@ from streams.producer import produce
 from tierstream.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
+# quixstreams' own environment (made by `make install`): it pins pydantic below the version
+# the published schemas are rendered with, so it stays out of the project's .venv.
+PEER_VENV = ROOT / ".venv-peer"
 INPUTS = ("purchases", "engagements")
+INTERNAL = ("changelog", "repartition")  # quix-streams' internal topic kinds
 
 
 def admin_client(bootstrap: str) -> KafkaAdminClient:
@@ -99,6 +104,22 @@ class Resources:
         self.topics.append(f"{group}-__assignor-__leader")
         return group
 
+    def topic(self, what: str, partitions: int = 4) -> str:
+        """One fresh topic of ours."""
+        name = self.name(what)
+        self.topics.append(name)
+        ensure_topics(self.bootstrap, {name: partitions})
+        return name
+
+    def internal_topics(
+        self, existing: Iterable[str], groups: list[str] | None = None
+    ) -> list[str]:
+        """The topics a library derived from our group names (default: all of them) on its
+        own: quix-streams' ``changelog__<group>--…`` and ``repartition__<group>--…``."""
+        groups = self.groups if groups is None else groups
+        prefixes = tuple(f"{kind}__{group}--" for group in groups for kind in INTERNAL)
+        return [t for t in existing if t.startswith(prefixes)] if prefixes else []
+
     def topic_set(self, what: str, partitions: int = 4) -> TopicSet:
         names = {
             logical: self.name(f"{what}-{logical}")
@@ -139,7 +160,7 @@ class Resources:
             return problems + [f"kafka admin: {exc}"]
         try:
             existing = set(admin.list_topics())
-            doomed = [t for t in self.topics if t in existing]
+            doomed = [t for t in self.topics if t in existing] + self.internal_topics(existing)
             if doomed:
                 admin.delete_topics(doomed, timeout_ms=30_000)
             if self.groups:
@@ -160,6 +181,14 @@ def load(bootstrap: str, topics: TopicSet, events: Iterable[InputEvent]) -> int:
         purchases_topic=topics["purchases"],
         engagements_topic=topics["engagements"],
     )
+
+
+def list_topics(bootstrap: str) -> list[str]:
+    admin = admin_client(bootstrap)
+    try:
+        return list(admin.list_topics())
+    finally:
+        admin.close()
 
 
 def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
@@ -332,16 +361,32 @@ def load_average() -> list[float]:
 
 
 # ----------------------------------------------------------------------- processes
+def peer_python() -> str | None:
+    """The interpreter for the quix-streams peer: .venv-peer's, else this one if it has
+    quixstreams, else None (no peer)."""
+    own = PEER_VENV / "bin" / "python"
+    if own.exists():
+        return str(own)
+    return sys.executable if importlib.util.find_spec("quixstreams") else None
+
+
 class Child:
     """A subprocess with its output in a log file, stopped with SIGTERM then SIGKILL."""
 
-    def __init__(self, args: list[str], env: dict[str, str], workdir: Path, label: str) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        workdir: Path,
+        label: str,
+        python: str = sys.executable,
+    ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / f"{label}.log"
         self._log = self.log_path.open("wb")
         self.started = time.monotonic()
         self.process = subprocess.Popen(  # noqa: S603 - our own modules
-            [sys.executable, *args],
+            [python, *args],
             cwd=workdir,  # Faust writes its <app id>-data directory here
             env=env,
             stdout=self._log,

@@ -1,9 +1,10 @@
 """The measurements. Each returns a plain dict (one repeat); ``bench.run`` aggregates them.
 
-Timing conventions (the same for the worker and both baselines, all three are subprocesses):
+Timing conventions (the same for the worker and the three baselines, all subprocesses):
 
 * ``seconds``: from spawning the process until the last event is done (for the worker:
-  every input offset applied in Redis AND every outbox drained to Kafka). Nothing is
+  every input offset applied in Redis AND every outbox drained to Kafka; for the peer: its
+  final checkpoint committed, state, changelog and outputs included). Nothing is
   subtracted, so start-up (interpreter, imports, group join, shard acquisition) counts.
   ``eps = events / seconds``.
 * ``startup_s``: from spawn to the first event done (worker: first applied offset).
@@ -15,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import shutil
 import statistics
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -36,6 +39,7 @@ from bench.infra import (
     TopicSet,
     child_env,
     end_offsets,
+    list_topics,
     load,
 )
 from bench.mix import MixSpec, generate, stamp
@@ -60,6 +64,7 @@ class Context:
     log: Log
     timeout: float = 600.0
     naive_events: int | None = None  # the naive agent's share of the topics (None: all)
+    peer_python: str | None = None  # the interpreter with quixstreams (infra.peer_python)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -91,12 +96,17 @@ def _epoch_note(before: ServiceEpoch, after: ServiceEpoch) -> str | None:
 
 # ---------------------------------------------------------------------- baselines
 def _run_consumer(
-    ctx: Context, mode: str, extra_env: dict[str, str], expected: int | None = None
+    ctx: Context,
+    mode: str,
+    extra_env: dict[str, str],
+    expected: int | None = None,
+    group: str | None = None,
+    python: str | None = None,
 ) -> dict[str, Any]:
     """Spawn a baseline; time it from spawn until it has done ``expected`` events (the
     first ones it reads; default: all)."""
     expected = ctx.total if expected is None else min(expected, ctx.total)
-    group = ctx.res.group(mode)
+    group = group or ctx.res.group(mode)
     out = ctx.workdir / f"{group}.jsonl"
     env = child_env(
         BENCH_BOOTSTRAP=ctx.res.bootstrap,
@@ -107,7 +117,8 @@ def _run_consumer(
         **extra_env,
     )
     epoch = ServiceEpoch.read(ctx.res.redis_url)
-    child = Child(["-m", "bench.consumers", mode, str(out)], env, ctx.workdir, group)
+    args = ["-m", "bench.consumers", mode, str(out)]
+    child = Child(args, env, ctx.workdir, group, python or sys.executable)
     spawned = child.started
     deadline = spawned + ctx.timeout
     first = done = None
@@ -159,6 +170,28 @@ def naive(ctx: Context) -> dict[str, Any]:
         ctx.naive_events,
     )
     _unlink_namespace(ctx.res, namespace)
+    return result
+
+
+def peer(ctx: Context) -> dict[str, Any]:
+    """The quix-streams peer over all the loaded events: its own group, a fresh output
+    topic, its RocksDB state in the (temporary) work directory; the changelog topic it
+    creates is deleted with the run's other topics (``Resources.internal_topics``)."""
+    group = ctx.res.group("peer")
+    output = ctx.res.topic("peer-out", ctx.topics.partitions)
+    state_dir = ctx.workdir / f"{group}-state"
+    result = _run_consumer(
+        ctx,
+        "peer",
+        {"BENCH_OUTPUT_TOPIC": output, "BENCH_STATE_DIR": str(state_dir)},
+        group=group,
+        python=ctx.peer_python,
+    )
+    result["outputs"] = sum(end_offsets(ctx.res.bootstrap, [output]).values())
+    changelogs = ctx.res.internal_topics(list_topics(ctx.res.bootstrap), [group])
+    result["changelog_topics"] = len(changelogs)
+    result["changelog_records"] = sum(end_offsets(ctx.res.bootstrap, changelogs).values())
+    shutil.rmtree(state_dir, ignore_errors=True)
     return result
 
 

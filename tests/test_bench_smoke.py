@@ -1,6 +1,6 @@
 """The benchmark's service-free parts: the event mix, the replay measurement, the hot-path
-profile, the inactivity rehearsal and the aggregation/plot. Keeps bench/ from rotting;
-asserts shapes and invariants, never wall-clock speeds."""
+profile, the inactivity rehearsal, the quix peer's per-event step and the aggregation/plot.
+Keeps bench/ from rotting; asserts shapes and invariants, never wall-clock speeds."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from decimal import Decimal
 
 import pytest
 
-from bench import phases
+from bench import phases, run
+from bench.consumers import fold_event
 from bench.mix import PLACEHOLDER, MixSpec, generate, stamp
 from bench.profile import hot_path
 from bench.report import markdown_table, plot
-from bench.run import _aggregate, parse_args
+from bench.run import _aggregate, main, parse_args
 from scoring.engine import Scorer
 from scoring.events import EngagementEvent, PurchaseEvent
 from streams.producer import event_json
@@ -119,6 +120,52 @@ def test_hot_path_profile_in_memory(mix):
     assert "process" in names
 
 
+class DictState:
+    """quix-streams' per-key State, reduced to what ``fold_event`` uses (its values go
+    through JSON there: tuples come back as lists)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def get(self, key: str, default: object = None) -> object:
+        return json.loads(self.values[key]) if key in self.values else default
+
+    def set(self, key: str, value: object) -> None:
+        self.values[key] = json.dumps(value)
+
+
+def test_peer_step_keeps_exact_purchase_aggregates(mix):
+    states: dict[str, DictState] = {}
+    outputs = [
+        fold_event(json.loads(event_json(e)), states.setdefault(e.customer_id, DictState()))
+        for e in mix.events
+    ]
+    assert len(outputs) == len(mix.events)  # one message per event, engagements included
+
+    expected: dict[str, tuple[int, Decimal, datetime | None]] = {}
+    for e in mix.events:
+        count, net, last = expected.get(e.customer_id, (0, Decimal(0), None))
+        if isinstance(e, PurchaseEvent) and e.kind == "refund":
+            net -= e.amount
+        elif isinstance(e, PurchaseEvent):
+            count, net = count + 1, net + e.amount
+            last = e.occurred_at if last is None else max(last, e.occurred_at)
+        expected[e.customer_id] = (count, net, last)
+    last_output = {out["customer_id"]: out for out in outputs}
+    for customer, (count, net, last) in expected.items():
+        out = last_output[customer]
+        assert out["purchases"] == count
+        assert Decimal(out["net_amount"]) == net
+        got = out["last_purchase_at"]
+        assert (datetime.fromisoformat(got) if got else None) == last
+    # a JSON number is taken as exactly as a string
+    number = fold_event(
+        {"event_id": "e", "customer_id": "c", "occurred_at": END.isoformat(), "amount": 0.1},
+        DictState(),
+    )
+    assert number["net_amount"] == "0.1"
+
+
 def test_steady_rate_and_summaries():
     samples = [(float(t), min(1000, 100 * t)) for t in range(0, 12)]
     assert phases.steady_rate(samples, 1000) == pytest.approx(100.0)
@@ -145,6 +192,7 @@ def test_results_files_have_exactly_the_agreed_keys_and_plot(tmp_path):
     repeats = {
         "raw": [{"eps": 50_000.0, "steady_eps": 60_000.0, "progress": [[0, 0], [1, 1000]]}] * 3,
         "naive": [{"eps": 1_000.0, "steady_eps": 1_100.0}] * 3,
+        "peer": [{"eps": 4_000.0, "steady_eps": 8_000.0, "progress": [[0, 0], [3, 1000]]}] * 3,
         "worker": [worker(2_000.0), worker(2_500.0), worker(3_000.0)],
         "latency": [
             {
@@ -165,9 +213,11 @@ def test_results_files_have_exactly_the_agreed_keys_and_plot(tmp_path):
         "events",
         "raw_consume_eps",
         "naive_eps",
+        "peer_eps",
         "worker_eps",
         "latency_p50_ms",
         "latency_p99_ms",
+        "latency_offered_eps",
         "inactivity_lag_p99_ms",
         "redis_bytes_per_customer",
         "replay_eps",
@@ -175,12 +225,27 @@ def test_results_files_have_exactly_the_agreed_keys_and_plot(tmp_path):
     ]
     assert latest["worker_eps"] == 2_500.0
     assert summary["worker_eps"] == {"median": 2_500.0, "min": 2_000.0, "max": 3_000.0, "n": 3}
+    assert latest["peer_eps"] == 4_000.0
+    assert latest["latency_offered_eps"] == 1_000.0
     assert summary["worker_vs_naive"]["median"] == pytest.approx(2.5)
+    assert summary["worker_vs_peer"] == {"median": 0.625, "min": 0.5, "max": 0.75, "n": 3}
+    assert summary["worker_vs_peer_steady"]["median"] == pytest.approx(0.375)
     assert detail["targets"]["worker_vs_naive"]["met"] is False
+    assert detail["targets"]["worker_vs_peer"] == {
+        "value": 0.625,
+        "target": ">= 1",
+        "of": "worker_eps / peer_eps",
+        "met": False,
+    }
     assert detail["targets"]["redis_bytes_per_customer"]["met"] is True
-    assert "| worker_eps / naive_eps | 2.50 (2.00–3.00) | ≥ 10 | no |" in markdown_table(
-        latest, detail
-    )
+    table = markdown_table(latest, detail)
+    assert "| worker_eps / raw_consume_eps | 0.05 (0.04–0.06) | ≥ 0.25 | no |" in table
+    assert "| worker_eps / naive_eps | 2.50 (2.00–3.00) | ≥ 10 | no |" in table
+    assert "| replay_eps (CDNOW, in-process) | 5,000 | ≥ 75,000 | no |" in table
+    assert "| worker_eps / peer_eps | 0.62 (0.50–0.75) | ≥ 1 | no |" in table
+    peer_row = "| peer_eps (quix-streams, RocksDB state + changelog, 1 output/event) | 4,000 ("
+    assert peer_row in table
+    assert "| latency p99, ms (at 1,000 events/s) | 250 | ≤ 100 at 5,000/s | no |" in table
     plot(latest, detail, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").stat().st_size > 10_000
 
@@ -190,5 +255,17 @@ def test_quick_options():
     assert (args.events, args.repeats, args.latency_seconds) == (20_000, 1, 8.0)
     full = parse_args([])
     assert full.repeats == 3 and full.events == 100_000
+    assert full.rate == 5_000.0  # the latency target's rate, offered as is
+    assert "peer" in full.phases
     with pytest.raises(SystemExit):
         parse_args(["--phases", "nonsense"])
+
+
+def test_without_quixstreams_the_peer_is_skipped_saying_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(run, "peer_python", lambda: None)
+    argv = ["--phases", "peer", "--events", "1000", "--out", str(tmp_path), "--plot", ""]
+    assert main(argv) == 0
+    detail = json.loads((tmp_path / "latest-detail.json").read_text())
+    assert "quixstreams is not installed" in detail["skipped"]["peer"]
+    assert detail["errors"] == []
+    assert json.loads((tmp_path / "latest.json").read_text())["peer_eps"] is None
