@@ -30,7 +30,7 @@ try:  # redis is optional for the embedded store
         redis_errors.ConnectionError,  # includes BusyLoadingError (LOADING)
         redis_errors.TimeoutError,
         redis_errors.ReadOnlyError,  # a replica after a failover, until clients move
-        redis_errors.OutOfMemoryError,  # maxmemory reached under noeviction
+        redis_errors.OutOfMemoryError,  # type: ignore[attr-defined]  # OOM (stubs lag redis-py)
         redis_errors.TryAgainError,
         redis_errors.ClusterDownError,
         redis_errors.MasterDownError,
