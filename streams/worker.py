@@ -153,7 +153,7 @@ class Runtime:
         publisher = Publisher(
             shard, self._send, s.topic_tier_changes, s.topic_dead_letters, self._delivered
         )
-        head, entries = await self.store.outbox(shard, -1)
+        head, entries = await self.store.outbox(shard)
         publisher.start_at(head)
         await publisher.publish(head, entries)
         owned = self.shards[shard] = Shard(logic, publisher)

@@ -88,11 +88,12 @@ class AsyncRedisStore:
         )
         return [member.decode("utf-8") for member in members]
 
-    async def outbox(self, shard: int, limit: int) -> tuple[int, list[bytes]]:
-        """(absolute position of the first entry, up to ``limit`` unpublished entries)."""
+    async def outbox(self, shard: int, limit: int | None = None) -> tuple[int, list[bytes]]:
+        """(absolute position of the first entry, up to ``limit`` (None: all) unpublished
+        entries)."""
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.hget(self.layout.meta_key(shard), "head")
-            pipe.lrange(self.layout.outbox_key(shard), 0, limit - 1)
+            pipe.lrange(self.layout.outbox_key(shard), 0, -1 if limit is None else limit - 1)
             head, entries = await pipe.execute()
         return int(head or 0), list(entries)
 
@@ -104,4 +105,4 @@ class AsyncRedisStore:
             raise FencedError(lease, int(value))
 
     async def close(self) -> None:
-        await self._client.close()
+        await self._client.aclose()  # type: ignore[attr-defined]  # the stubs lag redis-py
