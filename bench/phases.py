@@ -65,6 +65,7 @@ class Context:
     timeout: float = 600.0
     naive_events: int | None = None  # the naive agent's share of the topics (None: all)
     peer_python: str | None = None  # the interpreter with quixstreams (infra.peer_python)
+    worker_processes: int = 1  # tierstream worker --processes N
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -232,8 +233,9 @@ class WorkerRun:
         self.child: Child | None = None
 
     def start(self, args: list[str] | None = None) -> float:
+        processes = ["--processes", str(self.ctx.worker_processes)]
         self.child = Child(
-            args or ["-m", "tierstream.cli", "worker", "--loglevel", "warning"],
+            args or ["-m", "tierstream.cli", "worker", "--loglevel", "warning", *processes],
             self.env,
             self.ctx.workdir,
             self.app_id,

@@ -144,6 +144,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--timeout", type=float, default=600.0, help="seconds before one measurement gives up"
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the subprocess logs")
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=1,
+        help="worker processes in the worker and latency phases (tierstream worker "
+        "--processes N; default 1)",
+    )
     args = parser.parse_args(argv)
     args.events = args.events or (20_000 if args.quick else 100_000)
     args.naive_events = min(args.events, args.naive_events or (8_000 if args.quick else 40_000))
@@ -241,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "services": {"kafka": args.kafka_bootstrap, "redis": args.redis_url},
         "naive_events": args.naive_events,
+        "worker_processes": args.worker_processes,
         "conventions": (
             "eps = events / seconds from spawning the process until the last event is done "
             "(worker: every input offset applied in Redis and every outbox drained); nothing "
@@ -283,7 +291,15 @@ def main(argv: list[str] | None = None) -> int:
                 total = load(args.kafka_bootstrap, topics, mix.events)
                 detail["load_seconds"] = time.monotonic() - t
                 ctx = phases.Context(
-                    res, workdir, topics, total, log, args.timeout, args.naive_events, peer
+                    res,
+                    workdir,
+                    topics,
+                    total,
+                    log,
+                    args.timeout,
+                    args.naive_events,
+                    peer,
+                    args.worker_processes,
                 )
             if ctx is not None and "worker" in args.phases:
                 try:

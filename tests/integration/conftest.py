@@ -14,10 +14,16 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from scoring.events import InputEvent
 from tests.integration.helpers import FreshTopics
+from tests.integration.pipeline import Pipeline
+from tests.reference import load_cdnow
+from tierstream.readers import bundled_cdnow_path, read_events
+from tierstream.replay import ReplayStats, collect
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,3 +55,41 @@ def fresh_topics(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Ite
         yield topics
     finally:
         topics.cleanup()
+
+
+@pytest.fixture(scope="module")
+def cdnow_events() -> list[InputEvent]:
+    """CDNOW's 69,659 purchases as events, in event-time order."""
+    events = collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False)
+    events.sort(key=lambda e: e.occurred_at)
+    return events
+
+
+@pytest.fixture(scope="module")
+def cdnow_frame() -> Any:
+    return load_cdnow()
+
+
+@pytest.fixture
+def make_pipeline(
+    kafka_bootstrap: str,
+    redis_url: str,
+    fresh_topics: FreshTopics,
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> Iterator[Callable[..., Pipeline]]:
+    """Isolated deployments (fresh topics, namespace, group), stopped and wiped after."""
+    made: list[Pipeline] = []
+
+    def make(**options: Any) -> Pipeline:
+        pipeline = Pipeline(
+            kafka_bootstrap, redis_url, fresh_topics, unique_name, tmp_path, **options
+        )
+        made.append(pipeline)
+        return pipeline
+
+    yield make
+    for pipeline in made:
+        pipeline.stop_all()
+        pipeline.store.wipe()
+        pipeline.store.close()

@@ -15,7 +15,8 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,12 @@ from scoring.engine import Scorer
 from scoring.events import InputEvent
 from streams.producer import produce
 from tests.integration.helpers import FreshTopics
+from tests.reference import batch_rfm
 from tierstream.settings import load_scoring_config
 
 ROOT = Path(__file__).resolve().parents[2]
+# The as-of moment of the CDNOW reference comparisons.
+AS_OF = datetime(1998, 7, 1, tzinfo=UTC)
 
 
 class Pipeline:
@@ -83,12 +87,14 @@ class Pipeline:
         self.scorer = Scorer(load_scoring_config(config))
 
     # ---------------------------------------------------------------- workers
-    def start_worker(self) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, *options: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"worker-{len(self.workers)}.log").open("wb")
         process = subprocess.Popen(  # noqa: S603 - our own CLI
-            [sys.executable, "-m", "tierstream.cli", "worker", "--loglevel", "warning"],
+            [sys.executable, "-m", "tierstream.cli", "worker", "--loglevel", "warning", *options],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -279,3 +285,25 @@ def assert_totals_exact(pipeline: Pipeline, events: int, changes: list[dict[str,
         assert [h["version"] for h in history] == sorted(
             (h["version"] for h in history), reverse=True
         )
+
+
+def subset(events: list[InputEvent], customers_below: str) -> list[InputEvent]:
+    return [e for e in events if e.customer_id < customers_below]
+
+
+def assert_exact(pipeline: Pipeline, frame: Any, customers: set[str]) -> None:
+    """The pipeline's state of ``customers`` equals the independent batch computation
+    (tests/reference.py) as of 1998-07-01, to the cent."""
+    expected = batch_rfm(frame[frame["customer_id"].isin(customers)], AS_OF.date(), 365)
+    records = pipeline.records(AS_OF)
+    assert set(records) == set(expected.index)
+    wrong = []
+    for customer_id, row in expected.iterrows():
+        got = records[customer_id]
+        if (
+            got["frequency"] != row["frequency"]
+            or Decimal(got["monetary"]) != Decimal(int(row["monetary_cents"])) / 100
+            or got["recency_days"] != row["recency_days"]
+        ):
+            wrong.append((customer_id, dict(row), got))
+    assert wrong == [], f"{len(wrong)} customers differ, e.g. {wrong[:2]}"

@@ -7,73 +7,16 @@ import json
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import pytest
 
 from tests.integration.pipeline import (
     ROOT,
-    Pipeline,
     assert_chains_consistent,
+    assert_exact,
     assert_totals_exact,
+    subset,
 )
-from tests.reference import batch_rfm, load_cdnow
-from tierstream.readers import bundled_cdnow_path, read_events
-from tierstream.replay import ReplayStats, collect
-
-AS_OF = datetime(1998, 7, 1, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def cdnow_events():
-    events = collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False)
-    events.sort(key=lambda e: e.occurred_at)
-    return events
-
-
-@pytest.fixture(scope="module")
-def cdnow_frame():
-    return load_cdnow()
-
-
-@pytest.fixture
-def make_pipeline(kafka_bootstrap, redis_url, fresh_topics, unique_name, tmp_path):
-    made: list[Pipeline] = []
-
-    def make(**options) -> Pipeline:
-        pipeline = Pipeline(
-            kafka_bootstrap, redis_url, fresh_topics, unique_name, tmp_path, **options
-        )
-        made.append(pipeline)
-        return pipeline
-
-    yield make
-    for pipeline in made:
-        pipeline.stop_all()
-        pipeline.store.wipe()
-        pipeline.store.close()
-
-
-def subset(events, customers_below: str):
-    return [e for e in events if e.customer_id < customers_below]
-
-
-def assert_exact(pipeline: Pipeline, frame, customers: set[str]) -> None:
-    expected = batch_rfm(frame[frame["customer_id"].isin(customers)], date(1998, 7, 1), 365)
-    records = pipeline.records(AS_OF)
-    assert set(records) == set(expected.index)
-    wrong = []
-    for customer_id, row in expected.iterrows():
-        got = records[customer_id]
-        if (
-            got["frequency"] != row["frequency"]
-            or Decimal(got["monetary"]) != Decimal(int(row["monetary_cents"])) / 100
-            or got["recency_days"] != row["recency_days"]
-        ):
-            wrong.append((customer_id, dict(row), got))
-    assert wrong == [], f"{len(wrong)} customers differ, e.g. {wrong[:2]}"
 
 
 def test_cdnow_history_through_kafka_equals_the_batch_reference(
