@@ -35,11 +35,13 @@ from tests.integration.faults import (
     wait_applied,
     wait_for,
 )
-from tests.integration.pipeline import Pipeline, assert_chains_consistent, assert_totals_exact
-from tests.integration.test_worker import assert_exact, subset
-from tests.reference import load_cdnow
-from tierstream.readers import bundled_cdnow_path, read_events
-from tierstream.replay import ReplayStats, collect
+from tests.integration.pipeline import (
+    Pipeline,
+    assert_chains_consistent,
+    assert_exact,
+    assert_totals_exact,
+    subset,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -50,18 +52,6 @@ RATE = 250.0
 FAULT_SECONDS = 8.0
 # A healed worker retries within seconds (store and producer back off up to 5 s).
 RESUME_TIMEOUT = 45.0
-
-
-@pytest.fixture(scope="module")
-def cdnow_events():
-    events = collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False)
-    events.sort(key=lambda e: e.occurred_at)
-    return events
-
-
-@pytest.fixture(scope="module")
-def cdnow_frame():
-    return load_cdnow()
 
 
 @pytest.fixture
