@@ -77,6 +77,7 @@ def test_a_corrupt_record_stops_the_shard_and_the_process_instead_of_skipping(
             stopped = body
         time.sleep(0.2)
     assert worker.wait(timeout=60) == 70, pipeline.logs()
+    pipeline.workers.remove(worker)  # it exited as designed
     assert stopped is not None, "healthz never said the shard stopped"
     assert str(shard) in stopped["stopped_shards"]
     assert "JSONDecodeError" in stopped["stopped_shards"][str(shard)]
