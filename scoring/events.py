@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 # Ids are opaque strings; the bounds keep one bad producer from bloating state.
 Identifier = Annotated[
@@ -46,16 +46,8 @@ class _Input(BaseModel):
 
     event_id: Identifier
     customer_id: Identifier
-    occurred_at: AwareDatetime
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _inside_the_calendar(cls, value: datetime) -> datetime:
-        if not EARLIEST_EVENT <= value < LATEST_EVENT:
-            raise ValueError(
-                f"occurred_at must be from {EARLIEST_EVENT.year} to {LATEST_EVENT.year - 1}"
-            )
-        return value
+    # Checked inside pydantic-core (a Python validator costs more than the parse itself).
+    occurred_at: Annotated[AwareDatetime, Field(ge=EARLIEST_EVENT, lt=LATEST_EVENT)]
 
 
 class PurchaseEvent(_Input):

@@ -123,3 +123,33 @@ def test_faust_credentials_from_security_settings(tmp_path):
     )
     assert isinstance(sasl, faust.SASLCredentials) and sasl.username == "u"
     assert isinstance(faust_credentials({"security_protocol": "SSL"}), faust.SSLCredentials)
+
+
+def test_under_the_event_clock_no_event_from_the_future_moves_the_clock(default_config):
+    """One event dated years ahead would otherwise move the shard's clock for good."""
+    store = MemoryStore(partitions=1)
+    clock = EventClock()
+    processor = ShardProcessor(store, Scorer(default_config), store.acquire(0), KINDS, clock)
+    ahead = (datetime.now(UTC) + timedelta(days=400)).isoformat()
+    result = processor.process(
+        [
+            purchase(0, occurred_at="1997-01-01T00:00:00+00:00"),
+            purchase(1, occurred_at=ahead, event_id="ahead"),
+        ]
+    )
+    assert result.counts["applied"] == 1 and result.counts["dead_letter:future_timestamp"] == 1
+    assert clock.now() == datetime(1997, 1, 1, tzinfo=UTC)
+    assert store.offsets(0) == {"purchases": 2}
+
+
+@pytest.mark.parametrize(
+    "moment",
+    ["9999-12-31T23:59:59+00:00", "0001-01-01T00:00:00+00:00", "1899-12-31T23:59:59+00:00"],
+)
+def test_dates_at_the_ends_of_the_calendar_are_dead_letters(default_config, moment):
+    store = MemoryStore(partitions=1)
+    processor = ShardProcessor(store, Scorer(default_config), store.acquire(0), KINDS, EventClock())
+    result = processor.process([purchase(0, occurred_at=moment), purchase(1)])
+    assert result.counts["dead_letter:invalid_event"] == 1 and result.counts["applied"] == 1
+    letter = json.loads(decode_entry(store.outbox(0, 10)[0])[2])
+    assert "occurred_at" in letter["error"]
