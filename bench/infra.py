@@ -241,7 +241,7 @@ class PrivateRedis:
     way docs/state-layout.md measured: an otherwise idle Redis of the same build.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, appendonly: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise FileNotFoundError("redis-server is not installed")
@@ -260,14 +260,16 @@ class PrivateRedis:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if appendonly else "no",
                 "--dir",
                 str(self.dir),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.client = redis.Redis(host="127.0.0.1", port=self.port)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        # A short socket timeout: our own calls must never hang on a stuck server.
+        self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
         deadline = time.monotonic() + 15
         while True:
             try:

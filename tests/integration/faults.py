@@ -8,7 +8,6 @@ failing test leaves neither its private Redis nor its Kafka topic half broken.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import threading
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import redis
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from bench.infra import PrivateRedis
 from scoring.events import InputEvent
 from streams.producer import produce
 from tests.integration.api_support import free_port
@@ -28,66 +28,17 @@ from tierstream.stores.redis import RedisStore
 
 
 # ------------------------------------------------------------------ private Redis
-class PrivateRedisServer:
+class PrivateRedisServer(PrivateRedis):
     """A redis-server of our own (free port, temp dir, appendonly yes) that a test may make
-    read-only or short of memory without disturbing the shared one. Mirrors
-    bench.infra.PrivateRedis, which runs without persistence."""
+    read-only or short of memory without disturbing the shared one."""
 
     def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise FileNotFoundError("redis-server is not installed")
-        self.port = free_port()
-        self.dir = workdir / f"redis-{self.port}"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.log = self.dir / "redis.log"
-        self.process = subprocess.Popen(  # noqa: S603 - a redis-server of our own
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--dir",
-                str(self.dir),
-                "--logfile",
-                str(self.log),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        # A short socket timeout: the test's own calls must never hang on a stuck server.
-        self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                self.client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.stop()
-                    raise
-                time.sleep(0.05)
+        super().__init__(workdir, appendonly=True)
 
     def error_count(self, code: str) -> int:
         """How many replies this server sent with error ``code`` (INFO errorstats)."""
         stats = self.client.info("errorstats")
         return int(stats.get(f"errorstat_{code}", {}).get("count", 0))
-
-    def stop(self) -> None:
-        self.client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 # ------------------------------------------------------------------------ faults

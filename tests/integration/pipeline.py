@@ -307,3 +307,14 @@ def assert_exact(pipeline: Pipeline, frame: Any, customers: set[str]) -> None:
         ):
             wrong.append((customer_id, dict(row), got))
     assert wrong == [], f"{len(wrong)} customers differ, e.g. {wrong[:2]}"
+
+
+def assert_applied_exactly_once(pipeline: Pipeline, frame: Any, events: list[InputEvent]) -> None:
+    """Wait for every event to be applied and every change published, then check the
+    state against the batch reference, the change chains and the running totals."""
+    pipeline.wait_applied(1.0)
+    pipeline.wait_quiet()
+    assert_exact(pipeline, frame, {e.customer_id for e in events})
+    changes = pipeline.changes()
+    assert_chains_consistent(changes, pipeline.store)
+    assert_totals_exact(pipeline, len(events), changes)

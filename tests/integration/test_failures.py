@@ -150,44 +150,32 @@ def publishing_blocked(pipeline: Pipeline, before: dict[int, int]) -> str | None
 
 
 # ------------------------------------------------------------------------ tests
-def test_redis_read_only_replica_mid_stream_pauses_and_loses_nothing(
-    make_pipeline, private_redis, cdnow_events, cdnow_frame
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        # Redis turns into a read-only replica (of a master that does not answer): every
+        # write gets READONLY, as clients see a failover before they move.
+        pytest.param(redis_read_only, "READONLY", id="read_only_replica"),
+        # maxmemory just above the memory in use (noeviction): every write gets OOM.
+        pytest.param(redis_out_of_memory, "OOM", id="maxmemory_exceeded"),
+    ],
+)
+def test_redis_refusing_writes_mid_stream_pauses_and_loses_nothing(
+    make_pipeline, private_redis, cdnow_events, cdnow_frame, fault, code
 ):
-    """Redis turns into a read-only replica (of a master that does not answer) for 8 s:
-    every write gets READONLY. The worker must pause, retry, and skip nothing."""
+    """Redis refuses every write for 8 s. The worker must pause, retry, and skip nothing
+    once writes are accepted again."""
     events = subset(cdnow_events, CUSTOMERS_BELOW)
     total = len(events)
     pipeline = make_pipeline()
     feeder = start_streaming(pipeline, events)
     wait_applied(pipeline, total // 5, 90, "a fifth of the input, before the fault", total)
-    refused = private_redis.error_count("READONLY")
-    at_heal = hold(pipeline, redis_read_only(private_redis), FAULT_SECONDS, "READONLY")
-    assert private_redis.error_count("READONLY") > refused, (
-        f"no write was refused while Redis was read-only: the fault did not bite\n"
-        f"{report(pipeline, total)}"
+    refused = private_redis.error_count(code)
+    at_heal = hold(pipeline, fault(private_redis), FAULT_SECONDS, code)
+    assert private_redis.error_count(code) > refused, (
+        f"no write was refused with {code}: the fault did not bite\n{report(pipeline, total)}"
     )
-    wait_resumed(pipeline, at_heal, total, "READONLY")
-    feeder.join()
-    assert_nothing_lost(pipeline, events, cdnow_frame)
-
-
-def test_redis_maxmemory_exceeded_mid_stream_pauses_and_loses_nothing(
-    make_pipeline, private_redis, cdnow_events, cdnow_frame
-):
-    """maxmemory just above the memory in use (noeviction) for 8 s: writes get OOM. The
-    worker must pause, retry, and lose nothing once the limit is lifted."""
-    events = subset(cdnow_events, CUSTOMERS_BELOW)
-    total = len(events)
-    pipeline = make_pipeline()
-    feeder = start_streaming(pipeline, events)
-    wait_applied(pipeline, total // 5, 90, "a fifth of the input, before the fault", total)
-    refused = private_redis.error_count("OOM")
-    at_heal = hold(pipeline, redis_out_of_memory(private_redis), FAULT_SECONDS, "OOM")
-    assert private_redis.error_count("OOM") > refused, (
-        f"no write was refused while Redis was out of memory: the fault did not bite\n"
-        f"{report(pipeline, total)}"
-    )
-    wait_resumed(pipeline, at_heal, total, "OOM")
+    wait_resumed(pipeline, at_heal, total, code)
     feeder.join()
     assert_nothing_lost(pipeline, events, cdnow_frame)
 

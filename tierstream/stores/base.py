@@ -17,6 +17,7 @@ number of the commit it applied last and does nothing.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections import Counter
@@ -253,6 +254,7 @@ def decode_history(customer_id: str, entry: bytes) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=4096)  # a handful of tiers and segments: a few dozen moves
 def flow_key(kind: str, previous: str | None, new: str | None) -> str:
     """Tally name of a move between tiers (kind "tier") or segments ("segment").
 
