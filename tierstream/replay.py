@@ -119,11 +119,10 @@ def _replay(
     def schedule(state: CustomerState) -> None:
         # The next day any score moves: cheaper to find than the next tier change, and
         # advance() walks the silent score moves in between anyway.
-        moment = scorer.next_rescore_at(state)
-        if moment is None:
+        day = scorer.next_rescore_day(state)
+        if day is None:
             scheduled.pop(state.customer_id, None)
             return
-        day = utc_day(moment)
         customer_id = state.customer_id
         if scheduled.get(customer_id) != day:
             scheduled[customer_id] = day
