@@ -14,7 +14,7 @@ import hashlib
 import itertools
 import math
 import uuid
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -280,6 +280,8 @@ class Scorer:
             Scale.build(t.monetary, s.monetary, higher_is_better=True, relative=True),
             Scale.build(t.engagement, s.engagement, higher_is_better=True),
         )
+        r_scale, f_scale = self._scales[0], self._scales[1]
+        self._plain_rf = r_scale.harder is r_scale.easier and f_scale.harder is f_scale.easier
         # R drops the day after recency passes a cut (plus margin): offsets from the last purchase.
         self._recency_offsets = tuple(
             math.floor(cut + s.recency.hysteresis) + 1 for cut in t.recency if cut.is_finite()
@@ -316,15 +318,20 @@ class Scorer:
     def advance(self, state: CustomerState, now: datetime) -> list[Change]:
         """Bring ``state`` forward to ``now``, emitting time-driven changes at their moment."""
         target = utc_day(now)
-        if state.clock_day is None:
+        clock = state.clock_day
+        if clock is None:
             state.clock_day = target
             return []
-        if target <= state.clock_day:
+        if target <= clock:
             return []
         changes: list[Change] = []
         previous: Values | None = None
-        clock = state.clock_day
-        for day, scores, current in self._walk(state, target):
+        day, scores = clock, state.scores
+        while True:  # the walk of _walk, inlined: this runs for every event and timer
+            move = self._next_move(state, day, scores)
+            if move is None or move[0] > target:
+                break
+            day, scores, current = move
             change = self._record(state, scores, current, day_start(day), "inactivity", None)
             if change is not None:
                 # The figures before the move, only now that a change needs them in words.
@@ -335,7 +342,9 @@ class Scorer:
                 changes.append(change)
             previous = current
         state.clock_day = target
-        self._prune(state)
+        floor = state.prune_floor
+        if self.window is not None and (floor is None or floor <= target - self.window):
+            self._prune(state)
         return changes
 
     def rescore(
@@ -404,6 +413,10 @@ class Scorer:
 
     # ---------------------------------------------------------------- queries
     def values(self, state: CustomerState, day: int) -> Values:
+        last = state.last_purchase_at
+        return self._values(state, day, None if last is None else utc_day(last))
+
+    def _values(self, state: CustomerState, day: int, last_day: int | None) -> Values:
         # The hottest function of a replay: the window test is hoisted out of the loops.
         lo = -math.inf if self.window is None else day - self.window
         frequency = 0
@@ -419,9 +432,9 @@ class Scorer:
                     for kind, weight in kinds.items():
                         engagement[kind] = engagement.get(kind, _ZERO) + weight
         recency = None
-        if state.last_purchase_at is not None:
+        if last_day is not None:
             # An event dated slightly in the future (clock skew) counts as today.
-            recency = max(0, day - utc_day(state.last_purchase_at))
+            recency = day - last_day if day > last_day else 0
         return Values(recency, frequency, monetary, engagement)
 
     def record(self, state: CustomerState, as_of: datetime | None = None) -> dict[str, Any]:
@@ -516,6 +529,15 @@ class Scorer:
                 m.score(values.monetary, None),
                 e.score(total, None),
             )
+        elif self._plain_rf:
+            # No hysteresis on R and F (the usual case): their scores need no previous one,
+            # so they are looked up straight from the cut points (this runs per candidate day).
+            key = (
+                5 - bisect_left(r.cuts, values.recency_days),
+                1 + bisect_right(f.cuts, values.frequency),
+                m.score(values.monetary, previous.m),
+                e.score(total, previous.e),
+            )
         else:
             key = (
                 r.score(values.recency_days, previous.r),
@@ -552,6 +574,7 @@ class Scorer:
         if cached is not None and cached.owner is self:
             return cached.days
         days: set[int] = set()
+        last = None
         if state.last_purchase_at is not None:
             last = utc_day(state.last_purchase_at)
             days.update(last + offset for offset in self._recency_offsets)
@@ -561,7 +584,7 @@ class Scorer:
                 if self.window is not None:
                     days.add(d + self.window)  # ... and stops counting when it leaves
         ordered = sorted(days)
-        state.cached_moves = Moves(self, ordered)
+        state.cached_moves = Moves(self, ordered, last)
         return ordered
 
     def _walk(
@@ -588,9 +611,11 @@ class Scorer:
         while the scores stay the same, so the timer that schedules a move, the advance that
         reaches the day and the reschedule after it search only once.
         """
-        candidates = self._candidate_days(state)
         cache = state.cached_moves
-        assert cache is not None  # _candidate_days always leaves its cache
+        if cache is None or cache.owner is not self:
+            self._candidate_days(state)
+            cache = state.cached_moves
+            assert cache is not None  # _candidate_days always leaves its cache
         known = cache.next
         if known is not None:
             since, scores, day, moved, values = known
@@ -603,9 +628,10 @@ class Scorer:
                     return None
                 assert moved is not None
                 return day, moved, values
+        candidates, last_day = cache.days, cache.last_day
         for index in range(bisect_right(candidates, clock), len(candidates)):
             day = candidates[index]
-            values = self.values(state, day)
+            values = self._values(state, day, last_day)
             moved = self._score_values(values, previous)
             if moved is None or moved is previous or moved == previous:
                 continue

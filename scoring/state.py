@@ -122,6 +122,7 @@ class Moves:
 
     owner: object
     days: list[int]
+    last_day: int | None  # UTC day of the last purchase (recency is counted from it)
     # The last next-move search: (searched from clock day, scores searched with, day of the
     # next move or None for never, scores after, values after). It stays true for any clock
     # from that day up to the move as long as the scores are the same.
