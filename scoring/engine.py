@@ -280,8 +280,8 @@ class Scorer:
             Scale.build(t.monetary, s.monetary, higher_is_better=True, relative=True),
             Scale.build(t.engagement, s.engagement, higher_is_better=True),
         )
-        r_scale, f_scale = self._scales[0], self._scales[1]
-        self._plain_rf = r_scale.harder is r_scale.easier and f_scale.harder is f_scale.easier
+        r_scale, f_scale, _, e_scale = self._scales
+        self._plain_rfe = all(scale.harder is scale.easier for scale in (r_scale, f_scale, e_scale))
         # R drops the day after recency passes a cut (plus margin): offsets from the last purchase.
         self._recency_offsets = tuple(
             math.floor(cut + s.recency.hysteresis) + 1 for cut in t.recency if cut.is_finite()
@@ -317,7 +317,10 @@ class Scorer:
 
     def advance(self, state: CustomerState, now: datetime) -> list[Change]:
         """Bring ``state`` forward to ``now``, emitting time-driven changes at their moment."""
-        target = utc_day(now)
+        return self.advance_to_day(state, utc_day(now))
+
+    def advance_to_day(self, state: CustomerState, target: int) -> list[Change]:
+        """``advance`` to the start of a day number (what a day-bucketed timer has)."""
         clock = state.clock_day
         if clock is None:
             state.clock_day = target
@@ -335,7 +338,11 @@ class Scorer:
             change = self._record(state, scores, current, day_start(day), "inactivity", None)
             if change is not None:
                 # The figures before the move, only now that a change needs them in words.
-                before = previous if previous is not None else self.values(state, clock)
+                before = (
+                    (previous.frequency, previous.monetary)
+                    if previous is not None
+                    else self._totals(state, clock)
+                )
                 reason = change._reason  # noqa: SLF001 - built by _record just above
                 assert isinstance(reason, _ChangeReason)
                 reason.because = _InactivityReason(before, current, self.window)
@@ -415,6 +422,17 @@ class Scorer:
     def values(self, state: CustomerState, day: int) -> Values:
         last = state.last_purchase_at
         return self._values(state, day, None if last is None else utc_day(last))
+
+    def _totals(self, state: CustomerState, day: int) -> tuple[int, Decimal]:
+        """Frequency and monetary of ``values`` alone (all an inactivity reason needs)."""
+        lo = -math.inf if self.window is None else day - self.window
+        frequency = 0
+        monetary = _ZERO
+        for d, totals in state.days.items():
+            if lo < d <= day:
+                frequency += totals.purchases
+                monetary += totals.net
+        return frequency, monetary
 
     def _values(self, state: CustomerState, day: int, last_day: int | None) -> Values:
         # The hottest function of a replay: the window test is hoisted out of the loops.
@@ -529,14 +547,14 @@ class Scorer:
                 m.score(values.monetary, None),
                 e.score(total, None),
             )
-        elif self._plain_rf:
-            # No hysteresis on R and F (the usual case): their scores need no previous one,
-            # so they are looked up straight from the cut points (this runs per candidate day).
+        elif self._plain_rfe:
+            # No hysteresis on R, F and E (the usual case): their scores need no previous
+            # one, so they come straight from the cut points (this runs per candidate day).
             key = (
                 5 - bisect_left(r.cuts, values.recency_days),
                 1 + bisect_right(f.cuts, values.frequency),
                 m.score(values.monetary, previous.m),
-                e.score(total, previous.e),
+                1 + bisect_right(e.cuts, total),
             )
         else:
             key = (
@@ -573,17 +591,16 @@ class Scorer:
         cached = state.cached_moves
         if cached is not None and cached.owner is self:
             return cached.days
-        days: set[int] = set()
+        # A future-dated bucket starts counting on its day and stops when it leaves the window.
+        days = [*state.days, *state.engagement_days]
+        if self.window is not None:
+            window = self.window
+            days += [d + window for d in days]
         last = None
         if state.last_purchase_at is not None:
             last = utc_day(state.last_purchase_at)
-            days.update(last + offset for offset in self._recency_offsets)
-        for bucket_days in (state.days, state.engagement_days):
-            for d in bucket_days:
-                days.add(d)  # a future-dated bucket starts counting on its day
-                if self.window is not None:
-                    days.add(d + self.window)  # ... and stops counting when it leaves
-        ordered = sorted(days)
+            days += [last + offset for offset in self._recency_offsets]
+        ordered = sorted(set(days))
         state.cached_moves = Moves(self, ordered, last)
         return ordered
 
@@ -628,12 +645,16 @@ class Scorer:
                     return None
                 assert moved is not None
                 return day, moved, values
+        if previous is not None:
+            # The interned equal of ``previous``: then "did the scores move" is ``is not``.
+            key = (previous.r, previous.f, previous.m, previous.e)
+            previous = self._interned.setdefault(key, previous)
         candidates, last_day = cache.days, cache.last_day
         for index in range(bisect_right(candidates, clock), len(candidates)):
             day = candidates[index]
             values = self._values(state, day, last_day)
             moved = self._score_values(values, previous)
-            if moved is None or moved is previous or moved == previous:
+            if moved is None or moved is previous:
                 continue
             cache.next = (clock, previous, day, moved, values)
             return day, moved, values
@@ -732,20 +753,20 @@ def _score_moves(before: Scores | None, after: Scores) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _InactivityReason:
-    before: Values
+    before: tuple[int, Decimal]  # frequency and monetary before the move
     after: Values
     window: int | None
 
     def __str__(self) -> str:
-        before, after = self.before, self.after
+        (frequency, monetary), after = self.before, self.after
         parts = []
         if after.recency_days is not None:
             parts.append(f"no purchase for {after.recency_days} days")
-        if after.frequency < before.frequency or after.monetary != before.monetary:
+        if after.frequency < frequency or after.monetary != monetary:
             parts.append(
                 f"purchases older than {self.window} days left the window "
-                f"(frequency {before.frequency}→{after.frequency}, "
-                f"monetary {before.monetary}→{after.monetary})"
+                f"(frequency {frequency}→{after.frequency}, "
+                f"monetary {monetary}→{after.monetary})"
             )
         return ", ".join(parts)
 

@@ -136,14 +136,13 @@ def _replay(
     def fire_timers(through_day: int) -> None:
         while due_days and due_days[0] <= through_day:
             day = heapq.heappop(due_days)
-            moment = day_start(day)
             # Rescheduling while firing always lands after ``day``, so the bucket is final.
             for customer_id in sorted(timers.pop(day)):
                 if scheduled.get(customer_id) != day:
                     continue  # superseded by a later reschedule
                 del scheduled[customer_id]
                 state = states[customer_id]
-                for change in scorer.advance(state, moment):
+                for change in scorer.advance_to_day(state, day):
                     emit(change)
                     stats.changes += 1
                 schedule(state)
