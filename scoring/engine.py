@@ -212,9 +212,11 @@ class Values(NamedTuple):
         return sum(self.engagement.values(), _ZERO)
 
 
-@dataclass(frozen=True, slots=True)
-class _EventReason:
-    """The event part of a reason, put into words only when a change is actually emitted."""
+class _EventReason(NamedTuple):
+    """The event part of a reason, put into words only when a change is read.
+
+    A tuple because one is built for every event, and most never become a change.
+    """
 
     event: InputEvent
     outcome: Outcome
@@ -751,8 +753,7 @@ def _score_moves(before: Scores | None, after: Scores) -> str:
     return ", ".join(moves)
 
 
-@dataclass(frozen=True, slots=True)
-class _InactivityReason:
+class _InactivityReason(NamedTuple):
     before: tuple[int, Decimal]  # frequency and monetary before the move
     after: Values
     window: int | None
