@@ -118,8 +118,12 @@ class Scale:
             if self.higher_is_better:
                 return 1 + bisect_right(self.cuts, value)
             return 5 - bisect_left(self.cuts, value)
-        lowest = raw_score(value, self.harder, self.higher_is_better)
-        highest = raw_score(value, self.easier, self.higher_is_better)
+        if self.higher_is_better:
+            lowest = 1 + bisect_right(self.harder, value)
+            highest = 1 + bisect_right(self.easier, value)
+        else:
+            lowest = 5 - bisect_left(self.harder, value)
+            highest = 5 - bisect_left(self.easier, value)
         return min(max(previous, lowest), highest)
 
 

@@ -142,9 +142,10 @@ def _replay(
                     continue  # superseded by a later reschedule
                 del scheduled[customer_id]
                 state = states[customer_id]
-                for change in scorer.advance_to_day(state, day):
+                changes = scorer.advance_to_day(state, day)
+                for change in changes:
                     emit(change)
-                    stats.changes += 1
+                stats.changes += len(changes)
                 schedule(state)
 
     def refresh_thresholds(day: int) -> None:
@@ -174,7 +175,8 @@ def _replay(
             while next_refresh <= day:
                 refresh_thresholds(next_refresh)
                 next_refresh += refresh_every
-        fire_timers(day)
+        if due_days and due_days[0] <= day:
+            fire_timers(day)
         state = states.get(event.customer_id)
         if state is None:
             state = states[event.customer_id] = CustomerState(event.customer_id)
