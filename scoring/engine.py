@@ -293,6 +293,9 @@ class Scorer:
         # One Scores object per combination: cheaper than building a frozen dataclass for
         # every candidate day, and equal scores are then usually the same object.
         self._interned: dict[tuple[int, int, int, int], Scores] = {}
+        # Placements of the interned scores by identity (they live as long as the scorer):
+        # an int hash instead of the dataclass's Python-level one.
+        self._placed: dict[int, tuple[str, str]] = {}
 
     def with_thresholds(self, thresholds: Thresholds) -> Scorer:
         return Scorer(self.config, thresholds, self.behaviour)
@@ -332,7 +335,7 @@ class Scorer:
         changes: list[Change] = []
         previous: Values | None = None
         day, scores = clock, state.scores
-        while True:  # the walk of _walk, inlined: this runs for every event and timer
+        while True:  # each score move up to the target, in order
             move = self._next_move(state, day, scores)
             if move is None or move[0] > target:
                 break
@@ -340,16 +343,21 @@ class Scorer:
             change = self._record(state, scores, current, day_start(day), "inactivity", None)
             if change is not None:
                 # The figures before the move, only now that a change needs them in words.
-                before = (
-                    (previous.frequency, previous.monetary)
-                    if previous is not None
-                    else self._totals(state, clock)
-                )
+                if previous is not None:
+                    before = (previous.frequency, previous.monetary)
+                else:
+                    known = state.scored
+                    if known is not None and known[0] is self and known[1] == clock:
+                        before = (known[2], known[3])  # scored on this very day: no change since
+                    else:
+                        before = self._totals(state, clock)
                 reason = change._reason  # noqa: SLF001 - built by _record just above
                 assert isinstance(reason, _ChangeReason)
                 reason.because = _InactivityReason(before, current, self.window)
                 changes.append(change)
             previous = current
+        if previous is not None:
+            state.scored = (self, day, previous.frequency, previous.monetary)
         state.clock_day = target
         floor = state.prune_floor
         if self.window is not None and (floor is None or floor <= target - self.window):
@@ -530,7 +538,7 @@ class Scorer:
             kinds = state.engagement_days.setdefault(day, {})
             kinds[event.kind] = kinds.get(event.kind, _ZERO) + event.weight
         state.seen[digest] = day
-        state.cached_moves = None
+        state.cached_moves = state.scored = None
         floor = state.prune_floor
         if floor is not None and day < floor:
             state.prune_floor = day
@@ -568,11 +576,15 @@ class Scorer:
         scores = self._interned.get(key)
         if scores is None:
             scores = self._interned[key] = Scores(*key)
+            self._placed[id(scores)] = classify(self.config, scores)
         return scores
 
     def _classify(self, scores: Scores | None) -> tuple[str | None, str | None]:
         if scores is None:
             return (None, None)
+        placed = self._placed.get(id(scores))
+        if placed is not None:
+            return placed
         cached = self._placements.get(scores)
         if cached is None:
             cached = self._placements[scores] = classify(self.config, scores)
@@ -667,6 +679,7 @@ class Scorer:
         self, state: CustomerState, day: int, moment: datetime, cause: Cause, because: object
     ) -> Change | None:
         values = self.values(state, day)
+        state.scored = (self, day, values.frequency, values.monetary)
         scores = self._score_values(values, state.scores)
         if scores is None:
             return None

@@ -54,6 +54,9 @@ class CustomerState:
     # Derived, never persisted: a lower bound of the days in ``days``, ``engagement_days``
     # and ``seen`` (None: unknown), so that pruning skips the scan while nothing is due.
     prune_floor: int | None = field(default=None, compare=False, repr=False)
+    # Derived, never persisted: (scorer, day, frequency, monetary) of the last scoring, until
+    # an event changes the day totals: the "before" of the next inactivity reason.
+    scored: tuple[object, int, int, Decimal] | None = field(default=None, compare=False, repr=False)
 
     def copy(self) -> CustomerState:
         """An independent copy (day totals are mutable, so they are copied too)."""
