@@ -11,14 +11,16 @@ version numbers depend only on the events, never on when a timer happened to fir
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import uuid
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from scoring.config import ScoringConfig
 from scoring.days import day_start, day_to_date, utc_day
@@ -39,32 +41,128 @@ class Outcome(Enum):
     OUTSIDE_WINDOW = "outside_window"  # too old to count; only first/last purchase may move
 
 
-@dataclass(frozen=True, slots=True)
 class Change:
     """A tier/segment change as the engine produces it (cheap to build on the hot path).
 
     ``to_json()`` gives the published form; ``to_model()`` the validated ``TierChange``.
+    Treat it as immutable. The event id and the reason text are derived on first read
+    (``event_id=None``; ``reason`` any object whose ``str()`` is the text): a replay emits
+    ~170k changes, and a uuid5 and a sentence for each as it happened cost more than the
+    scoring itself. Both are pure functions of what the change already holds.
     """
 
-    event_id: str
-    customer_id: str
-    version: int
-    previous_tier: str | None
-    new_tier: str | None
-    previous_segment: str | None
-    new_segment: str | None
-    cause: Cause
-    reason: str
-    recency_days: int | None
-    frequency: int
-    monetary: Decimal
-    r: int | None
-    f: int | None
-    m: int | None
-    occurred_at: datetime
-    # Behavioural segment labels (None while no segment model is in use).
-    previous_behaviour: str | None = None
-    new_behaviour: str | None = None
+    __slots__ = (
+        "_event_id",
+        "customer_id",
+        "version",
+        "previous_tier",
+        "new_tier",
+        "previous_segment",
+        "new_segment",
+        "cause",
+        "_reason",
+        "recency_days",
+        "frequency",
+        "monetary",
+        "r",
+        "f",
+        "m",
+        "occurred_at",
+        "previous_behaviour",
+        "new_behaviour",
+    )
+
+    def __init__(
+        self,
+        event_id: str | None,
+        customer_id: str,
+        version: int,
+        previous_tier: str | None,
+        new_tier: str | None,
+        previous_segment: str | None,
+        new_segment: str | None,
+        cause: Cause,
+        reason: object,
+        recency_days: int | None,
+        frequency: int,
+        monetary: Decimal,
+        r: int | None,
+        f: int | None,
+        m: int | None,
+        occurred_at: datetime,
+        # Behavioural segment labels (None while no segment model is in use).
+        previous_behaviour: str | None = None,
+        new_behaviour: str | None = None,
+    ) -> None:
+        self._event_id = event_id
+        self.customer_id = customer_id
+        self.version = version
+        self.previous_tier = previous_tier
+        self.new_tier = new_tier
+        self.previous_segment = previous_segment
+        self.new_segment = new_segment
+        self.cause = cause
+        self._reason = reason
+        self.recency_days = recency_days
+        self.frequency = frequency
+        self.monetary = monetary
+        self.r = r
+        self.f = f
+        self.m = m
+        self.occurred_at = occurred_at
+        self.previous_behaviour = previous_behaviour
+        self.new_behaviour = new_behaviour
+
+    @property
+    def event_id(self) -> str:
+        """Deterministic: uuid5 of the customer and the version (see ``change_event_id``)."""
+        event_id = self._event_id
+        if event_id is None:
+            event_id = self._event_id = change_event_id(self.customer_id, self.version)
+        return event_id
+
+    @property
+    def reason(self) -> str:
+        """Why the change happened, in words (built once, on first read)."""
+        reason = self._reason
+        if not isinstance(reason, str):
+            reason = self._reason = str(reason)
+        return reason
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
+            self.event_id,
+            self.customer_id,
+            self.version,
+            self.previous_tier,
+            self.new_tier,
+            self.previous_segment,
+            self.new_segment,
+            self.cause,
+            self.reason,
+            self.recency_days,
+            self.frequency,
+            self.monetary,
+            self.r,
+            self.f,
+            self.m,
+            self.occurred_at,
+            self.previous_behaviour,
+            self.new_behaviour,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Change):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        names = [name.lstrip("_") for name in self.__slots__]
+        inner = ", ".join(f"{n}={v!r}" for n, v in zip(names, self._fields(), strict=True))
+        return f"Change({inner})"
 
     def to_json(self, emitted_at: datetime | None = None) -> dict[str, Any]:
         return {
@@ -101,9 +199,8 @@ class ApplyResult:
     changes: list[Change] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class Values:
-    """A customer's raw RFM figures at one UTC day."""
+class Values(NamedTuple):
+    """A customer's raw RFM figures at one UTC day (a tuple: built ~10 times per event)."""
 
     recency_days: int | None
     frequency: int
@@ -115,9 +212,11 @@ class Values:
         return sum(self.engagement.values(), _ZERO)
 
 
-@dataclass(frozen=True, slots=True)
-class _EventReason:
-    """The event part of a reason, put into words only when a change is actually emitted."""
+class _EventReason(NamedTuple):
+    """The event part of a reason, put into words only when a change is read.
+
+    A tuple because one is built for every event, and most never become a change.
+    """
 
     event: InputEvent
     outcome: Outcome
@@ -183,12 +282,20 @@ class Scorer:
             Scale.build(t.monetary, s.monetary, higher_is_better=True, relative=True),
             Scale.build(t.engagement, s.engagement, higher_is_better=True),
         )
+        r_scale, f_scale, _, e_scale = self._scales
+        self._plain_rfe = all(scale.harder is scale.easier for scale in (r_scale, f_scale, e_scale))
         # R drops the day after recency passes a cut (plus margin): offsets from the last purchase.
         self._recency_offsets = tuple(
             math.floor(cut + s.recency.hysteresis) + 1 for cut in t.recency if cut.is_finite()
         )
         self._placements: dict[Scores, tuple[str, str]] = {}
         self._explanations: dict[Scores, tuple[str, str]] = {}
+        # One Scores object per combination: cheaper than building a frozen dataclass for
+        # every candidate day, and equal scores are then usually the same object.
+        self._interned: dict[tuple[int, int, int, int], Scores] = {}
+        # Placements of the interned scores by identity (they live as long as the scorer):
+        # an int hash instead of the dataclass's Python-level one.
+        self._placed: dict[int, tuple[str, str]] = {}
 
     def with_thresholds(self, thresholds: Thresholds) -> Scorer:
         return Scorer(self.config, thresholds, self.behaviour)
@@ -206,33 +313,55 @@ class Scorer:
         if outcome is Outcome.DUPLICATE:
             return ApplyResult(outcome, changes)
         cause: Cause = event.kind if isinstance(event, PurchaseEvent) else "engagement"
-        changes.extend(
-            self._rescore(
-                state, today, event.occurred_at, cause, _EventReason(event, outcome, self.window)
-            )
+        change = self._rescore(
+            state, today, event.occurred_at, cause, _EventReason(event, outcome, self.window)
         )
+        if change is not None:
+            changes.append(change)
         return ApplyResult(outcome, changes)
 
     def advance(self, state: CustomerState, now: datetime) -> list[Change]:
         """Bring ``state`` forward to ``now``, emitting time-driven changes at their moment."""
-        target = utc_day(now)
-        if state.clock_day is None:
+        return self.advance_to_day(state, utc_day(now))
+
+    def advance_to_day(self, state: CustomerState, target: int) -> list[Change]:
+        """``advance`` to the start of a day number (what a day-bucketed timer has)."""
+        clock = state.clock_day
+        if clock is None:
             state.clock_day = target
             return []
-        if target <= state.clock_day:
+        if target <= clock:
             return []
         changes: list[Change] = []
         previous: Values | None = None
-        for day, scores, current in self._walk(state, target):
-            because = _InactivityReason(
-                previous or self.values(state, state.clock_day), current, self.window
-            )
-            changes.extend(
-                self._record(state, scores, current, day_start(day), "inactivity", because)
-            )
+        day, scores = clock, state.scores
+        while True:  # each score move up to the target, in order
+            move = self._next_move(state, day, scores)
+            if move is None or move[0] > target:
+                break
+            day, scores, current = move
+            change = self._record(state, scores, current, day_start(day), "inactivity", None)
+            if change is not None:
+                # The figures before the move, only now that a change needs them in words.
+                if previous is not None:
+                    before = (previous.frequency, previous.monetary)
+                else:
+                    known = state.scored
+                    if known is not None and known[0] is self and known[1] == clock:
+                        before = (known[2], known[3])  # scored on this very day: no change since
+                    else:
+                        before = self._totals(state, clock)
+                reason = change._reason  # noqa: SLF001 - built by _record just above
+                assert isinstance(reason, _ChangeReason)
+                reason.because = _InactivityReason(before, current, self.window)
+                changes.append(change)
             previous = current
+        if previous is not None:
+            state.scored = (self, day, previous.frequency, previous.monetary)
         state.clock_day = target
-        self._prune(state)
+        floor = state.prune_floor
+        if self.window is not None and (floor is None or floor <= target - self.window):
+            self._prune(state)
         return changes
 
     def rescore(
@@ -241,7 +370,9 @@ class Scorer:
         """Re-score after a change of cut points or model (not of the customer's own data)."""
         changes = self.advance(state, now)
         assert state.clock_day is not None
-        changes.extend(self._rescore(state, state.clock_day, now, cause, because))
+        change = self._rescore(state, state.clock_day, now, cause, because)
+        if change is not None:
+            changes.append(change)
         return changes
 
     def erase(self, state: CustomerState, now: datetime) -> Change | None:
@@ -250,7 +381,7 @@ class Scorer:
             return None
         state.version += 1
         change = Change(
-            change_event_id(state.customer_id, state.version),
+            None,
             state.customer_id,
             state.version,
             state.tier,
@@ -286,28 +417,52 @@ class Scorer:
 
     def next_rescore_at(self, state: CustomerState) -> datetime | None:
         """When any score would next move with no new event (None: never)."""
-        for day, _, _ in self._walk(state, None):
-            return day_start(day)
-        return None
+        day = self.next_rescore_day(state)
+        return None if day is None else day_start(day)
+
+    def next_rescore_day(self, state: CustomerState) -> int | None:
+        """``next_rescore_at`` as a day number (what a day-bucketed timer wants)."""
+        clock = state.clock_day
+        if clock is None:
+            return None
+        move = self._next_move(state, clock, state.scores)
+        return None if move is None else move[0]
 
     # ---------------------------------------------------------------- queries
     def values(self, state: CustomerState, day: int) -> Values:
-        lo = None if self.window is None else day - self.window
+        last = state.last_purchase_at
+        return self._values(state, day, None if last is None else utc_day(last))
+
+    def _totals(self, state: CustomerState, day: int) -> tuple[int, Decimal]:
+        """Frequency and monetary of ``values`` alone (all an inactivity reason needs)."""
+        lo = -math.inf if self.window is None else day - self.window
         frequency = 0
         monetary = _ZERO
         for d, totals in state.days.items():
-            if d <= day and (lo is None or d > lo):
+            if lo < d <= day:
+                frequency += totals.purchases
+                monetary += totals.net
+        return frequency, monetary
+
+    def _values(self, state: CustomerState, day: int, last_day: int | None) -> Values:
+        # The hottest function of a replay: the window test is hoisted out of the loops.
+        lo = -math.inf if self.window is None else day - self.window
+        frequency = 0
+        monetary = _ZERO
+        for d, totals in state.days.items():
+            if lo < d <= day:
                 frequency += totals.purchases
                 monetary += totals.net
         engagement: dict[str, Decimal] = {}
-        for d, kinds in state.engagement_days.items() if state.engagement_days else ():
-            if d <= day and (lo is None or d > lo):
-                for kind, weight in kinds.items():
-                    engagement[kind] = engagement.get(kind, _ZERO) + weight
+        if state.engagement_days:
+            for d, kinds in state.engagement_days.items():
+                if lo < d <= day:
+                    for kind, weight in kinds.items():
+                        engagement[kind] = engagement.get(kind, _ZERO) + weight
         recency = None
-        if state.last_purchase_at is not None:
+        if last_day is not None:
             # An event dated slightly in the future (clock skew) counts as today.
-            recency = max(0, day - utc_day(state.last_purchase_at))
+            recency = day - last_day if day > last_day else 0
         return Values(recency, frequency, monetary, engagement)
 
     def record(self, state: CustomerState, as_of: datetime | None = None) -> dict[str, Any]:
@@ -383,30 +538,53 @@ class Scorer:
             kinds = state.engagement_days.setdefault(day, {})
             kinds[event.kind] = kinds.get(event.kind, _ZERO) + event.weight
         state.seen[digest] = day
-        state.cached_moves = None
+        state.cached_moves = state.scored = None
+        floor = state.prune_floor
+        if floor is not None and day < floor:
+            state.prune_floor = day
         return Outcome.APPLIED
 
     def _score_values(self, values: Values, previous: Scores | None) -> Scores | None:
         if values.recency_days is None:
             return None  # no purchase ever: not placed yet
         r, f, m, e = self._scales
+        engagement = values.engagement
+        total = sum(engagement.values(), _ZERO) if engagement else _ZERO
         if previous is None:
-            return Scores(
+            key = (
                 r.score(values.recency_days, None),
                 f.score(values.frequency, None),
                 m.score(values.monetary, None),
-                e.score(values.engagement_total, None),
+                e.score(total, None),
             )
-        return Scores(
-            r.score(values.recency_days, previous.r),
-            f.score(values.frequency, previous.f),
-            m.score(values.monetary, previous.m),
-            e.score(values.engagement_total, previous.e),
-        )
+        elif self._plain_rfe:
+            # No hysteresis on R, F and E (the usual case): their scores need no previous
+            # one, so they come straight from the cut points (this runs per candidate day).
+            key = (
+                5 - bisect_left(r.cuts, values.recency_days),
+                1 + bisect_right(f.cuts, values.frequency),
+                m.score(values.monetary, previous.m),
+                1 + bisect_right(e.cuts, total),
+            )
+        else:
+            key = (
+                r.score(values.recency_days, previous.r),
+                f.score(values.frequency, previous.f),
+                m.score(values.monetary, previous.m),
+                e.score(total, previous.e),
+            )
+        scores = self._interned.get(key)
+        if scores is None:
+            scores = self._interned[key] = Scores(*key)
+            self._placed[id(scores)] = classify(self.config, scores)
+        return scores
 
     def _classify(self, scores: Scores | None) -> tuple[str | None, str | None]:
         if scores is None:
             return (None, None)
+        placed = self._placed.get(id(scores))
+        if placed is not None:
+            return placed
         cached = self._placements.get(scores)
         if cached is None:
             cached = self._placements[scores] = classify(self.config, scores)
@@ -427,17 +605,17 @@ class Scorer:
         cached = state.cached_moves
         if cached is not None and cached.owner is self:
             return cached.days
-        days: set[int] = set()
+        # A future-dated bucket starts counting on its day and stops when it leaves the window.
+        days = [*state.days, *state.engagement_days]
+        if self.window is not None:
+            window = self.window
+            days += [d + window for d in days]
+        last = None
         if state.last_purchase_at is not None:
             last = utc_day(state.last_purchase_at)
-            days.update(last + offset for offset in self._recency_offsets)
-        for bucket_days in (state.days, state.engagement_days):
-            for d in bucket_days:
-                days.add(d)  # a future-dated bucket starts counting on its day
-                if self.window is not None:
-                    days.add(d + self.window)  # ... and stops counting when it leaves
-        ordered = sorted(days)
-        state.cached_moves = Moves(self, ordered)
+            days += [last + offset for offset in self._recency_offsets]
+        ordered = sorted(set(days))
+        state.cached_moves = Moves(self, ordered, last)
         return ordered
 
     def _walk(
@@ -448,36 +626,63 @@ class Scorer:
         if clock is None:
             return
         previous = state.scores
-        candidates = self._candidate_days(state)
-        cache = state.cached_moves
-        for day in candidates:
-            if day <= clock:
-                continue
-            if until is not None and day > until:
+        while True:
+            move = self._next_move(state, clock, previous)
+            if move is None or (until is not None and move[0] > until):
                 return
-            pending = cache.pending if cache is not None else None
-            if pending is not None and pending[0] == day and pending[1] == previous:
-                moved: Scores | None = pending[2]
-                values = pending[3]
-            else:
-                values = self.values(state, day)
-                moved = self._score_values(values, previous)
-                if moved is None or moved == previous:
-                    continue
-                if cache is not None and cache.pending is None:
-                    # Remember the first move: the timer that fires for it needs it again.
-                    cache.pending = (day, previous, moved, values)
-            assert moved is not None
-            yield day, moved, values
-            previous = moved
+            yield move
+            clock, previous = move[0], move[1]
+
+    def _next_move(
+        self, state: CustomerState, clock: int, previous: Scores | None
+    ) -> tuple[int, Scores, Values] | None:
+        """The first day after ``clock`` on which scores ``previous`` would move (None: never).
+
+        The answer is remembered on the state: it holds for every later clock up to that day
+        while the scores stay the same, so the timer that schedules a move, the advance that
+        reaches the day and the reschedule after it search only once.
+        """
+        cache = state.cached_moves
+        if cache is None or cache.owner is not self:
+            self._candidate_days(state)
+            cache = state.cached_moves
+            assert cache is not None  # _candidate_days always leaves its cache
+        known = cache.next
+        if known is not None:
+            since, scores, day, moved, values = known
+            if (
+                since <= clock
+                and (scores is previous or scores == previous)
+                and (day is None or clock < day)
+            ):
+                if day is None:
+                    return None
+                assert moved is not None
+                return day, moved, values
+        if previous is not None:
+            # The interned equal of ``previous``: then "did the scores move" is ``is not``.
+            key = (previous.r, previous.f, previous.m, previous.e)
+            previous = self._interned.setdefault(key, previous)
+        candidates, last_day = cache.days, cache.last_day
+        for index in range(bisect_right(candidates, clock), len(candidates)):
+            day = candidates[index]
+            values = self._values(state, day, last_day)
+            moved = self._score_values(values, previous)
+            if moved is None or moved is previous:
+                continue
+            cache.next = (clock, previous, day, moved, values)
+            return day, moved, values
+        cache.next = (clock, previous, None, None, None)
+        return None
 
     def _rescore(
         self, state: CustomerState, day: int, moment: datetime, cause: Cause, because: object
-    ) -> list[Change]:
+    ) -> Change | None:
         values = self.values(state, day)
+        state.scored = (self, day, values.frequency, values.monetary)
         scores = self._score_values(values, state.scores)
         if scores is None:
-            return []
+            return None
         return self._record(state, scores, values, moment, cause, because)
 
     def _record(
@@ -488,7 +693,7 @@ class Scorer:
         moment: datetime,
         cause: Cause,
         because: object,
-    ) -> list[Change]:
+    ) -> Change | None:
         before = state.scores
         state.scores = scores
         tier, segment = self._classify(scores)
@@ -500,19 +705,14 @@ class Scorer:
                 state.behaviour = behaviour = assigned
             else:
                 behaviour = assigned
-        if (tier, segment) == (state.tier, state.segment) and behaviour == state.behaviour:
-            return []
-        tier_rule, segment_rule = self._explain(scores)
-        moves = _score_moves(before, scores)
-        parts = [str(because), moves, tier_rule, segment_rule]
+        if tier == state.tier and segment == state.segment and behaviour == state.behaviour:
+            return None
+        note = None
         if behaviour != state.behaviour and self.behaviour is not None:
-            parts.append(
-                f"behaviour: {_label(behaviour)} (segment model v{self.behaviour.version})"
-            )
-        reason = "; ".join(part for part in parts if part)
+            note = (_label(behaviour), self.behaviour.version)
         state.version += 1
         change = Change(
-            change_event_id(state.customer_id, state.version),
+            None,
             state.customer_id,
             state.version,
             state.tier,
@@ -520,7 +720,7 @@ class Scorer:
             state.segment,
             segment,
             cause,
-            reason,
+            _ChangeReason(self, because, before, scores, note),
             values.recency_days,
             values.frequency,
             values.monetary,
@@ -532,19 +732,27 @@ class Scorer:
             _label(behaviour),
         )
         state.tier, state.segment, state.behaviour = tier, segment, behaviour
-        return [change]
+        return change
 
     def _prune(self, state: CustomerState) -> None:
         """Drop day totals and event digests whose day can never count again."""
         if self.window is None or state.clock_day is None:
             return
         horizon = state.clock_day - self.window
+        floor = state.prune_floor
+        if floor is not None and floor > horizon:
+            return  # nothing has left the window since the last prune
         for d in [d for d in state.days if d <= horizon]:
             del state.days[d]
         for d in [d for d in state.engagement_days if d <= horizon]:
             del state.engagement_days[d]
         if state.seen:
             state.seen = {k: d for k, d in state.seen.items() if d > horizon}
+        # Every applied event's day is in ``seen``, so its least day bounds all three.
+        state.prune_floor = min(
+            itertools.chain(state.seen.values(), state.days, state.engagement_days),
+            default=None,
+        )
 
 
 def _score_moves(before: Scores | None, after: Scores) -> str:
@@ -558,24 +766,55 @@ def _score_moves(before: Scores | None, after: Scores) -> str:
     return ", ".join(moves)
 
 
-@dataclass(frozen=True, slots=True)
-class _InactivityReason:
-    before: Values
+class _InactivityReason(NamedTuple):
+    before: tuple[int, Decimal]  # frequency and monetary before the move
     after: Values
     window: int | None
 
     def __str__(self) -> str:
-        before, after = self.before, self.after
+        (frequency, monetary), after = self.before, self.after
         parts = []
         if after.recency_days is not None:
             parts.append(f"no purchase for {after.recency_days} days")
-        if after.frequency < before.frequency or after.monetary != before.monetary:
+        if after.frequency < frequency or after.monetary != monetary:
             parts.append(
                 f"purchases older than {self.window} days left the window "
-                f"(frequency {before.frequency}→{after.frequency}, "
-                f"monetary {before.monetary}→{after.monetary})"
+                f"(frequency {frequency}→{after.frequency}, "
+                f"monetary {monetary}→{after.monetary})"
             )
         return ", ".join(parts)
+
+
+class _ChangeReason:
+    """A change's reason, put into words only when it is read (most never are on a replay).
+
+    Everything it reads is immutable, so the text is the same whenever it is built.
+    """
+
+    __slots__ = ("because", "before", "behaviour", "scorer", "scores")
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        because: object,
+        before: Scores | None,
+        scores: Scores,
+        behaviour: tuple[str | None, int] | None,
+    ) -> None:
+        self.scorer = scorer
+        self.because = because  # the event, the inactivity or the re-score behind it
+        self.before = before
+        self.scores = scores
+        self.behaviour = behaviour  # (new label, segment model version) when it moved
+
+    def __str__(self) -> str:
+        tier_rule, segment_rule = self.scorer._explain(self.scores)  # noqa: SLF001
+        parts = [str(self.because), _score_moves(self.before, self.scores), tier_rule]
+        parts.append(segment_rule)
+        if self.behaviour is not None:
+            label, version = self.behaviour
+            parts.append(f"behaviour: {label} (segment model v{version})")
+        return "; ".join(part for part in parts if part)
 
 
 def _label(behaviour: tuple[int, str] | None) -> str | None:

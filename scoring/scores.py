@@ -114,9 +114,16 @@ class Scale:
 
     def score(self, value: Decimal | int, previous: int | None) -> int:
         if previous is None or self.harder is self.easier:
-            return raw_score(value, self.cuts, self.higher_is_better)
-        lowest = raw_score(value, self.harder, self.higher_is_better)
-        highest = raw_score(value, self.easier, self.higher_is_better)
+            # raw_score, inlined: this runs four times per candidate day.
+            if self.higher_is_better:
+                return 1 + bisect_right(self.cuts, value)
+            return 5 - bisect_left(self.cuts, value)
+        if self.higher_is_better:
+            lowest = 1 + bisect_right(self.harder, value)
+            highest = 1 + bisect_right(self.easier, value)
+        else:
+            lowest = 5 - bisect_left(self.harder, value)
+            highest = 5 - bisect_left(self.easier, value)
         return min(max(previous, lowest), highest)
 
 

@@ -51,6 +51,12 @@ class CustomerState:
     version: int = 0
     # Derived, never persisted: the scorer's cached time-driven candidate days.
     cached_moves: Moves | None = field(default=None, compare=False, repr=False)
+    # Derived, never persisted: a lower bound of the days in ``days``, ``engagement_days``
+    # and ``seen`` (None: unknown), so that pruning skips the scan while nothing is due.
+    prune_floor: int | None = field(default=None, compare=False, repr=False)
+    # Derived, never persisted: (scorer, day, frequency, monetary) of the last scoring, until
+    # an event changes the day totals: the "before" of the next inactivity reason.
+    scored: tuple[object, int, int, Decimal] | None = field(default=None, compare=False, repr=False)
 
     def copy(self) -> CustomerState:
         """An independent copy (day totals are mutable, so they are copied too)."""
@@ -58,6 +64,7 @@ class CustomerState:
         clone.days = {d: DayTotals(t.purchases, t.net) for d, t in self.days.items()}
         clone.engagement_days = {d: dict(k) for d, k in self.engagement_days.items()}
         clone.seen = dict(self.seen)
+        clone.cached_moves = None  # the clone is brought forward on its own
         return clone
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,8 +125,11 @@ class Moves:
 
     owner: object
     days: list[int]
-    # (day, scores before, scores after, values after) of the next move, once computed
-    pending: tuple[int, Scores | None, Scores, Any] | None = None
+    last_day: int | None  # UTC day of the last purchase (recency is counted from it)
+    # The last next-move search: (searched from clock day, scores searched with, day of the
+    # next move or None for never, scores after, values after). It stays true for any clock
+    # from that day up to the move as long as the scores are the same.
+    next: tuple[int, Scores | None, int | None, Scores | None, Any] | None = None
 
 
 def event_digest(event_id: str) -> str:
