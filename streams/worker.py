@@ -63,6 +63,9 @@ THRESHOLDS_META = "thresholds"
 # How long the producer lets a batch of tier changes fill before sending it.
 PRODUCER_LINGER_SECONDS = 0.005
 
+# A shard not fenced for this long is no longer contended (see Runtime._contention_delay).
+CONTENTION_QUIET_SECONDS = 30.0
+
 # Customers re-scored per atomic step after new cut points or a new segment model.
 RESCORE_CHUNK = 500
 
@@ -111,6 +114,8 @@ class Runtime:
         self._on_fatal = on_fatal
         self.shards: dict[int, Shard] = {}
         self.stopped: dict[int, str] = {}  # shard -> why it stopped (fatal error)
+        # shard -> (backoff, when last fenced), see _contention_delay
+        self._contention: dict[int, tuple[Backoff | None, float]] = {}
         self._next_threshold_check = 0.0
         self._next_threshold_compute = 0.0
         self._next_segments_check = 0.0
@@ -251,7 +256,10 @@ class Runtime:
                     if outcome is Outcome.FATAL:
                         self._stop_shard(shard, exc)
                         return
-                    delay = backoff.next()
+                    if outcome is Outcome.REDO:
+                        delay = self._contention_delay(shard)
+                    else:
+                        delay = backoff.next()
                     self.counts[f"retries:{outcome.value}"] += 1
                     log.warning(
                         "shard %d: step failed (%s: %s); %s in %.2fs",
@@ -267,6 +275,23 @@ class Runtime:
                 if self.metrics is not None:
                     self.metrics.observe_step(shard, time.monotonic() - started, result)
                 return
+
+    def _contention_delay(self, shard: int) -> float:
+        """How long to wait before taking the shard back after being fenced.
+
+        Two owners of one shard (a rebalance in flight, or a split brain: two consumer
+        groups on one namespace) fence each other on every step. Each would redo its step
+        at once and fence the other again, and neither would hold the shard long enough to
+        trim its outbox. So the wait grows with each fencing of this shard in a row (with
+        jitter), and only a quiet spell resets it: one owner then keeps the shard for
+        seconds at a time.
+        """
+        now = time.monotonic()
+        backoff, last = self._contention.get(shard, (None, 0.0))
+        if backoff is None or now - last > CONTENTION_QUIET_SECONDS:
+            backoff = Backoff()
+        self._contention[shard] = (backoff, now)
+        return backoff.next()
 
     def _stop_shard(self, shard: int, exc: BaseException) -> None:
         why = f"{type(exc).__name__}: {exc}"
