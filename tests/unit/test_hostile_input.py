@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from tierstream import api
 from tierstream.cli import app
 from tierstream.readers import Reject, read_events
 
@@ -138,7 +139,13 @@ def test_csv_bytes_that_are_not_utf8_are_rejected_not_merged(tmp_path: Path) -> 
     assert len(rejects_out.read_text().splitlines()) == 2
 
 
-# --- the PATH, --config --------------------------------------------------------------------
+# --- --as-of: malformed, or near the end of the calendar -----------------------------------
+
+BAD_AS_OF = ["yesterday", "9999-12-31", "9999-12-31T23:59:59+00:00", "0001-01-01"]
 
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+@pytest.mark.parametrize("as_of", BAD_AS_OF)
+def test_api_as_of_out_of_range_is_a_value_error(as_of: str) -> None:
+    # The API answers 400 for ValueError (tests/integration/test_api.py covers the route).
+    with pytest.raises(ValueError):
+        api.parse_as_of(as_of)
