@@ -5,18 +5,24 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import UTC, date, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TextIO, cast
 
 import typer
+import yaml
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from scoring.days import date_to_day, day_start
+from scoring.config import ScoringConfig
 from scoring.engine import AsOfError, Change, Scorer
-from tierstream.readers import Format, read_events, resolve_path
+from scoring.events import InputEvent
+from tierstream import asof
+from tierstream.readers import Format, Parsed, convertible, read_events, resolve_path
 from tierstream.replay import ReplayStats, StrictReplayError, collect, replay
 from tierstream.report import print_report
 from tierstream.settings import Settings, load_scoring_config
@@ -34,18 +40,30 @@ def main() -> None:
     """tierstream: streaming RFM tiers and segments with explained tier-change events."""
 
 
+def fail(message: str) -> NoReturn:
+    """An expected error (bad option, unreadable file, bad config): one line, exit 2.
+
+    Escaped: messages quote user input and regular expressions, which rich would
+    otherwise take for markup ("[a-z]" vanished from "^[a-z][a-z0-9_]{0,63}$"). Not
+    wrapped: one complaint stays on one line whatever the terminal's width.
+    """
+    console.print(f"error: {escape(message)}", style="red", soft_wrap=True, highlight=False)
+    raise typer.Exit(2)
+
+
+def say(message: str, style: str) -> None:
+    """One line of diagnostics on stderr, verbatim (see ``fail``)."""
+    console.print(escape(message), style=style, soft_wrap=True, highlight=False)
+
+
 def parse_as_of(value: str | None) -> datetime:
     """A DATE (the as-of day) or an ISO datetime with offset; default: now."""
     if value is None:
         return datetime.now(UTC)
     try:
-        return day_start(date_to_day(date.fromisoformat(value)))
-    except ValueError:
-        pass
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        raise typer.BadParameter("--as-of needs a date (YYYY-MM-DD) or a datetime with offset")
-    return moment
+        return asof.parse_as_of(value)
+    except ValueError as exc:
+        fail(f"--as-of: {exc}")
 
 
 def parse_window(value: str | None) -> int | Literal["lifetime"] | None:
@@ -55,12 +73,67 @@ def parse_window(value: str | None) -> int | Literal["lifetime"] | None:
         return "lifetime"
     if value.isdigit() and int(value) > 0:
         return int(value)
-    raise typer.BadParameter("--window-days takes a positive integer or 'lifetime'")
+    fail(f"--window-days takes a positive integer or 'lifetime', not {value!r}")
+
+
+def parse_format(value: str) -> Format:
+    if value not in ("cdnow", "csv", "jsonl"):
+        fail(f"--format must be cdnow, csv or jsonl, not {value!r}")
+    return cast(Format, value)
+
+
+def scoring_config(
+    path: Path | None, window_days: int | Literal["lifetime"] | None = None
+) -> ScoringConfig:
+    """The scoring config, or one line naming the file and what is wrong with it."""
+    try:
+        return load_scoring_config(path, window_days)
+    except OSError as exc:  # FileNotFoundError already names the file
+        fail(str(exc) if isinstance(exc, FileNotFoundError) else f"{path}: {exc.strerror}")
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+            + ("" if isinstance(err["input"], dict | list) else f" (got {err['input']!r})")
+            for err in exc.errors()
+        )
+        fail(f"invalid scoring config {path or 'default'}: {problems}")
+    except (ValueError, yaml.YAMLError) as exc:
+        detail = " ".join(str(exc).split())  # YAML errors point at the spot over lines
+        fail(f"invalid scoring config {path or 'default'}: {detail}")
+
+
+def settings_config(settings: Settings) -> ScoringConfig:
+    return scoring_config(settings.config, settings.window_days)
+
+
+def read_all(
+    path: str, fmt: Format, stats: ReplayStats, *, strict: bool, config: ScoringConfig
+) -> list[InputEvent]:
+    """Every event of a history file; malformed lines go to ``stats.rejects`` (SPEC).
+
+    A purchase in a currency ``config`` cannot convert is one more malformed line. A path
+    that cannot be read at all (missing, a directory, no permission) is one line, exit 2.
+    """
+    try:
+        source = resolve_path(path, fmt)
+        parsed: Iterator[Parsed] = read_events(source, fmt, currencies=convertible(config))
+        return collect(parsed, stats, strict=strict)
+    except OSError as exc:
+        fail(f"cannot read {exc.filename or path}: {exc.strerror or exc}")
+
+
+def open_output(path: Path) -> TextIO:
+    """``path`` opened for writing (parents made), or one line and exit 2: a directory or
+    a read-only place is the user's to fix, not a traceback."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {exc.filename or path}: {exc.strerror or exc}")
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
+    with open_output(path) as handle:
         for row in rows:
             handle.write(json.dumps(row, separators=(",", ":")) + "\n")
 
@@ -97,20 +170,15 @@ def replay_command(
     ] = None,
 ) -> None:
     """Replay a purchase history through the scoring core (no Kafka or Redis needed)."""
-    if fmt not in ("cdnow", "csv", "jsonl"):
-        raise typer.BadParameter("--format must be cdnow, csv or jsonl")
-    source = resolve_path(path, cast(Format, fmt))
-    if not source.exists():
-        console.print(f"[red]no such file: {source}[/red]")
-        raise typer.Exit(2)
-    scoring_config = load_scoring_config(config, parse_window(window_days))
+    source_format = parse_format(fmt)
+    config_used = scoring_config(config, parse_window(window_days))
     moment = parse_as_of(as_of)
     behaviour = _behaviour_from_file(segments) if segments is not None else None
     stats = ReplayStats()
     try:
-        events = collect(read_events(source, cast(Format, fmt)), stats, strict=strict)
+        events = read_all(path, source_format, stats, strict=strict, config=config_used)
     except StrictReplayError as exc:
-        console.print(f"[red]malformed input, stopping (--strict): {exc}[/red]")
+        say(f"malformed input, stopping (--strict): {exc}", "red")
         raise typer.Exit(1) from None
     changes: list[Change] = []
     with Progress(
@@ -125,7 +193,7 @@ def replay_command(
         task = bar.add_task("replay", total=len(events))
         result = replay(
             events,
-            Scorer(scoring_config, behaviour=behaviour),
+            Scorer(config_used, behaviour=behaviour),
             as_of=moment,
             emit=changes.append,
             stats=stats,
@@ -155,7 +223,9 @@ def replay_command(
             console.print(f"... {len(changes) - show_changes:,} more tier changes")
         print_report(console, records)
     for reject in stats.rejects[:20]:
-        console.print(f"[yellow]line {reject.line}: {reject.error}[/yellow]")
+        say(f"line {reject.line}: {reject.error}", "yellow")
+    if len(stats.rejects) > 20:
+        say(f"... {len(stats.rejects) - 20:,} more malformed lines", "yellow")
     summary = {
         "events": stats.events,
         "applied": stats.applied,
@@ -199,8 +269,7 @@ def _behaviour_from_file(path: Path) -> Any:
     try:
         snapshot = SegmentSnapshot.from_bytes(path.read_bytes())
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        console.print(f"[red]cannot read the segment snapshot {path}: {exc}[/red]")
-        raise typer.Exit(2) from None
+        fail(f"cannot read the segment snapshot {path}: {exc}")
     return _behaviour(snapshot)
 
 
@@ -303,13 +372,12 @@ def produce_command(
     """Publish a history file to the input topics, in event-time order, keyed by customer."""
     from streams.producer import produce  # noqa: PLC0415 - Kafka client only needed here
 
-    if fmt not in ("cdnow", "csv", "jsonl"):
-        raise typer.BadParameter("--format must be cdnow, csv or jsonl")
+    source_format = parse_format(fmt)
     settings = Settings()
     stats = ReplayStats()
-    events = collect(
-        read_events(resolve_path(path, cast(Format, fmt)), cast(Format, fmt)), stats, strict=False
-    )
+    # The worker's config decides which currencies it can convert: others would only be
+    # dead-lettered there, so they are rejects here, as in a replay.
+    events = read_all(path, source_format, stats, strict=False, config=settings_config(settings))
     events.sort(key=lambda e: e.occurred_at)
     if limit is not None:
         events = events[:limit]
@@ -354,26 +422,28 @@ def segments_command(
     store: StateStore | None = None
     previous = None
     if replay_path is not None:
-        scoring_config = load_scoring_config(None)
+        config_used = scoring_config(None)
         stats = ReplayStats()
-        source = resolve_path(replay_path, cast(Format, fmt))
-        events = collect(read_events(source, cast(Format, fmt)), stats, strict=False)
-        result = replay(
-            events, Scorer(scoring_config), as_of=moment, emit=lambda c: None, stats=stats
-        )
+        events = read_all(replay_path, parse_format(fmt), stats, strict=False, config=config_used)
+        result = replay(events, Scorer(config_used), as_of=moment, emit=lambda c: None, stats=stats)
         scorer, states = result.scorer, list(result.states.values())
     else:
         settings = Settings()
-        scorer = Scorer(settings.scoring_config())
+        scorer = Scorer(settings_config(settings))
         store = _redis_store(settings)
         states = list(store.scan())
         raw = store.get_meta(SNAPSHOT_META)
         previous = SegmentSnapshot.from_bytes(raw) if raw else None
-    learned = learn_snapshot(scorer, states, moment, previous=previous, k=k, seed=seed)
+    try:
+        learned = learn_snapshot(scorer, states, moment, previous=previous, k=k, seed=seed)
+    except ValueError as exc:  # too few customers for k segments, or k < 1: say so
+        if store is not None:
+            store.close()
+        fail(f"cannot learn {k} segments: {exc}")
     snapshot = learned.snapshot
     payload = snapshot.to_bytes()
     if save is not None:
-        save.parent.mkdir(parents=True, exist_ok=True)
+        open_output(save).close()  # one line and exit 2 if it cannot be written
         save.write_bytes(payload)
     if store is not None:
         if publish:
@@ -428,7 +498,7 @@ def segments_command(
         )
     Console(width=max(120, Console().width)).print(table)
     for item in drift:
-        console.print(f"segment {item['segment_id']}: {', '.join(item['flags'])}")
+        say(f"segment {item['segment_id']}: {', '.join(item['flags'])}", "default")
 
 
 @app.command("export")
@@ -437,21 +507,21 @@ def export_command(
     as_of: Annotated[str | None, typer.Option(help="Score as of this DATE (default: now)")] = None,
 ) -> None:
     """Dump every customer's state from Redis, as of a date."""
-    settings = Settings()
-    scorer = Scorer(settings.scoring_config())
     moment = parse_as_of(as_of)
+    settings = Settings()
+    scorer = Scorer(settings_config(settings))
+    handle = open_output(state_out)  # before Redis: a bad path is one line, exit 2
     store = _redis_store(settings)
     snapshot = _segment_snapshot(store)
     count = 0
     errors = 0
-    state_out.parent.mkdir(parents=True, exist_ok=True)
-    with state_out.open("w", encoding="utf-8") as handle:
+    with handle:
         for state in store.scan():
             try:
                 record = scorer.record(state, moment)
             except AsOfError as exc:
                 errors += 1
-                console.print(f"[yellow]{exc}[/yellow]")
+                say(str(exc), "yellow")
                 continue
             _add_behaviour(record, snapshot, scorer, state, moment)
             handle.write(json.dumps(record, separators=(",", ":")) + "\n")
@@ -469,16 +539,16 @@ def customer_command(
     as_of: Annotated[str | None, typer.Option(help="As of this DATE (default: now)")] = None,
 ) -> None:
     """One customer's current state, and why they are in their tier and segment."""
+    moment = parse_as_of(as_of)  # before Redis: a bad --as-of is one line, exit 2
     settings = Settings()
-    scorer = Scorer(settings.scoring_config())
+    scorer = Scorer(settings_config(settings))
     store = _redis_store(settings)
     state = store.get(customer_id)
     snapshot = _segment_snapshot(store)
     store.close()
     if state is None:
-        console.print(f"[red]unknown customer: {customer_id}[/red]")
+        say(f"unknown customer: {customer_id}", "red")
         raise typer.Exit(1)
-    moment = parse_as_of(as_of)
     try:
         record = scorer.record(state, moment)
     except AsOfError:

@@ -8,6 +8,7 @@ written to ``--rejects-out`` when given, and skipped; the replay goes on (exit 0
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,49 @@ def assert_one_line_error(result: Result, *needles: str) -> None:
 
 def replay(path: Path, *extra: str) -> Result:
     return invoke("replay", str(path), "--as-of", "2025-02-01", "--quiet", *extra)
+
+
+# --- an unknown currency: a reject, like any other malformed line -----------------------
+
+
+def test_unknown_currency_is_a_reject_with_its_line_number(tmp_path: Path) -> None:
+    yen = {**GOOD, "event_id": "e2", "currency": "JPY"}
+    source = jsonl(tmp_path, GOOD, yen)
+    rejects_out = tmp_path / "r.jsonl"
+    result = replay(source, "--rejects-out", str(rejects_out))
+    assert result.exit_code == 0, result.output
+    assert summary(result)["rejected"] == 1 and summary(result)["applied"] == 1
+    assert "line 2" in result.stderr and "JPY" in result.stderr
+    assert json.loads(rejects_out.read_text()) == {
+        "line": 2,
+        "error": "no exchange rate configured for currency 'JPY'",
+        "raw": json.dumps(yen),
+    }
+    strict = replay(source, "--strict")
+    assert strict.exit_code == 1 and "line 2" in strict.stderr
+
+
+def test_configured_currency_is_still_accepted(tmp_path: Path) -> None:
+    source = jsonl(tmp_path, {**GOOD, "currency": "EUR"})
+    result = replay(source)
+    assert result.exit_code == 0 and summary(result)["rejected"] == 0
+
+
+def test_unknown_currency_is_a_reject_in_segments_replay(tmp_path: Path) -> None:
+    lines = [{**GOOD, "event_id": f"e{i}", "customer_id": f"c{i}"} for i in range(30)]
+    source = jsonl(tmp_path, *lines, {**GOOD, "event_id": "yen", "currency": "JPY"})
+    result = invoke(
+        "segments", "--replay", str(source), "--format", "jsonl", "--as-of", "2025-02-01"
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+
+
+def test_segments_from_too_few_customers_is_one_line_exit_2(tmp_path: Path) -> None:
+    source = jsonl(tmp_path, GOOD)
+    result = invoke(
+        "segments", "--replay", str(source), "--format", "jsonl", "--as-of", "2025-02-01"
+    )
+    assert_one_line_error(result, "too few customers")
 
 
 # --- JSON nested 1,000 deep ----------------------------------------------------------------
@@ -145,7 +189,110 @@ BAD_AS_OF = ["yesterday", "9999-12-31", "9999-12-31T23:59:59+00:00", "0001-01-01
 
 
 @pytest.mark.parametrize("as_of", BAD_AS_OF)
+def test_replay_bad_as_of_is_one_line_exit_2(tmp_path: Path, as_of: str) -> None:
+    result = invoke("replay", str(jsonl(tmp_path, GOOD)), "--as-of", as_of, "--quiet")
+    assert_one_line_error(result, "--as-of")
+
+
+@pytest.mark.parametrize("command", ["segments", "export", "customer"])
+def test_other_commands_bad_as_of_is_one_line_exit_2(tmp_path: Path, command: str) -> None:
+    args = {
+        "segments": ["segments", "--replay", str(jsonl(tmp_path, GOOD)), "--format", "jsonl"],
+        "export": ["export", "--state-out", str(tmp_path / "s.jsonl")],
+        "customer": ["customer", "c1"],
+    }[command]
+    for as_of in ("yesterday", "9999-12-31"):
+        # Checked before Redis is touched: the answer does not depend on the services.
+        assert_one_line_error(invoke(*args, "--as-of", as_of), "--as-of")
+
+
+@pytest.mark.parametrize("as_of", BAD_AS_OF)
 def test_api_as_of_out_of_range_is_a_value_error(as_of: str) -> None:
     # The API answers 400 for ValueError (tests/integration/test_api.py covers the route).
     with pytest.raises(ValueError):
         api.parse_as_of(as_of)
+
+
+# --- the PATH, --config --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["replay", "produce", "segments"])
+def test_directory_as_path_is_one_line_exit_2(tmp_path: Path, command: str) -> None:
+    args = {
+        "replay": ["replay", str(tmp_path), "--as-of", "2025-02-01"],
+        "produce": ["produce", str(tmp_path)],
+        "segments": ["segments", "--replay", str(tmp_path), "--format", "jsonl"],
+    }[command]
+    assert_one_line_error(invoke(*args), str(tmp_path))
+
+
+@pytest.mark.parametrize("command", ["produce", "segments"])
+def test_missing_path_is_one_line_exit_2(tmp_path: Path, command: str) -> None:
+    missing = str(tmp_path / "nope.jsonl")
+    args = {
+        "produce": ["produce", missing],
+        "segments": ["segments", "--replay", missing, "--format", "jsonl"],
+    }[command]
+    assert_one_line_error(invoke(*args), missing)
+
+
+def test_unreadable_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads a chmod 000 file; the directory case covers the OSError path")
+    source = jsonl(tmp_path, GOOD)
+    source.chmod(0)
+    assert_one_line_error(replay(source), str(source))
+
+
+@pytest.mark.parametrize("command", ["replay", "segments", "export"])
+def test_unwritable_output_is_one_line_exit_2(tmp_path: Path, command: str) -> None:
+    lines = [{**GOOD, "event_id": f"e{i}", "customer_id": f"c{i}"} for i in range(30)]
+    source = str(jsonl(tmp_path, *lines))
+    args = {
+        "replay": ["replay", source, "--as-of", "2025-02-01", "--rejects-out", str(tmp_path)],
+        "segments": ["segments", "--replay", source, "--format", "jsonl", "--save", str(tmp_path)],
+        # Checked before Redis is touched.
+        "export": ["export", "--state-out", str(tmp_path)],
+    }[command]
+    assert_one_line_error(invoke(*args), str(tmp_path))
+
+
+def test_missing_config_is_one_line_exit_2(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    result = replay(jsonl(tmp_path, GOOD), "--config", str(missing))
+    assert_one_line_error(result, str(missing))
+
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "needle"),
+    [
+        ("base_currency: USD", "base_currency: usd", "^[A-Z]{3}$"),
+        # rich took "[red]" for markup: the user's own text vanished from the message.
+        ("window_days: 365", "window_days: '[red]x'", "[red]x"),
+        ("window_days: 365", "window_days: [365", "window_days"),  # not YAML
+    ],
+)
+def test_config_error_is_one_verbatim_line(
+    tmp_path: Path, before: str, after: str, needle: str
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(DEFAULT_CONFIG.read_text().replace(before, after))
+    result = replay(jsonl(tmp_path, GOOD), "--config", str(config))
+    assert_one_line_error(result, needle, str(config))
+
+
+def test_reject_messages_keep_their_brackets(tmp_path: Path) -> None:
+    # An engagement kind's pattern, '^[a-z][a-z0-9_]{0,63}$', was shown as '^{0,63}$'.
+    engagement = {k: v for k, v in GOOD.items() if k not in ("amount", "currency")}
+    result = replay(jsonl(tmp_path, {**engagement, "kind": "Email Open"}))
+    assert result.exit_code == 0
+    assert "^[a-z][a-z0-9_]{0,63}$" in result.stderr, result.stderr
+
+
+def test_bad_format_and_window_are_one_line_exit_2(tmp_path: Path) -> None:
+    source = str(jsonl(tmp_path, GOOD))
+    assert_one_line_error(invoke("replay", source, "--format", "xml"), "--format")
+    assert_one_line_error(invoke("replay", source, "--window-days", "0"), "--window-days")
