@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner, Result
 
+from scoring.events import PurchaseEvent
 from tierstream import api
 from tierstream.cli import app
-from tierstream.readers import Reject, read_events
+from tierstream.readers import MAX_NESTING, Reject, read_events
 
 GOOD: dict[str, Any] = {
     "event_id": "e1",
@@ -119,11 +121,23 @@ def test_deeply_nested_json_is_a_reject(tmp_path: Path, line: str) -> None:
     assert "nested" in items[1].error
 
 
-def test_attributes_nested_within_the_parser_limit_are_still_rejected(tmp_path: Path) -> None:
-    # json.loads copes with 500 levels, but json.dumps on produce would not with much more.
-    line = json.dumps({**GOOD, "attributes": {"a": json.loads("[" * 500 + "]" * 500)}})
-    items = list(read_events(jsonl(tmp_path, line), "jsonl"))
-    assert isinstance(items[0], Reject) and "nested" in items[0].error
+def nested(depth: int) -> dict[str, Any]:
+    """An event whose JSON is ``depth`` levels deep (the event object is level 1)."""
+    value: Any = 1
+    for _ in range(depth - 2):
+        value = [value]
+    return {**GOOD, "attributes": {"a": value}}
+
+
+def test_the_nesting_limit_is_the_workers(tmp_path: Path) -> None:
+    # json.loads copes with 900 levels; the worker's parser dead-letters more than 200.
+    accepted, refused = json.dumps(nested(MAX_NESTING)), json.dumps(nested(MAX_NESTING + 1))
+    PurchaseEvent.model_validate_json(accepted)
+    with pytest.raises(ValidationError, match="recursion limit"):
+        PurchaseEvent.model_validate_json(refused)
+    items = list(read_events(jsonl(tmp_path, accepted, refused), "jsonl"))
+    assert isinstance(items[0], PurchaseEvent)
+    assert isinstance(items[1], Reject) and "nested" in items[1].error
 
 
 def test_deeply_nested_json_replay_and_produce(
