@@ -268,8 +268,10 @@ def _behaviour_from_file(path: Path) -> Any:
 
     try:
         snapshot = SegmentSnapshot.from_bytes(path.read_bytes())
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        fail(f"cannot read the segment snapshot {path}: {exc}")
+    except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
+        # A file is anyone's: JSON nested too deep for json.loads (RecursionError) or a
+        # number too large for int() (OverflowError) is as wrong as a missing key.
+        fail(f"cannot read the segment snapshot {path}: {type(exc).__name__}: {exc}")
     return _behaviour(snapshot)
 
 

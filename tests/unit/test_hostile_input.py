@@ -279,6 +279,18 @@ def test_unwritable_output_is_one_line_exit_2(tmp_path: Path, command: str) -> N
     assert_one_line_error(invoke(*args), str(tmp_path))
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"[" * 100_000 + b"]" * 100_000, b"\xff\xfe", b'{"format": 1, "version": 1e400}', b"{}"],
+    ids=["deep", "not-utf8", "huge-number", "empty"],
+)
+def test_hostile_segment_snapshot_is_one_line_exit_2(tmp_path: Path, content: bytes) -> None:
+    snapshot = tmp_path / "snap.json"
+    snapshot.write_bytes(content)
+    result = replay(jsonl(tmp_path, GOOD), "--segments", str(snapshot))
+    assert_one_line_error(result, str(snapshot))
+
+
 def test_missing_config_is_one_line_exit_2(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     result = replay(jsonl(tmp_path, GOOD), "--config", str(missing))
