@@ -101,8 +101,15 @@ def _checked(items: Iterator[Numbered], currencies: Container[str] | None) -> It
 
 def _lines(handle: BinaryIO) -> Iterator[tuple[int, str | Reject]]:
     with handle:
-        for number, raw in enumerate(handle, start=1):
+        # readline with a limit, not iteration: iterating reads a whole line before its
+        # length can be checked, so a file with no newline (a binary, a dump) was loaded
+        # into memory entire. Past the limit the rest of the line is skipped in pieces.
+        number = 0
+        while raw := handle.readline(MAX_LINE_BYTES + 1):
+            number += 1
             if len(raw) > MAX_LINE_BYTES:
+                while not raw.endswith(b"\n") and (raw := handle.readline(MAX_LINE_BYTES)):
+                    pass
                 yield number, Reject(number, f"line longer than {MAX_LINE_BYTES} bytes", "")
                 continue
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from typer.testing import CliRunner, Result
 from scoring.events import PurchaseEvent
 from tierstream import api
 from tierstream.cli import app
-from tierstream.readers import MAX_NESTING, Reject, read_events
+from tierstream.readers import MAX_LINE_BYTES, MAX_NESTING, Reject, read_events
 
 GOOD: dict[str, Any] = {
     "event_id": "e1",
@@ -156,6 +157,24 @@ def test_deeply_nested_json_replay_and_produce(
     produced = invoke("produce", str(source), "--format", "jsonl")
     assert produced.exit_code == 0, (produced.output, produced.exception)
     assert summary(produced)["rejected"] == 1 and len(sent) == 1
+
+
+def test_a_line_without_end_is_rejected_without_loading_it(tmp_path: Path) -> None:
+    path = tmp_path / "e.jsonl"
+    with path.open("wb") as handle:
+        handle.write(json.dumps(GOOD).encode() + b"\n")
+        for _ in range(16):  # 16 MiB with no newline, then a good line
+            handle.write(b"x" * (1 << 20))
+        handle.write(b"\n" + json.dumps({**GOOD, "event_id": "e2"}).encode() + b"\n")
+    tracemalloc.start()
+    try:
+        items = list(read_events(path, "jsonl"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [type(i).__name__ for i in items] == ["PurchaseEvent", "Reject", "PurchaseEvent"]
+    assert isinstance(items[1], Reject) and items[1].line == 2 and "longer" in items[1].error
+    assert peak < 4 * MAX_LINE_BYTES, peak
 
 
 # --- CSV: byte-order mark, huge field, bytes that are not UTF-8 ----------------------------
