@@ -91,15 +91,32 @@ def scoring_config(
     except OSError as exc:  # FileNotFoundError already names the file
         fail(str(exc) if isinstance(exc, FileNotFoundError) else f"{path}: {exc.strerror}")
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
-            + ("" if isinstance(err["input"], dict | list) else f" (got {err['input']!r})")
-            for err in exc.errors()
-        )
-        fail(f"invalid scoring config {path or 'default'}: {problems}")
+        fail(f"invalid scoring config {path or 'default'}: {problems(exc)}")
     except (ValueError, yaml.YAMLError) as exc:
         detail = " ".join(str(exc).split())  # YAML errors point at the spot over lines
         fail(f"invalid scoring config {path or 'default'}: {detail}")
+
+
+def problems(exc: ValidationError, *, values: bool = True) -> str:
+    """pydantic's errors on one line, each with the value given (scalars only) if ``values``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
+        + (
+            f" (got {err['input']!r})"
+            if values and not isinstance(err["input"], dict | list)
+            else ""
+        )
+        for err in exc.errors()
+    )
+
+
+def load_settings() -> Settings:
+    """The TIERSTREAM_* settings, or one line saying which is wrong (exit 2)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        # Without the values: the environment may hold credentials (URLs, the API token).
+        fail(f"invalid TIERSTREAM_ environment settings: {problems(exc, values=False)}")
 
 
 def settings_config(settings: Settings) -> ScoringConfig:
@@ -375,7 +392,7 @@ def produce_command(
     from streams.producer import produce  # noqa: PLC0415 - Kafka client only needed here
 
     source_format = parse_format(fmt)
-    settings = Settings()
+    settings = load_settings()
     stats = ReplayStats()
     # The worker's config decides which currencies it can convert: others would only be
     # dead-lettered there, so they are rejects here, as in a replay.
@@ -430,7 +447,7 @@ def segments_command(
         result = replay(events, Scorer(config_used), as_of=moment, emit=lambda c: None, stats=stats)
         scorer, states = result.scorer, list(result.states.values())
     else:
-        settings = Settings()
+        settings = load_settings()
         scorer = Scorer(settings_config(settings))
         store = _redis_store(settings)
         states = list(store.scan())
@@ -510,7 +527,7 @@ def export_command(
 ) -> None:
     """Dump every customer's state from Redis, as of a date."""
     moment = parse_as_of(as_of)
-    settings = Settings()
+    settings = load_settings()
     scorer = Scorer(settings_config(settings))
     handle = open_output(state_out)  # before Redis: a bad path is one line, exit 2
     store = _redis_store(settings)
@@ -542,7 +559,7 @@ def customer_command(
 ) -> None:
     """One customer's current state, and why they are in their tier and segment."""
     moment = parse_as_of(as_of)  # before Redis: a bad --as-of is one line, exit 2
-    settings = Settings()
+    settings = load_settings()
     scorer = Scorer(settings_config(settings))
     store = _redis_store(settings)
     state = store.get(customer_id)

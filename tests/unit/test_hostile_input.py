@@ -310,6 +310,30 @@ def test_hostile_segment_snapshot_is_one_line_exit_2(tmp_path: Path, content: by
     assert_one_line_error(result, str(snapshot))
 
 
+@pytest.mark.parametrize("command", ["produce", "export", "customer"])
+def test_bad_environment_settings_are_one_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    monkeypatch.setenv("TIERSTREAM_PARTITIONS", "secret-ish")
+    args = {
+        "produce": ["produce", str(jsonl(tmp_path, GOOD))],
+        "export": ["export", "--state-out", str(tmp_path / "s.jsonl")],
+        "customer": ["customer", "c1"],
+    }[command]
+    result = invoke(*args)
+    assert_one_line_error(result, "TIERSTREAM_", "partitions")
+    assert "secret-ish" not in result.stderr
+
+
+def test_missing_config_from_the_environment_is_one_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = str(tmp_path / "nope.yaml")
+    monkeypatch.setenv("TIERSTREAM_CONFIG", missing)
+    # Loaded before Redis is touched.
+    assert_one_line_error(invoke("export", "--state-out", str(tmp_path / "s.jsonl")), missing)
+
+
 def test_missing_config_is_one_line_exit_2(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     result = replay(jsonl(tmp_path, GOOD), "--config", str(missing))
