@@ -5,154 +5,44 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TextIO, cast
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
-from pydantic import ValidationError
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from scoring.config import ScoringConfig
 from scoring.engine import AsOfError, Change, Scorer
-from scoring.events import InputEvent
-from tierstream import asof
-from tierstream.readers import Format, Parsed, convertible, read_events, resolve_path
-from tierstream.replay import ReplayStats, StrictReplayError, collect, replay
+from tierstream.cli_input import (
+    console,
+    fail,
+    load_settings,
+    open_output,
+    parse_as_of,
+    parse_format,
+    parse_window,
+    read_all,
+    say,
+    scoring_config,
+    settings_config,
+    write_jsonl,
+)
+from tierstream.replay import ReplayStats, StrictReplayError, replay
 from tierstream.report import print_report
-from tierstream.settings import Settings, load_scoring_config
+from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
 
 if TYPE_CHECKING:
     from tierstream.stores.redis import RedisStore
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console(stderr=True)
 
 
 @app.callback()
 def main() -> None:
     """tierstream: streaming RFM tiers and segments with explained tier-change events."""
-
-
-def fail(message: str) -> NoReturn:
-    """An expected error (bad option, unreadable file, bad config): one line, exit 2.
-
-    Escaped: messages quote user input and regular expressions, which rich would
-    otherwise take for markup ("[a-z]" vanished from "^[a-z][a-z0-9_]{0,63}$"). Not
-    wrapped: one complaint stays on one line whatever the terminal's width.
-    """
-    console.print(f"error: {escape(message)}", style="red", soft_wrap=True, highlight=False)
-    raise typer.Exit(2)
-
-
-def say(message: str, style: str) -> None:
-    """One line of diagnostics on stderr, verbatim (see ``fail``)."""
-    console.print(escape(message), style=style, soft_wrap=True, highlight=False)
-
-
-def parse_as_of(value: str | None) -> datetime:
-    """A DATE (the as-of day) or an ISO datetime with offset; default: now."""
-    if value is None:
-        return datetime.now(UTC)
-    try:
-        return asof.parse_as_of(value)
-    except ValueError as exc:
-        fail(f"--as-of: {exc}")
-
-
-def parse_window(value: str | None) -> int | Literal["lifetime"] | None:
-    if value is None:
-        return None
-    if value == "lifetime":
-        return "lifetime"
-    if value.isdigit() and int(value) > 0:
-        return int(value)
-    fail(f"--window-days takes a positive integer or 'lifetime', not {value!r}")
-
-
-def parse_format(value: str) -> Format:
-    if value not in ("cdnow", "csv", "jsonl"):
-        fail(f"--format must be cdnow, csv or jsonl, not {value!r}")
-    return cast(Format, value)
-
-
-def scoring_config(
-    path: Path | None, window_days: int | Literal["lifetime"] | None = None
-) -> ScoringConfig:
-    """The scoring config, or one line naming the file and what is wrong with it."""
-    try:
-        return load_scoring_config(path, window_days)
-    except OSError as exc:  # FileNotFoundError already names the file
-        fail(str(exc) if isinstance(exc, FileNotFoundError) else f"{path}: {exc.strerror}")
-    except ValidationError as exc:
-        fail(f"invalid scoring config {path or 'default'}: {problems(exc)}")
-    except (ValueError, yaml.YAMLError) as exc:
-        detail = " ".join(str(exc).split())  # YAML errors point at the spot over lines
-        fail(f"invalid scoring config {path or 'default'}: {detail}")
-
-
-def problems(exc: ValidationError, *, values: bool = True) -> str:
-    """pydantic's errors on one line, each with the value given (scalars only) if ``values``."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
-        + (
-            f" (got {err['input']!r})"
-            if values and not isinstance(err["input"], dict | list)
-            else ""
-        )
-        for err in exc.errors()
-    )
-
-
-def load_settings() -> Settings:
-    """The TIERSTREAM_* settings, or one line saying which is wrong (exit 2)."""
-    try:
-        return Settings()
-    except ValidationError as exc:
-        # Without the values: the environment may hold credentials (URLs, the API token).
-        fail(f"invalid TIERSTREAM_ environment settings: {problems(exc, values=False)}")
-
-
-def settings_config(settings: Settings) -> ScoringConfig:
-    return scoring_config(settings.config, settings.window_days)
-
-
-def read_all(
-    path: str, fmt: Format, stats: ReplayStats, *, strict: bool, config: ScoringConfig
-) -> list[InputEvent]:
-    """Every event of a history file; malformed lines go to ``stats.rejects`` (SPEC).
-
-    A purchase in a currency ``config`` cannot convert is one more malformed line. A path
-    that cannot be read at all (missing, a directory, no permission) is one line, exit 2.
-    """
-    try:
-        source = resolve_path(path, fmt)
-        parsed: Iterator[Parsed] = read_events(source, fmt, currencies=convertible(config))
-        return collect(parsed, stats, strict=strict)
-    except OSError as exc:
-        fail(f"cannot read {exc.filename or path}: {exc.strerror or exc}")
-
-
-def open_output(path: Path) -> TextIO:
-    """``path`` opened for writing (parents made), or one line and exit 2: a directory or
-    a read-only place is the user's to fix, not a traceback."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path.open("w", encoding="utf-8")
-    except OSError as exc:
-        fail(f"cannot write {exc.filename or path}: {exc.strerror or exc}")
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    with open_output(path) as handle:
-        for row in rows:
-            handle.write(json.dumps(row, separators=(",", ":")) + "\n")
 
 
 @app.command("replay")
@@ -219,14 +109,14 @@ def replay_command(
     records = [result.scorer.record(s) for s in result.states.values()]
     emitted_at = datetime.now(UTC)
     if changes_out is not None:
-        _write_jsonl(
+        write_jsonl(
             changes_out,
             [c.to_json(emitted_at) for c in changes],
         )
     if state_out is not None:
-        _write_jsonl(state_out, records)
+        write_jsonl(state_out, records)
     if rejects_out is not None:
-        _write_jsonl(
+        write_jsonl(
             rejects_out, [{"line": r.line, "error": r.error, "raw": r.raw} for r in stats.rejects]
         )
     if not quiet:
