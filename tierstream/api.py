@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,12 +39,13 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from scoring.days import date_to_day, day_start, utc_day
+from scoring.days import day_start, utc_day
 from scoring.engine import Scorer
 from scoring.scores import Thresholds
 from scoring.state import CustomerState
 from streams.kafka_probe import KafkaProbe
 from streams.metrics import NO_TIER, PipelineGauges
+from tierstream import asof
 from tierstream.openapi import OPENAPI
 from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
@@ -363,15 +364,9 @@ def invalid_id(customer_id: str) -> str | None:
 
 
 def parse_as_of(value: str) -> datetime:
-    """``YYYY-MM-DD`` (that UTC day) or an ISO-8601 datetime with offset."""
-    try:
-        return day_start(date_to_day(date.fromisoformat(value)))
-    except ValueError:
-        pass
-    moment = datetime.fromisoformat(value)  # ValueError: caller answers 400
-    if moment.tzinfo is None:
-        raise ValueError("as_of needs a date or a datetime with offset")
-    return moment
+    """``YYYY-MM-DD`` (that UTC day) or an ISO-8601 datetime with offset, in the events'
+    range (ValueError otherwise: the caller answers 400, never a 500 from an overflow)."""
+    return asof.parse_as_of(value)
 
 
 def customer_view(
@@ -400,8 +395,13 @@ async def customer(request: web.Request) -> web.Response:
     if explicit is not None:
         try:
             as_of = parse_as_of(explicit)
-        except ValueError:
-            return error(400, "as_of must be YYYY-MM-DD or an ISO-8601 datetime with offset")
+        except ValueError as exc:
+            return error(
+                400,
+                "as_of must be YYYY-MM-DD or an ISO-8601 datetime with offset, "
+                f"from {asof.EARLIEST_AS_OF.date()} to before {asof.LATEST_AS_OF.date()}",
+                detail=str(exc),
+            )
     elif api.settings.clock == "wall":
         # The worker's clock: with it, time-driven changes are committed within seconds of
         # their moment, so "now" shows what the tier-changes topic says. Under the event

@@ -5,64 +5,44 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from scoring.days import date_to_day, day_start
 from scoring.engine import AsOfError, Change, Scorer
-from tierstream.readers import Format, read_events, resolve_path
-from tierstream.replay import ReplayStats, StrictReplayError, collect, replay
+from tierstream.cli_input import (
+    console,
+    fail,
+    load_settings,
+    open_output,
+    parse_as_of,
+    parse_format,
+    parse_window,
+    read_all,
+    say,
+    scoring_config,
+    settings_config,
+    write_jsonl,
+)
+from tierstream.replay import ReplayStats, StrictReplayError, replay
 from tierstream.report import print_report
-from tierstream.settings import Settings, load_scoring_config
+from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
 
 if TYPE_CHECKING:
     from tierstream.stores.redis import RedisStore
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console(stderr=True)
 
 
 @app.callback()
 def main() -> None:
     """tierstream: streaming RFM tiers and segments with explained tier-change events."""
-
-
-def parse_as_of(value: str | None) -> datetime:
-    """A DATE (the as-of day) or an ISO datetime with offset; default: now."""
-    if value is None:
-        return datetime.now(UTC)
-    try:
-        return day_start(date_to_day(date.fromisoformat(value)))
-    except ValueError:
-        pass
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        raise typer.BadParameter("--as-of needs a date (YYYY-MM-DD) or a datetime with offset")
-    return moment
-
-
-def parse_window(value: str | None) -> int | Literal["lifetime"] | None:
-    if value is None:
-        return None
-    if value == "lifetime":
-        return "lifetime"
-    if value.isdigit() and int(value) > 0:
-        return int(value)
-    raise typer.BadParameter("--window-days takes a positive integer or 'lifetime'")
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, separators=(",", ":")) + "\n")
 
 
 @app.command("replay")
@@ -97,20 +77,15 @@ def replay_command(
     ] = None,
 ) -> None:
     """Replay a purchase history through the scoring core (no Kafka or Redis needed)."""
-    if fmt not in ("cdnow", "csv", "jsonl"):
-        raise typer.BadParameter("--format must be cdnow, csv or jsonl")
-    source = resolve_path(path, cast(Format, fmt))
-    if not source.exists():
-        console.print(f"[red]no such file: {source}[/red]")
-        raise typer.Exit(2)
-    scoring_config = load_scoring_config(config, parse_window(window_days))
+    source_format = parse_format(fmt)
+    config_used = scoring_config(config, parse_window(window_days))
     moment = parse_as_of(as_of)
     behaviour = _behaviour_from_file(segments) if segments is not None else None
     stats = ReplayStats()
     try:
-        events = collect(read_events(source, cast(Format, fmt)), stats, strict=strict)
+        events = read_all(path, source_format, stats, strict=strict, config=config_used)
     except StrictReplayError as exc:
-        console.print(f"[red]malformed input, stopping (--strict): {exc}[/red]")
+        say(f"malformed input, stopping (--strict): {exc}", "red")
         raise typer.Exit(1) from None
     changes: list[Change] = []
     with Progress(
@@ -125,7 +100,7 @@ def replay_command(
         task = bar.add_task("replay", total=len(events))
         result = replay(
             events,
-            Scorer(scoring_config, behaviour=behaviour),
+            Scorer(config_used, behaviour=behaviour),
             as_of=moment,
             emit=changes.append,
             stats=stats,
@@ -134,14 +109,14 @@ def replay_command(
     records = [result.scorer.record(s) for s in result.states.values()]
     emitted_at = datetime.now(UTC)
     if changes_out is not None:
-        _write_jsonl(
+        write_jsonl(
             changes_out,
             [c.to_json(emitted_at) for c in changes],
         )
     if state_out is not None:
-        _write_jsonl(state_out, records)
+        write_jsonl(state_out, records)
     if rejects_out is not None:
-        _write_jsonl(
+        write_jsonl(
             rejects_out, [{"line": r.line, "error": r.error, "raw": r.raw} for r in stats.rejects]
         )
     if not quiet:
@@ -155,7 +130,9 @@ def replay_command(
             console.print(f"... {len(changes) - show_changes:,} more tier changes")
         print_report(console, records)
     for reject in stats.rejects[:20]:
-        console.print(f"[yellow]line {reject.line}: {reject.error}[/yellow]")
+        say(f"line {reject.line}: {reject.error}", "yellow")
+    if len(stats.rejects) > 20:
+        say(f"... {len(stats.rejects) - 20:,} more malformed lines", "yellow")
     summary = {
         "events": stats.events,
         "applied": stats.applied,
@@ -198,9 +175,10 @@ def _behaviour_from_file(path: Path) -> Any:
 
     try:
         snapshot = SegmentSnapshot.from_bytes(path.read_bytes())
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        console.print(f"[red]cannot read the segment snapshot {path}: {exc}[/red]")
-        raise typer.Exit(2) from None
+    except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
+        # A file is anyone's: JSON nested too deep for json.loads (RecursionError) or a
+        # number too large for int() (OverflowError) is as wrong as a missing key.
+        fail(f"cannot read the segment snapshot {path}: {type(exc).__name__}: {exc}")
     return _behaviour(snapshot)
 
 
@@ -303,13 +281,12 @@ def produce_command(
     """Publish a history file to the input topics, in event-time order, keyed by customer."""
     from streams.producer import produce  # noqa: PLC0415 - Kafka client only needed here
 
-    if fmt not in ("cdnow", "csv", "jsonl"):
-        raise typer.BadParameter("--format must be cdnow, csv or jsonl")
-    settings = Settings()
+    source_format = parse_format(fmt)
+    settings = load_settings()
     stats = ReplayStats()
-    events = collect(
-        read_events(resolve_path(path, cast(Format, fmt)), cast(Format, fmt)), stats, strict=False
-    )
+    # The worker's config decides which currencies it can convert: others would only be
+    # dead-lettered there, so they are rejects here, as in a replay.
+    events = read_all(path, source_format, stats, strict=False, config=settings_config(settings))
     events.sort(key=lambda e: e.occurred_at)
     if limit is not None:
         events = events[:limit]
@@ -354,26 +331,28 @@ def segments_command(
     store: StateStore | None = None
     previous = None
     if replay_path is not None:
-        scoring_config = load_scoring_config(None)
+        config_used = scoring_config(None)
         stats = ReplayStats()
-        source = resolve_path(replay_path, cast(Format, fmt))
-        events = collect(read_events(source, cast(Format, fmt)), stats, strict=False)
-        result = replay(
-            events, Scorer(scoring_config), as_of=moment, emit=lambda c: None, stats=stats
-        )
+        events = read_all(replay_path, parse_format(fmt), stats, strict=False, config=config_used)
+        result = replay(events, Scorer(config_used), as_of=moment, emit=lambda c: None, stats=stats)
         scorer, states = result.scorer, list(result.states.values())
     else:
-        settings = Settings()
-        scorer = Scorer(settings.scoring_config())
+        settings = load_settings()
+        scorer = Scorer(settings_config(settings))
         store = _redis_store(settings)
         states = list(store.scan())
         raw = store.get_meta(SNAPSHOT_META)
         previous = SegmentSnapshot.from_bytes(raw) if raw else None
-    learned = learn_snapshot(scorer, states, moment, previous=previous, k=k, seed=seed)
+    try:
+        learned = learn_snapshot(scorer, states, moment, previous=previous, k=k, seed=seed)
+    except ValueError as exc:  # too few customers for k segments, or k < 1: say so
+        if store is not None:
+            store.close()
+        fail(f"cannot learn {k} segments: {exc}")
     snapshot = learned.snapshot
     payload = snapshot.to_bytes()
     if save is not None:
-        save.parent.mkdir(parents=True, exist_ok=True)
+        open_output(save).close()  # one line and exit 2 if it cannot be written
         save.write_bytes(payload)
     if store is not None:
         if publish:
@@ -428,7 +407,7 @@ def segments_command(
         )
     Console(width=max(120, Console().width)).print(table)
     for item in drift:
-        console.print(f"segment {item['segment_id']}: {', '.join(item['flags'])}")
+        say(f"segment {item['segment_id']}: {', '.join(item['flags'])}", "default")
 
 
 @app.command("export")
@@ -437,21 +416,21 @@ def export_command(
     as_of: Annotated[str | None, typer.Option(help="Score as of this DATE (default: now)")] = None,
 ) -> None:
     """Dump every customer's state from Redis, as of a date."""
-    settings = Settings()
-    scorer = Scorer(settings.scoring_config())
     moment = parse_as_of(as_of)
+    settings = load_settings()
+    scorer = Scorer(settings_config(settings))
+    handle = open_output(state_out)  # before Redis: a bad path is one line, exit 2
     store = _redis_store(settings)
     snapshot = _segment_snapshot(store)
     count = 0
     errors = 0
-    state_out.parent.mkdir(parents=True, exist_ok=True)
-    with state_out.open("w", encoding="utf-8") as handle:
+    with handle:
         for state in store.scan():
             try:
                 record = scorer.record(state, moment)
             except AsOfError as exc:
                 errors += 1
-                console.print(f"[yellow]{exc}[/yellow]")
+                say(str(exc), "yellow")
                 continue
             _add_behaviour(record, snapshot, scorer, state, moment)
             handle.write(json.dumps(record, separators=(",", ":")) + "\n")
@@ -469,16 +448,16 @@ def customer_command(
     as_of: Annotated[str | None, typer.Option(help="As of this DATE (default: now)")] = None,
 ) -> None:
     """One customer's current state, and why they are in their tier and segment."""
-    settings = Settings()
-    scorer = Scorer(settings.scoring_config())
+    moment = parse_as_of(as_of)  # before Redis: a bad --as-of is one line, exit 2
+    settings = load_settings()
+    scorer = Scorer(settings_config(settings))
     store = _redis_store(settings)
     state = store.get(customer_id)
     snapshot = _segment_snapshot(store)
     store.close()
     if state is None:
-        console.print(f"[red]unknown customer: {customer_id}[/red]")
+        say(f"unknown customer: {customer_id}", "red")
         raise typer.Exit(1)
-    moment = parse_as_of(as_of)
     try:
         record = scorer.record(state, moment)
     except AsOfError:
