@@ -22,7 +22,13 @@ STOP_SECONDS = 30.0
 def run_processes(count: int, loglevel: str) -> int:
     """Run ``count`` workers until they all end; the first non-zero status, else 0."""
     command = [sys.executable, "-m", "tierstream.cli", "worker", "--loglevel", loglevel]
-    children = [subprocess.Popen(command) for _ in range(count)]  # noqa: S603 - our own CLI
+    return supervise([command] * count)
+
+
+def supervise(commands: list[list[str]]) -> int:
+    """Run ``commands`` as child processes until they all end; the first non-zero exit
+    status (the others are then stopped), else 0."""
+    children = [subprocess.Popen(command) for command in commands]  # noqa: S603 - our own
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         for child in children:
@@ -32,7 +38,9 @@ def run_processes(count: int, loglevel: str) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     status = 0
-    while any(child.poll() is None for child in children):
+    # Poll every child each round (any() over poll() would stop at the first one running,
+    # and a failed child behind it would go unnoticed).
+    while None in [child.poll() for child in children]:
         failed = [c for c in children if c.returncode not in (None, 0)]
         if failed and status == 0:
             status = failed[0].returncode
