@@ -128,10 +128,9 @@ class ShardLogic:
                 result.counts[f"dead_letter:{reason.kind}"] += 1
         return Parsed(events, offsets, result, wall_now)
 
-    def apply(self, parsed: Parsed, states: dict[str, CustomerState]) -> Step | None:
-        """Apply parsed events to the loaded ``states`` (changed in place); None: no-op."""
-        if not parsed.offsets:
-            return None
+    def apply(self, parsed: Parsed, states: dict[str, CustomerState]) -> Step:
+        """Apply parsed events to the loaded ``states`` (changed in place). Only for a batch
+        with something new (``parsed.offsets``): a batch of redeliveries has no step."""
         result = parsed.result
         touched: dict[str, CustomerState] = {}
         clock, scorer, counts = self.clock, self.scorer, result.counts
@@ -229,28 +228,18 @@ class ShardProcessor(ShardLogic):
         )
         self.store = store
 
-    def refresh(self) -> None:
-        """Re-read the applied offsets: after a failed commit whose outcome is unknown."""
-        self.offsets = self.store.offsets(self.shard)
-
     def process(self, messages: Sequence[RawMessage]) -> StepResult:
         parsed = self.parse(messages)
         if not parsed.offsets:
             return parsed.result
         states = self.store.load(self.shard, parsed.customer_ids)
-        step = self.apply(parsed, states)
-        assert step is not None
-        return self._commit(step)
+        return self._commit(self.apply(parsed, states))
 
     def advance_due(self, limit: int = 1000) -> StepResult:
         due = self.store.due(self.shard, self.clock.now().timestamp(), limit)
         if not due:
             return StepResult()
         return self._commit(self.advance(due, self.store.load(self.shard, due)))
-
-    def rescore_ids(self, customer_ids: Sequence[str], cause: Cause, because: str) -> StepResult:
-        states = self.store.load(self.shard, customer_ids)
-        return self._commit(self.rescore(states, cause, because))
 
     def _commit(self, step: Step) -> StepResult:
         self.store.commit(self.lease, step.batch)

@@ -129,11 +129,6 @@ class Runtime:
             settings.topic_engagements: EngagementEvent,
         }
 
-    @property
-    def processors(self) -> dict[int, ShardLogic]:
-        """The step logic of every owned shard."""
-        return {shard: owned.logic for shard, owned in self.shards.items()}
-
     # ------------------------------------------------------------ ownership
     async def assign(self, shards: Iterable[int]) -> None:
         wanted = set(shards)
@@ -201,9 +196,7 @@ class Runtime:
         if not parsed.offsets:
             return parsed.result  # everything was applied before (a redelivery)
         states = await self.store.load(owned.logic.shard, parsed.customer_ids)
-        step = owned.logic.apply(parsed, states)
-        assert step is not None
-        return await self._commit(owned, step)
+        return await self._commit(owned, owned.logic.apply(parsed, states))
 
     async def _advance_due(self, owned: Shard) -> StepResult:
         logic = owned.logic
@@ -262,11 +255,10 @@ class Runtime:
                         delay = backoff.next()
                     self.counts[f"retries:{outcome.value}"] += 1
                     log.warning(
-                        "shard %d: step failed (%s: %s); %s in %.2fs",
+                        "shard %d: step failed (%s: %s); redoing it from the store in %.2fs",
                         shard,
                         type(exc).__name__,
                         exc,
-                        "redoing it from the store",
                         delay,
                     )
                     await asyncio.sleep(delay)
@@ -639,7 +631,7 @@ def build_app(
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         lost = {tp.partition for tp in revoked if tp.topic in input_names}
-        await runtime.assign(set(runtime.processors) - lost)
+        await runtime.assign(set(runtime.shards) - lost)
 
     return app
 
