@@ -55,7 +55,7 @@ class Publisher:
         self.shard = shard
         self._on_delivered = on_delivered
         self._send_many = send
-        self._topics = {CHANGE_ENTRY: tier_changes}
+        self._tier_changes = tier_changes
         self._dead_letters = dead_letters
         self._pending: deque[_Pending] = deque()
         self.delivered = 0  # every entry before this position is acknowledged by Kafka
@@ -79,8 +79,10 @@ class Publisher:
         await self._send(items)
         while len(self._pending) > MAX_IN_FLIGHT:
             oldest = self._pending[0].delivery
-            if oldest is not None:
+            if oldest is not None and not oldest.done():
                 await asyncio.wait([oldest])
+            else:  # it failed: wait for its re-send's backoff instead of spinning
+                await asyncio.sleep(max(0.0, self._resend_after - time.monotonic()))
             await self.settle()
 
     async def settle(self) -> int:
@@ -121,7 +123,8 @@ class Publisher:
         by_topic: dict[str, list[tuple[_Pending, bytes | None, bytes]]] = defaultdict(list)
         for item in items:
             kind, key, value = decode_entry(item.entry)
-            by_topic[self._topics.get(kind, self._dead_letters)].append((item, key, value))
+            topic = self._tier_changes if kind == CHANGE_ENTRY else self._dead_letters
+            by_topic[topic].append((item, key, value))
         for topic, group in by_topic.items():
             deliveries = await self._send_many(topic, [(key, value) for _, key, value in group])
             for (item, _, _), delivery in zip(group, deliveries, strict=True):

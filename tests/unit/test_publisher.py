@@ -151,3 +151,32 @@ def test_every_error_has_an_outcome(error: str, outcome: str) -> None:
         ),
     }
     assert classify(errors[error]).value == outcome
+
+
+def test_past_the_in_flight_bound_a_failed_entry_waits_for_its_resend(monkeypatch) -> None:
+    """Past MAX_IN_FLIGHT, publish waits for the oldest entry; one that failed is re-sent
+    after its backoff (not waited on again in a loop), and publish then returns."""
+    import streams.publisher as module
+
+    monkeypatch.setattr(module, "MAX_IN_FLIGHT", 1)
+
+    class FlakyKafka(FakeKafka):
+        """Fails the first two sends of every record, delivers later ones at once."""
+
+        async def __call__(self, topic, records):
+            futures = await super().__call__(topic, records)
+            for _, _, value, future in self.sent[-len(records) :]:
+                if self.values().count(value) <= 2:
+                    future.set_exception(RuntimeError("broker down"))
+                else:
+                    future.set_result(None)
+            return futures
+
+    async def scenario() -> None:
+        kafka = FlakyKafka()
+        publisher = Publisher(0, kafka, "tier-changes", "dead-letters")
+        await asyncio.wait_for(publisher.publish(0, [change("a", 1), change("a", 2)]), 10)
+        assert publisher.in_flight <= 1
+        assert kafka.values().count(b"a-v1") == 3  # two failures, then delivered
+
+    run(scenario())
