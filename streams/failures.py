@@ -17,7 +17,6 @@ exception a step raises gets one of three outcomes, decided here.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from enum import Enum
 
@@ -61,7 +60,7 @@ def classify(exc: BaseException) -> Outcome:
         # a reply it does not know keeps the code as its first word.
         code = getattr(exc, "status_code", None) or str(exc).lstrip().split(" ", 1)[0]
         return Outcome.TRANSIENT if code.upper() in _TRANSIENT_REPLIES else Outcome.FATAL
-    if isinstance(exc, ConnectionError | TimeoutError | asyncio.TimeoutError):
+    if isinstance(exc, ConnectionError | TimeoutError):  # asyncio's TimeoutError is this one
         return Outcome.TRANSIENT
     cause = exc.__cause__
     if type(exc).__name__ == "ProducerSendError" and cause is not None:

@@ -343,12 +343,7 @@ class RedisStore:
         return Lease(shard, int(epoch))
 
     def offsets(self, shard: int) -> dict[str, int]:
-        fields: dict[bytes, bytes] = self._client.hgetall(self.meta_key(shard))
-        return {
-            name[2:].decode(): int(value)
-            for name, value in fields.items()
-            if name.startswith(b"o:")
-        }
+        return applied_offsets(self._client.hgetall(self.meta_key(shard)))
 
     # ---------------------------------------------------------------- states
     def load(self, shard: int, customer_ids: Collection[str]) -> dict[str, CustomerState]:
@@ -598,6 +593,11 @@ def commit_request(
     for name, n in tallies:
         args += [name.encode("utf-8"), n]
     return keys, args
+
+
+def applied_offsets(meta: dict[bytes, bytes]) -> dict[str, int]:
+    """topic -> next offset to apply, from a shard's meta hash (its ``o:<topic>`` fields)."""
+    return {name[2:].decode(): int(value) for name, value in meta.items() if name.startswith(b"o:")}
 
 
 def check_commit_reply(lease: Lease, batch: Batch, reply: Sequence[Any]) -> int:

@@ -27,6 +27,7 @@ from tierstream.stores.redis import (
     RedisStore,
     _decode,
     _score,
+    applied_offsets,
     check_commit_reply,
     commit_request,
 )
@@ -39,8 +40,6 @@ class AsyncRedisStore:
         # The key layout and namespace come from the synchronous store, so both always
         # agree on where a shard's keys are.
         self.layout = sync
-        self.partitions = sync.partitions
-        self.history_length = sync.history_length
         self._client: aioredis.Redis[bytes] = aioredis.Redis.from_url(
             sync.url,
             socket_timeout=SOCKET_TIMEOUT,
@@ -60,10 +59,7 @@ class AsyncRedisStore:
         return Lease(shard, int(epoch))
 
     async def offsets(self, shard: int) -> dict[str, int]:
-        fields: dict[bytes, bytes] = await self._client.hgetall(self.layout.meta_key(shard))
-        return {
-            name[2:].decode(): int(value) for name, value in fields.items() if name[:2] == b"o:"
-        }
+        return applied_offsets(await self._client.hgetall(self.layout.meta_key(shard)))
 
     async def load(self, shard: int, customer_ids: Collection[str]) -> dict[str, CustomerState]:
         ids = list(dict.fromkeys(customer_ids))
