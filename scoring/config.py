@@ -103,6 +103,34 @@ class SegmentRule(_Frozen):
         return True
 
 
+class KpiSettings(_Frozen):
+    # The KPI window P in days (docs/kpis.md); None: the scoring window (365 if lifetime).
+    period_days: int | None = Field(default=None, ge=1)
+
+
+class ClvSettings(_Frozen):
+    """Lifetime value (docs/clv.md): the horizon and the least data a fit accepts."""
+
+    horizon_days: int = Field(default=365, ge=1)
+    min_customers: int = Field(default=100, ge=2)
+    min_repeat_customers: int = Field(default=30, ge=2)  # Gamma-Gamma learns from these
+    penalizer: Decimal = Field(default=Decimal(0), ge=0)
+
+
+class ReviewSettings(_Frozen):
+    """Thresholds of the segment review's suggestions (docs/kpis.md, "The segment review")."""
+
+    # merge: a segment with less than this share of the customers ...
+    min_customer_share: Decimal = Field(default=Decimal("0.02"), ge=0, le=1)
+    # ... or within both of these of another: revenue per customer (relative) and retention
+    close_revenue_per_customer: Decimal = Field(default=Decimal("0.10"), ge=0)
+    close_retention: Decimal = Field(default=Decimal("0.05"), ge=0, le=1)
+    # split: revenue per customer spread (coefficient of variation) above this
+    max_revenue_spread: Decimal = Field(default=Decimal("2.0"), ge=0)
+    # retire: empty, or lost more than this share of its customers since the last review
+    shrink_share: Decimal = Field(default=Decimal("0.30"), ge=0, le=1)
+
+
 class ScoringConfig(_Frozen):
     # A purchase on UTC day D counts at as-of T iff day(T) - window_days < D <= day(T);
     # None means lifetime.
@@ -113,6 +141,27 @@ class ScoringConfig(_Frozen):
     scores: Scores
     tiers: TierPlan
     segments: tuple[SegmentRule, ...] = Field(min_length=1)
+    kpis: KpiSettings = KpiSettings()
+    clv: ClvSettings = ClvSettings()
+    review: ReviewSettings = ReviewSettings()
+
+    @property
+    def kpi_period_days(self) -> int:
+        """The KPI window P: ``kpis.period_days``, else the scoring window (365: lifetime)."""
+        if self.kpis.period_days is not None:
+            return self.kpis.period_days
+        return self.window_days if self.window_days is not None else 365
+
+    @model_validator(mode="after")
+    def _kpi_period_in_window(self) -> ScoringConfig:
+        # Retention needs to know who bought in the previous KPI window; the state knows
+        # that only while the KPI window is no longer than the scoring window.
+        period = self.kpis.period_days
+        if period is not None and self.window_days is not None and period > self.window_days:
+            raise ValueError(
+                f"kpis.period_days ({period}) may not exceed window_days ({self.window_days})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _segments_total(self) -> ScoringConfig:

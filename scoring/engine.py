@@ -27,7 +27,7 @@ from scoring.days import day_start, day_to_date, utc_day
 from scoring.events import Cause, EngagementEvent, InputEvent, PurchaseEvent, TierChange
 from scoring.rules import classify, explain
 from scoring.scores import Scale, Thresholds
-from scoring.state import CustomerState, DayTotals, Moves, Scores, event_digest
+from scoring.state import Archived, CustomerState, DayTotals, Moves, Scores, event_digest
 
 # Fixed namespace so that the same change of the same customer always gets the same id.
 CHANGE_NAMESPACE = uuid.UUID("5d1f0a4e-3c57-4f7e-9a51-2f2b6c0e7a11")
@@ -742,7 +742,10 @@ class Scorer:
         floor = state.prune_floor
         if floor is not None and floor > horizon:
             return  # nothing has left the window since the last prune
-        for d in [d for d in state.days if d <= horizon]:
+        leaving = [d for d in state.days if d <= horizon]
+        if leaving:
+            _archive(state, leaving)
+        for d in leaving:
             del state.days[d]
         for d in [d for d in state.engagement_days if d <= horizon]:
             del state.engagement_days[d]
@@ -753,6 +756,20 @@ class Scorer:
             itertools.chain(state.seen.values(), state.days, state.engagement_days),
             default=None,
         )
+
+
+def _archive(state: CustomerState, leaving: list[int]) -> None:
+    """Fold day totals leaving the window into the state's lifetime totals (CLV, retention)."""
+    archived = state.archived
+    if archived is None:
+        archived = state.archived = Archived()
+    for d in leaving:
+        totals = state.days[d]
+        archived.net += totals.net
+        if totals.purchases > 0:
+            archived.purchase_days += 1
+            if archived.last_day is None or d > archived.last_day:
+                archived.last_day = d
 
 
 def _score_moves(before: Scores | None, after: Scores) -> str:

@@ -33,6 +33,20 @@ class DayTotals:
 
 
 @dataclass(slots=True)
+class Archived:
+    """Purchase days that have left the window, folded into lifetime totals when pruned.
+
+    What lifetime value (purchase days over the customer's life, mean spend) and retention
+    (did the customer buy in the window before this one) need, and the window drops: three
+    numbers, written only when a day is pruned (never on the per-event path).
+    """
+
+    purchase_days: int = 0  # days with at least one purchase
+    net: Decimal = field(default_factory=Decimal)  # their net amount, base currency
+    last_day: int | None = None  # the latest of them (None: no purchase day left yet)
+
+
+@dataclass(slots=True)
 class CustomerState:
     customer_id: str
     days: dict[int, DayTotals] = field(default_factory=dict)
@@ -49,6 +63,8 @@ class CustomerState:
     # behavioural segment (id, label) from the segment model, when one is in use
     behaviour: tuple[int, str] | None = None
     version: int = 0
+    # totals of the purchase days pruned from the window (None: nothing pruned yet)
+    archived: Archived | None = None
     # Derived, never persisted: the scorer's cached time-driven candidate days.
     cached_moves: Moves | None = field(default=None, compare=False, repr=False)
     # Derived, never persisted: a lower bound of the days in ``days``, ``engagement_days``
@@ -64,6 +80,9 @@ class CustomerState:
         clone.days = {d: DayTotals(t.purchases, t.net) for d, t in self.days.items()}
         clone.engagement_days = {d: dict(k) for d, k in self.engagement_days.items()}
         clone.seen = dict(self.seen)
+        archived = self.archived
+        if archived is not None:
+            clone.archived = Archived(archived.purchase_days, archived.net, archived.last_day)
         clone.cached_moves = None  # the clone is brought forward on its own
         return clone
 
@@ -94,6 +113,9 @@ class CustomerState:
             out["sg"] = self.segment
         if self.behaviour is not None:
             out["b"] = list(self.behaviour)
+        if self.archived is not None:
+            a = self.archived
+            out["a"] = [a.purchase_days, str(a.net), a.last_day]
         return out
 
     @classmethod
@@ -116,6 +138,9 @@ class CustomerState:
         if "b" in raw:
             segment_id, label = raw["b"]
             state.behaviour = (segment_id, label)
+        if "a" in raw:
+            purchase_days, net, last_day = raw["a"]
+            state.archived = Archived(purchase_days, Decimal(net), last_day)
         return state
 
 
