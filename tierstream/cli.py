@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from scoring.engine import AsOfError, Change, Scorer
+from scoring.days import utc_day
 from tierstream.cli_input import (
     console,
     fail,
@@ -29,6 +30,9 @@ from tierstream.cli_input import (
     settings_config,
     write_jsonl,
 )
+from tierstream.cli_kpis import published_clv
+from tierstream.cli_kpis import register as register_kpi_commands
+from tierstream.clv import record_fields
 from tierstream.replay import ReplayStats, StrictReplayError, replay
 from tierstream.report import print_report
 from tierstream.settings import Settings
@@ -422,6 +426,7 @@ def export_command(
     handle = open_output(state_out)  # before Redis: a bad path is one line, exit 2
     store = _redis_store(settings)
     snapshot = _segment_snapshot(store)
+    clv = published_clv(store)
     count = 0
     errors = 0
     with handle:
@@ -433,6 +438,7 @@ def export_command(
                 say(str(exc), "yellow")
                 continue
             _add_behaviour(record, snapshot, scorer, state, moment)
+            record.update(record_fields(clv, state, utc_day(moment)))
             handle.write(json.dumps(record, separators=(",", ":")) + "\n")
             count += 1
     store.close()
@@ -454,6 +460,7 @@ def customer_command(
     store = _redis_store(settings)
     state = store.get(customer_id)
     snapshot = _segment_snapshot(store)
+    clv = published_clv(store)
     store.close()
     if state is None:
         say(f"unknown customer: {customer_id}", "red")
@@ -464,11 +471,15 @@ def customer_command(
         record = scorer.record(state)
     record["why"] = scorer.explain(state)
     _add_behaviour(record, snapshot, scorer, state, moment)
+    record.update(record_fields(clv, state, max(utc_day(moment), state.clock_day or 0)))
     if as_json:
         print(json.dumps(record))
         return
     for key, value in record.items():
         print(f"{key:>18}: {value}")
+
+
+register_kpi_commands(app)  # clv fit, report, review (tierstream/cli_kpis.py)
 
 
 if __name__ == "__main__":
