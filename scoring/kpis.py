@@ -147,8 +147,9 @@ def _kpis(
         retained=retained,
         retention=retention,
         churn_rate=None if retention is None else 1.0 - retention,
-        mean_p_alive=sum(alive) / len(alive) if alive else None,
-        mean_clv_12m=sum(values) / len(values) if values else None,
+        # fsum: exactly rounded, so the mean does not depend on the order of the scan
+        mean_p_alive=math.fsum(alive) / len(alive) if alive else None,
+        mean_clv_12m=math.fsum(values) / len(values) if values else None,
     )
 
 

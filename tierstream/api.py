@@ -9,6 +9,7 @@ Routes (docs/api.md; the OpenAPI document is tierstream/openapi.py):
     GET /segments        customers per segment    } reused for ``settings.sizes_ttl`` s
     GET /flows           running totals: tier/segment flows, changes by cause, outcomes
     GET /model           the published behavioural segment model (centroids), if any
+    GET /kpis            KPIs by tier, segment or behaviour (tierstream/api_kpis.py)
     GET /healthz         Redis PING and a Kafka metadata request: 200 or 503
     GET /metrics         Prometheus text
     GET /openapi.json    the OpenAPI 3.1 document
@@ -293,6 +294,9 @@ def create_api(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_text)
     app.router.add_get("/openapi.json", openapi)
+    from tierstream.api_kpis import add_kpi_routes  # noqa: PLC0415 - it imports this module
+
+    add_kpi_routes(app)  # GET /kpis
 
     async def close_probe(app: web.Application) -> None:
         probe = app[STATE_KEY].kafka
@@ -433,6 +437,10 @@ async def customer(request: web.Request) -> web.Response:
             "label": assignment.label,
             "model_version": snapshot.version,
         }
+    from tierstream.api_kpis import lookup_fields  # noqa: PLC0415
+
+    day = max(utc_day(as_of) if as_of is not None else 0, state.clock_day or 0)
+    record.update(await lookup_fields(request.app, state, day))
     return respond(record)
 
 

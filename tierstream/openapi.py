@@ -123,6 +123,16 @@ SCHEMAS: dict[str, Any] = {
                 "description": "changes due by as_of that the worker has not committed yet",
             },
             "history": {"type": "array", "items": _ref("HistoryEntry")},
+            "p_alive": {
+                "type": ["number", "null"],
+                "description": "BG/NBD probability the customer is still active (null: no "
+                "lifetime value model published, or no purchase); docs/clv.md",
+            },
+            "clv_12m": {
+                "type": ["number", "null"],
+                "description": "expected net value of the next 365 days (BG/NBD x Gamma-Gamma)",
+            },
+            "clv_model_version": {"type": ["integer", "null"]},
             "behaviour": {
                 "type": "object",
                 "description": "behavioural segment under the published model, if any",
@@ -133,6 +143,59 @@ SCHEMAS: dict[str, Any] = {
                     "model_version": {"type": "integer"},
                 },
             },
+        },
+    },
+    "KpiRow": {
+        "type": "object",
+        "description": "KPIs of one group (docs/kpis.md defines each)",
+        "required": [
+            "group",
+            "customers",
+            "customer_share",
+            "revenue",
+            "revenue_share",
+            "top20_revenue_share",
+            "average_order_value",
+            "purchases_per_customer",
+            "previous_buyers",
+            "retained",
+            "retention",
+            "churn_rate",
+            "mean_p_alive",
+            "mean_clv_12m",
+        ],
+        "properties": {
+            "group": {"type": "string"},
+            "customers": {"type": "integer", "minimum": 0},
+            "customer_share": {"type": "number"},
+            "revenue": {"type": "string", "description": "net revenue of the KPI window"},
+            "revenue_share": {"type": ["number", "null"]},
+            "top20_revenue_share": {"type": ["number", "null"]},
+            "average_order_value": {"type": ["string", "null"]},
+            "purchases_per_customer": {"type": "number"},
+            "previous_buyers": {"type": "integer", "minimum": 0},
+            "retained": {"type": "integer", "minimum": 0},
+            "retention": {"type": ["number", "null"]},
+            "churn_rate": {"type": ["number", "null"]},
+            "mean_p_alive": {"type": ["number", "null"]},
+            "mean_clv_12m": {"type": ["number", "null"]},
+        },
+    },
+    "Kpis": {
+        "type": "object",
+        "required": ["by", "as_of", "period_days", "customers", "unplaced", "groups", "all"],
+        "properties": {
+            "by": {"type": "string", "enum": ["tier", "segment", "behaviour"]},
+            "as_of": {"type": "string", "format": "date"},
+            "period_days": {"type": "integer", "minimum": 1},
+            "customers": {"type": "integer"},
+            "unplaced": {"type": "integer"},
+            "skipped": {"type": "integer"},
+            "segment_model_version": {"type": ["integer", "null"]},
+            "clv_model_version": {"type": ["integer", "null"]},
+            "groups": {"type": "array", "items": {"$ref": "#/components/schemas/KpiRow"}},
+            "all": {"$ref": "#/components/schemas/KpiRow"},
+            "computed_at": {"type": "string"},
         },
     },
     "SizeRow": {
@@ -361,6 +424,34 @@ OPENAPI: dict[str, Any] = {
             _json(_ref("Model"), "The model snapshot"),
             responses={"503": ERRORS["503"]},
         ),
+        "/kpis": {
+            "get": {
+                "summary": "KPIs by tier, RFM segment or behaviour: size, revenue and its "
+                "concentration, AOV, purchases, retention, churn, lifetime value",
+                "parameters": [
+                    {
+                        "name": "by",
+                        "in": "query",
+                        "required": False,
+                        "description": "the grouping (default tier)",
+                        "schema": {"type": "string", "enum": ["tier", "segment", "behaviour"]},
+                    },
+                    {
+                        "name": "as_of",
+                        "in": "query",
+                        "required": False,
+                        "description": "YYYY-MM-DD or an ISO-8601 datetime (default: now)",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("Kpis"), "One row per group, and the row of all"),
+                    "400": _json(_ref("Error"), "Unknown grouping or bad as_of"),
+                    "401": ERRORS["401"],
+                    "503": ERRORS["503"],
+                },
+            }
+        },
         "/healthz": _get(
             "Redis PING and a Kafka metadata request (cached about 2 s)",
             _json(_ref("Health"), "Both reachable"),

@@ -36,6 +36,8 @@ from tierstream.stores.redis import RedisStore
 
 PARTITIONS = 4
 EXTRA_FIELDS = {"e", "why", "pending_changes", "history", "behaviour"}
+# lifetime value: tests/integration/test_kpis_api_cli.py checks them
+EXTRA_FIELDS |= {"p_alive", "clv_12m", "clv_model_version"}
 
 
 def settings_for(kafka_bootstrap: str, **overrides) -> Settings:
@@ -411,7 +413,7 @@ def test_openapi_document_is_served_and_matches_the_docs_copy(client):
     assert DOCS_COPY.read_text(encoding="utf-8") == render(), (
         "docs/openapi.json is stale: run `python -m tierstream.openapi`"
     )
-    served_paths = {"/customers/{customer_id}", "/tiers", "/segments", "/flows", "/model"}
+    served_paths = {"/customers/{customer_id}", "/tiers", "/segments", "/flows", "/model", "/kpis"}
     assert served_paths | {"/healthz", "/metrics", "/openapi.json", "/"} == set(body["paths"])
 
 

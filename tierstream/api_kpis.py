@@ -1,0 +1,120 @@
+"""The API's KPI route and the lifetime value fields of a customer lookup.
+
+``GET /kpis?by=tier|segment|behaviour[&as_of=DATE]``: the KPIs of every group
+(docs/kpis.md), from one scan of every state. Like the sizes, a scan is O(customers), so
+the answer is reused for ``max(sizes_ttl, KPI_TTL)`` seconds per as-of day, and at most
+one scan runs at a time.
+
+The lookup's ``p_alive`` and ``clv_12m`` come from the customer's state and the published
+lifetime value snapshot (re-read at most every ``MODEL_TTL`` seconds): closed-form
+arithmetic at read time, nothing in the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from scoring.days import utc_day
+from scoring.state import CustomerState
+from tierstream.clv import CLV_META, ClvSnapshot, ClvSnapshotError, record_fields
+from tierstream.kpis import DIMENSIONS, Population, kpi_table, population, unknown_dimension
+
+KPI_TTL = 30.0  # seconds a KPI scan is reused (a scan of ten million states takes minutes)
+MODEL_TTL = 5.0
+
+
+class KpiState:
+    def __init__(self) -> None:
+        self.clv: tuple[float, bytes | None, ClvSnapshot | None] | None = None
+        self.populations: dict[int, tuple[float, Population]] = {}
+        self.running: dict[int, asyncio.Task[Population]] = {}
+
+
+KPI_KEY = web.AppKey("kpis", KpiState)
+
+
+def add_kpi_routes(app: web.Application) -> None:
+    app[KPI_KEY] = KpiState()
+    app.router.add_get("/kpis", kpis)
+
+
+async def clv_snapshot(app: web.Application) -> ClvSnapshot | None:
+    from tierstream.api import STATE_KEY, log  # noqa: PLC0415 - api imports this module
+
+    api, own = app[STATE_KEY], app[KPI_KEY]
+    cached = own.clv
+    if cached is not None and time.monotonic() - cached[0] < MODEL_TTL:
+        return cached[2]
+    raw = await api.call(lambda: api.store.get_meta(CLV_META))
+    if cached is not None and raw == cached[1]:
+        parsed = cached[2]
+    elif raw:
+        try:
+            parsed = ClvSnapshot.from_bytes(raw)
+        except ClvSnapshotError as exc:
+            log.warning("the published lifetime value snapshot does not parse: %s", exc)
+            parsed = None
+    else:
+        parsed = None
+    own.clv = (time.monotonic(), raw, parsed)
+    return parsed
+
+
+async def lookup_fields(app: web.Application, state: CustomerState, day: int) -> dict[str, Any]:
+    """``p_alive``, ``clv_12m`` and ``clv_model_version`` of a customer as of ``day``."""
+    return record_fields(await clv_snapshot(app), state, day)
+
+
+async def kpis(request: web.Request) -> web.Response:
+    from tierstream.api import STATE_KEY, error, parse_as_of, respond  # noqa: PLC0415
+
+    api = request.app[STATE_KEY]
+    by = request.query.get("by", "tier")
+    if by not in DIMENSIONS:
+        return error(400, unknown_dimension(by))
+    explicit = request.query.get("as_of")
+    try:
+        as_of = parse_as_of(explicit) if explicit is not None else api.settings.make_clock().now()
+    except ValueError as exc:
+        return error(400, "as_of must be YYYY-MM-DD or an ISO-8601 datetime", detail=str(exc))
+    people = await _population(request.app, as_of)
+    scorer = await api.current_scorer()
+    body = kpi_table(scorer, people, by)
+    body["computed_at"] = people.as_of.isoformat()
+    return respond(body)
+
+
+async def _population(app: web.Application, as_of: datetime) -> Population:
+    from tierstream.api import STATE_KEY, StoreUnavailableError  # noqa: PLC0415
+
+    api, own = app[STATE_KEY], app[KPI_KEY]
+    day = utc_day(as_of)
+    ttl = max(api.settings.sizes_ttl, KPI_TTL)
+    cached = own.populations.get(day)
+    if cached is not None and time.monotonic() - cached[0] < ttl:
+        return cached[1]
+    task = own.running.get(day)
+    if task is None or task.done():
+        scorer = await api.current_scorer()
+        segments = await api.snapshot()
+        clv = await clv_snapshot(app)
+
+        def scan() -> Population:
+            return population(scorer, list(api.store.scan()), as_of, segments=segments, clv=clv)
+
+        task = own.running[day] = asyncio.create_task(asyncio.to_thread(scan))
+    try:
+        people = await asyncio.shield(task)
+    except Exception as exc:  # noqa: BLE001 - the scan's failure, reported as 503
+        raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+    own.running.pop(day, None)
+    # Keep few days: a dashboard asks for today; an as_of= query adds one more.
+    if len(own.populations) > 8:
+        own.populations.clear()
+    own.populations[day] = (time.monotonic(), people)
+    return people
