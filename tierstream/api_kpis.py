@@ -1,7 +1,8 @@
 """The API's KPI route and the lifetime value fields of a customer lookup.
 
 ``GET /kpis?by=tier|segment|behaviour[&as_of=DATE]``: the KPIs of every group
-(docs/kpis.md), from one scan of every state. Like the sizes, a scan is O(customers), so
+(docs/kpis.md), from one scan of every state, as of now (under the event clock: the
+latest day a customer was scored). Like the sizes, a scan is O(customers), so
 the answer is reused for ``max(sizes_ttl, KPI_TTL)`` seconds per as-of day, and at most
 one scan runs at a time.
 
@@ -19,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from scoring.days import utc_day
+from scoring.days import day_start, utc_day
 from scoring.state import CustomerState
 from tierstream.clv import CLV_META, ClvSnapshot, ClvSnapshotError, record_fields
 from tierstream.kpis import DIMENSIONS, Population, kpi_table, population, unknown_dimension
@@ -78,8 +79,12 @@ async def kpis(request: web.Request) -> web.Response:
     if by not in DIMENSIONS:
         return error(400, unknown_dimension(by))
     explicit = request.query.get("as_of")
+    as_of: datetime | None = None
     try:
-        as_of = parse_as_of(explicit) if explicit is not None else api.settings.make_clock().now()
+        if explicit is not None:
+            as_of = parse_as_of(explicit)
+        elif api.settings.clock == "wall":
+            as_of = api.settings.make_clock().now()
     except ValueError as exc:
         return error(400, "as_of must be YYYY-MM-DD or an ISO-8601 datetime", detail=str(exc))
     people = await _population(request.app, as_of)
@@ -89,11 +94,13 @@ async def kpis(request: web.Request) -> web.Response:
     return respond(body)
 
 
-async def _population(app: web.Application, as_of: datetime) -> Population:
+async def _population(app: web.Application, as_of: datetime | None) -> Population:
+    """The population as of ``as_of``; None (the event clock, which has no shared now): as
+    of the latest day any customer was scored, the population's own "now"."""
     from tierstream.api import STATE_KEY, StoreUnavailableError  # noqa: PLC0415
 
     api, own = app[STATE_KEY], app[KPI_KEY]
-    day = utc_day(as_of)
+    day = utc_day(as_of) if as_of is not None else -1
     ttl = max(api.settings.sizes_ttl, KPI_TTL)
     cached = own.populations.get(day)
     if cached is not None and time.monotonic() - cached[0] < ttl:
@@ -105,7 +112,12 @@ async def _population(app: web.Application, as_of: datetime) -> Population:
         clv = await clv_snapshot(app)
 
         def scan() -> Population:
-            return population(scorer, list(api.store.scan()), as_of, segments=segments, clv=clv)
+            states = list(api.store.scan())
+            moment = as_of
+            if moment is None:
+                latest = max((s.clock_day for s in states if s.clock_day is not None), default=0)
+                moment = day_start(latest)
+            return population(scorer, states, moment, segments=segments, clv=clv)
 
         task = own.running[day] = asyncio.create_task(asyncio.to_thread(scan))
     try:

@@ -180,6 +180,13 @@ def test_dashboard_draws_the_data_and_follows_new_commits(browser, store, kafka_
         page.click("#lookup-form button")
         wait_for(page, "document.querySelector('#lookup-out').textContent.includes('why:')")
         assert "00001: tier" in page.locator("#lookup-out").inner_text()
+        assert "expected 12-month value" in page.locator("#lookup-out").inner_text()
+
+        # KPIs: a row per tier and the row of all; the grouping can be switched.
+        wait_for(page, "document.querySelectorAll('#kpis table.kpi tbody tr').length === 5")
+        page.select_option("#kpis-by", "segment")
+        wait_for(page, "document.body.dataset.kpis === 'segment'")
+        assert page.locator("#kpis table.kpi tbody tr").count() >= 9
 
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=True)
