@@ -141,8 +141,6 @@ def _odds_dead(model: BgNbd, x: int, t_x: float, t: float) -> float:
     # a/(b+x-1) * ((alpha+T)/(alpha+t_x))^(r+x), in logs: the power overflows for large x.
     r, alpha, a, b = model.r, model.alpha, model.a, model.b
     log_odds = (
-        math.log(a)
-        - math.log(b + x - 1)
-        + (r + x) * (math.log(alpha + t) - math.log(alpha + t_x))
+        math.log(a) - math.log(b + x - 1) + (r + x) * (math.log(alpha + t) - math.log(alpha + t_x))
     )
     return math.exp(min(log_odds, 700.0))

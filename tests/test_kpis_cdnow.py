@@ -142,7 +142,9 @@ def test_clv_figures_match_lifetimes(events, frame, default_config):
     """p_alive and clv_12m per customer equal lifetimes' conditional expectations, and the
     KPI means are the means of those."""
     moment = datetime(1998, 7, 1, tzinfo=UTC)
-    result = replay(events, Scorer(default_config), as_of=moment, emit=lambda c: None, stats=ReplayStats())
+    result = replay(
+        events, Scorer(default_config), as_of=moment, emit=lambda c: None, stats=ReplayStats()
+    )
     day = (moment.date() - date(1970, 1, 1)).days
     snapshot = fit(features_of(result.states.values(), day), default_config.clv, moment)
     # The reference summary, from the raw file: purchase days, per-day net amounts.
@@ -167,7 +169,10 @@ def test_clv_figures_match_lifetimes(events, frame, default_config):
     want = pd.DataFrame({"p_alive": alive, "clv": purchases * spend}, index=summary.index)
     people = population(result.scorer, result.states.values(), moment, clv=snapshot)
     got = pd.DataFrame(
-        {"p_alive": [c.p_alive for c in people.customers], "clv": [c.clv_12m for c in people.customers]},
+        {
+            "p_alive": [c.p_alive for c in people.customers],
+            "clv": [c.clv_12m for c in people.customers],
+        },
         index=[c.customer_id for c in people.customers],
     ).loc[want.index]
     np.testing.assert_allclose(got["p_alive"], want["p_alive"], rtol=1e-9, atol=1e-12)
@@ -177,5 +182,7 @@ def test_clv_figures_match_lifetimes(events, frame, default_config):
     for row in table["groups"]:
         members = [cid for cid, tier in tiers.items() if tier == row["group"]]
         if members:
-            assert row["mean_p_alive"] == pytest.approx(want.loc[members, "p_alive"].mean(), rel=1e-9)
+            assert row["mean_p_alive"] == pytest.approx(
+                want.loc[members, "p_alive"].mean(), rel=1e-9
+            )
             assert row["mean_clv_12m"] == pytest.approx(want.loc[members, "clv"].mean(), rel=1e-9)

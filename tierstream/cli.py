@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from scoring.engine import AsOfError, Change, Scorer
 from scoring.days import utc_day
+from scoring.engine import AsOfError, Change, Scorer
 from tierstream.cli_input import (
     console,
     fail,

@@ -132,9 +132,9 @@ def clv_fit_command(
         snapshot = fit(features, source.scorer.config.clv, source.as_of, previous_version=previous)
     except NotEnoughDataError as exc:
         source.close()
-        if handle is not None:
+        if handle is not None and save is not None:
             handle.close()
-            save.unlink(missing_ok=True)  # type: ignore[union-attr] - set with handle
+            save.unlink(missing_ok=True)  # no half-made snapshot file left behind
         say(f"not enough data to fit lifetime value: {exc}; nothing published", "red")
         raise typer.Exit(2) from None
     if handle is not None:
@@ -154,8 +154,10 @@ def report_command(
     config: ConfigOption = None,
     clv: Annotated[
         Path | None,
-        typer.Option(help="Lifetime value snapshot file (default: the published one; with "
-        "--replay, one fitted on the replayed state)"),
+        typer.Option(
+            help="Lifetime value snapshot file (default: the published one; with "
+            "--replay, one fitted on the replayed state)"
+        ),
     ] = None,
 ) -> None:
     """KPIs by tier, RFM segment and behaviour as one self-contained HTML file with plots."""
@@ -189,14 +191,18 @@ def fit_quietly(source: Source) -> ClvSnapshot | None:
 def review_command(
     since: Annotated[
         str | None,
-        typer.Option(help="Compare with the latest review made on or before this DATE "
-        "(default: the latest review)"),
+        typer.Option(
+            help="Compare with the latest review made on or before this DATE "
+            "(default: the latest review)"
+        ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Also write the review here (JSON)")] = None,
     history: Annotated[
         Path | None,
-        typer.Option(help="Keep the review history in this JSON file (default: in the store; "
-        "required with --replay)"),
+        typer.Option(
+            help="Keep the review history in this JSON file (default: in the store; "
+            "required with --replay)"
+        ),
     ] = None,
     replay_path: ReplayOption = None,
     fmt: FormatOption = "cdnow",

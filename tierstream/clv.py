@@ -97,11 +97,15 @@ class ClvSnapshot:
         except ClvSnapshotError:
             raise
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            raise ClvSnapshotError(f"not a lifetime value snapshot: {type(exc).__name__}: {exc}")
+            raise ClvSnapshotError(
+                f"not a lifetime value snapshot: {type(exc).__name__}: {exc}"
+            ) from None
 
 
 def _positive(value: object, name: str) -> float:
-    number = float(value)  # type: ignore[arg-type] - checked by the caller's except
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ClvSnapshotError(f"parameter {name} must be a number, got {value!r}")
+    number = float(value)  # a bad string raises ValueError: the caller's one line
     if not math.isfinite(number) or number <= 0:
         raise ClvSnapshotError(f"parameter {name} must be a positive number, got {value!r}")
     return number

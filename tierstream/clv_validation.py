@@ -62,7 +62,9 @@ def validate() -> Validation:
     holdout_days = (HOLDOUT_END - calibration_end).days
     calibration = [e for e in events if utc_day(e.occurred_at) <= day]
     config = load_scoring_config(None)
-    result = replay(calibration, Scorer(config), as_of=cut, emit=lambda c: None, stats=ReplayStats())
+    result = replay(
+        calibration, Scorer(config), as_of=cut, emit=lambda c: None, stats=ReplayStats()
+    )
     snapshot = fit(features_of(result.states.values(), day), config.clv, cut)
     # Actual purchase days in the holdout, straight from the events.
     holdout_days_of: dict[str, set[int]] = {}
@@ -70,7 +72,7 @@ def validate() -> Validation:
         d = utc_day(event.occurred_at)
         if day < d <= day + holdout_days:
             holdout_days_of.setdefault(event.customer_id, set()).add(d)
-    predicted: Counter[str] = Counter()
+    predicted: dict[str, float] = {}
     actual: Counter[str] = Counter()
     customers: Counter[str] = Counter()
     for state in result.states.values():
@@ -80,7 +82,7 @@ def validate() -> Validation:
         x = features.repeat
         group = str(x) if x < TOP_GROUP else f"{TOP_GROUP}+"
         customers[group] += 1
-        predicted[group] += expected_purchases(
+        predicted[group] = predicted.get(group, 0.0) + expected_purchases(
             snapshot.bgnbd, float(holdout_days), x, float(features.recency), float(features.age)
         )
         actual[group] += len(holdout_days_of.get(state.customer_id, ()))
@@ -128,7 +130,9 @@ def plot(v: Validation, path: Path) -> None:
     left.set_title("Per customer, by calibration frequency")
     width = 0.4
     right.bar([i - width / 2 for i in xs], [g.actual for g in v.groups], width, label="actual")
-    right.bar([i + width / 2 for i in xs], [g.predicted for g in v.groups], width, label="predicted")
+    right.bar(
+        [i + width / 2 for i in xs], [g.predicted for g in v.groups], width, label="predicted"
+    )
     right.set_xticks(list(xs))
     right.set_xticklabels(names)
     right.set_xlabel("repeat purchase days in the first 39 weeks")
@@ -138,9 +142,7 @@ def plot(v: Validation, path: Path) -> None:
         f"({v.predicted / v.actual - 1:+.1%})"
     )
     right.legend()
-    fig.suptitle(
-        f"CDNOW: fit on 1997-01-01..{v.calibration_end}, holdout {v.holdout_days} days"
-    )
+    fig.suptitle(f"CDNOW: fit on 1997-01-01..{v.calibration_end}, holdout {v.holdout_days} days")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

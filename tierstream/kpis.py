@@ -43,7 +43,9 @@ def _segment_order(scorer: Scorer, _: SegmentSnapshot | None) -> list[str]:
 def _behaviour_order(_: Scorer, snapshot: SegmentSnapshot | None) -> list[str]:
     if snapshot is None:
         return []
-    return list(dict.fromkeys(s.label for s in sorted(snapshot.segments, key=lambda s: s.segment_id)))
+    return list(
+        dict.fromkeys(s.label for s in sorted(snapshot.segments, key=lambda s: s.segment_id))
+    )
 
 
 DIMENSIONS: dict[str, Dimension] = {

@@ -114,7 +114,9 @@ def _plots(title: str, rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     x = range(len(names))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     width = 0.4
-    axes[0].bar([i - width / 2 for i in x], [r["customer_share"] for r in rows], width, label="customers")
+    axes[0].bar(
+        [i - width / 2 for i in x], [r["customer_share"] for r in rows], width, label="customers"
+    )
     axes[0].bar(
         [i + width / 2 for i in x], [r["revenue_share"] or 0 for r in rows], width, label="revenue"
     )
@@ -133,4 +135,9 @@ def _plots(title: str, rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
     plt.close(fig)
-    return [(f"{title}: shares, retention, lifetime value", base64.b64encode(buffer.getvalue()).decode())]
+    return [
+        (
+            f"{title}: shares, retention, lifetime value",
+            base64.b64encode(buffer.getvalue()).decode(),
+        )
+    ]

@@ -321,9 +321,8 @@ def _close(a: dict[str, Any], b: dict[str, Any], settings: ReviewSettings) -> bo
     if ta is None or tb is None or max(ra, rb) <= 0:
         return False
     relative = abs(ra - rb) / max(ra, rb)
-    return relative <= float(settings.close_revenue_per_customer) and abs(ta - tb) <= float(
-        settings.close_retention
-    )
+    close_revenue = relative <= float(settings.close_revenue_per_customer)
+    return bool(close_revenue and abs(ta - tb) <= float(settings.close_retention))
 
 
 def _closest(group: dict[str, Any], live: list[dict[str, Any]]) -> str | None:
@@ -349,8 +348,19 @@ def print_review(review: dict[str, Any]) -> None:
         )
     for by, part in review["dimensions"].items():
         table = Table(title=f"{by} ({part['flows_source'] or 'flows not counted'})")
-        for column in ("group", "customers", "Δ", "revenue", "Δ revenue", "retention", "Δ ret.",
-                       "CLV 12m", "spread", "in", "out"):
+        for column in (
+            "group",
+            "customers",
+            "Δ",
+            "revenue",
+            "Δ revenue",
+            "retention",
+            "Δ ret.",
+            "CLV 12m",
+            "spread",
+            "in",
+            "out",
+        ):
             table.add_column(column, justify="left" if column == "group" else "right")
         for g in part["groups"]:
             trend, flows = g["trend"] or {}, g["flows"] or {}

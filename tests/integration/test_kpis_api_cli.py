@@ -42,7 +42,10 @@ def replayed():
         if e.customer_id < "06000"
     ]
     return replay(
-        events, Scorer(load_scoring_config(None)), as_of=AS_OF, emit=lambda c: None,
+        events,
+        Scorer(load_scoring_config(None)),
+        as_of=AS_OF,
+        emit=lambda c: None,
         stats=ReplayStats(),
     )
 
@@ -142,5 +145,7 @@ def test_clv_kpis_and_review_through_redis(env, replayed, kafka_bootstrap, tmp_p
     assert [r["review_id"] for r in reviews] == [1, 2]
     assert reviews[1]["compared_with"]["review_id"] == 1
     assert reviews[1]["dimensions"]["segment"]["flows_source"] == "store flow totals"
-    since = runner.invoke(app, ["review", "--as-of", "1998-07-03", "--since", "1998-07-01", "--json"])
+    since = runner.invoke(
+        app, ["review", "--as-of", "1998-07-03", "--since", "1998-07-01", "--json"]
+    )
     assert json.loads(since.stdout)["compared_with"]["review_id"] == 1

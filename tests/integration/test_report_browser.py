@@ -28,13 +28,24 @@ def test_report_opens_with_its_plots_drawn(browser, tmp_path):  # noqa: F811
     for n in range(240):
         for k in range(1 + n % 4):
             month = 1 + (n + k * 2) % 6
-            rows.append(f"e{n}-{k},c{n:03d},1998-0{month}-{10 + k:02d}T12:00:00Z,{5 + n % 50}.50,USD")
+            rows.append(
+                f"e{n}-{k},c{n:03d},1998-0{month}-{10 + k:02d}T12:00:00Z,{5 + n % 50}.50,USD"
+            )
     history.write_text("\n".join(rows) + "\n")
     out = tmp_path / "report.html"
     result = CliRunner().invoke(
         app,
-        ["report", "--out", str(out), "--replay", str(history), "--format", "csv",
-         "--as-of", "1998-07-01"],
+        [
+            "report",
+            "--out",
+            str(out),
+            "--replay",
+            str(history),
+            "--format",
+            "csv",
+            "--as-of",
+            "1998-07-01",
+        ],
     )
     assert result.exit_code == 0, result.output
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
