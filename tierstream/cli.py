@@ -30,7 +30,7 @@ from tierstream.cli_input import (
     settings_config,
     write_jsonl,
 )
-from tierstream.cli_kpis import published_clv
+from tierstream.cli_kpis import clv_from_file, published_clv
 from tierstream.cli_kpis import register as register_kpi_commands
 from tierstream.clv import record_fields
 from tierstream.replay import ReplayStats, StrictReplayError, replay
@@ -79,12 +79,17 @@ def replay_command(
             help="Assign behavioural segments with this snapshot (tierstream segments --save)"
         ),
     ] = None,
+    clv: Annotated[
+        Path | None,
+        typer.Option(help="Add p_alive and clv_12m to --state-out (tierstream clv fit --save)"),
+    ] = None,
 ) -> None:
     """Replay a purchase history through the scoring core (no Kafka or Redis needed)."""
     source_format = parse_format(fmt)
     config_used = scoring_config(config, parse_window(window_days))
     moment = parse_as_of(as_of)
     behaviour = _behaviour_from_file(segments) if segments is not None else None
+    clv_snapshot = clv_from_file(clv) if clv is not None else None
     stats = ReplayStats()
     try:
         events = read_all(path, source_format, stats, strict=strict, config=config_used)
@@ -118,6 +123,10 @@ def replay_command(
             [c.to_json(emitted_at) for c in changes],
         )
     if state_out is not None:
+        if clv_snapshot is not None:
+            day = utc_day(moment)
+            for record, state in zip(records, result.states.values(), strict=True):
+                record.update(record_fields(clv_snapshot, state, day))
         write_jsonl(state_out, records)
     if rejects_out is not None:
         write_jsonl(

@@ -229,6 +229,8 @@ def review_command(
     except review.HistoryError as exc:
         source.close()
         fail(str(exc))
+    if replay_path is not None:
+        source.clv = fit_quietly(source)  # a replay has no published model: fit one
     previous = review.pick_previous(earlier, since_moment)
     tallies = source.store.tallies() if source.store is not None else None
     result = review.make_review(

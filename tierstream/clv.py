@@ -10,6 +10,8 @@ them (``scoring.clv``, closed form): the worker does nothing for lifetime value.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 from collections.abc import Iterable
@@ -152,15 +154,19 @@ def fit(
     )
     penalizer = float(settings.penalizer)
     try:
-        bgf = lifetimes.BetaGeoFitter(penalizer_coef=penalizer)
-        bgf.fit(frame["frequency"], frame["recency"], frame["T"])
-        ggf = lifetimes.GammaGammaFitter(penalizer_coef=penalizer)
-        ggf.fit(
-            pd.Series([f.purchase_days for f in repeaters]),
-            pd.Series([f.mean_spend for f in repeaters]),
-        )
+        # lifetimes prints the optimizer's whole report to stdout when a fit fails: the
+        # failure is said here, in one line
+        with contextlib.redirect_stdout(io.StringIO()):
+            bgf = lifetimes.BetaGeoFitter(penalizer_coef=penalizer)
+            bgf.fit(frame["frequency"], frame["recency"], frame["T"])
+            ggf = lifetimes.GammaGammaFitter(penalizer_coef=penalizer)
+            ggf.fit(
+                pd.Series([f.purchase_days for f in repeaters]),
+                pd.Series([f.mean_spend for f in repeaters]),
+            )
     except (ValueError, ArithmeticError) as exc:  # lifetimes' ConvergenceError is a ValueError
-        raise NotEnoughDataError(f"the models did not converge on this data: {exc}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NotEnoughDataError(f"the models did not converge on this data ({first})") from exc
     bp, gp = bgf.params_, ggf.params_
     bgnbd = BgNbd(float(bp["r"]), float(bp["alpha"]), float(bp["a"]), float(bp["b"]))
     gamma = GammaGamma(float(gp["p"]), float(gp["q"]), float(gp["v"]))
