@@ -131,6 +131,13 @@ def test_clv_kpis_and_review_through_redis(env, replayed, kafka_bootstrap, tmp_p
         finally:
             client.close()
 
+    # The report from the Redis state, with the published lifetime value model.
+    report = tmp_path / "report.html"
+    made = runner.invoke(app, ["report", "--out", str(report), "--as-of", "1998-07-01"])
+    assert made.exit_code == 0, made.output
+    html = report.read_text()
+    assert "lifetime value model v1" in html and html.count("data:image/png;base64,") == 2
+
     # The review: the first says so; the second compares with it.
     first = runner.invoke(app, ["review", "--as-of", "1998-07-01", "--json"])
     assert first.exit_code == 0, first.output
