@@ -44,6 +44,14 @@ ReplayOption = Annotated[
 FormatOption = Annotated[str, typer.Option("--format", help="with --replay: cdnow | csv | jsonl")]
 AsOfOption = Annotated[str | None, typer.Option(help="As of this DATE (default: now)")]
 ConfigOption = Annotated[Path | None, typer.Option(help="with --replay: scoring config YAML")]
+SegmentsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--segments",
+        help="with --replay: assign behavioural segments with this snapshot "
+        "(tierstream segments --save)",
+    ),
+]
 
 
 @dataclass
@@ -65,19 +73,32 @@ class Source:
 
 
 def load_source(
-    replay_path: str | None, fmt: str, as_of: str | None, config: Path | None
+    replay_path: str | None,
+    fmt: str,
+    as_of: str | None,
+    config: Path | None,
+    segments: Path | None = None,
 ) -> Source:
     moment = parse_as_of(as_of)
     if replay_path is not None:
+        from tierstream.cli import _behaviour_from_file  # noqa: PLC0415 - no cycle at import
+
         source_format = parse_format(fmt)
         config_used = scoring_config(config)
+        behaviour = _behaviour_from_file(segments) if segments is not None else None
         stats = ReplayStats()
         events = read_all(replay_path, source_format, stats, strict=False, config=config_used)
         changes: list[Change] = []
-        result = replay(events, Scorer(config_used), as_of=moment, emit=changes.append, stats=stats)
-        return Source(result.scorer, list(result.states.values()), moment, changes=changes)
-    if config is not None:
-        fail("--config goes with --replay; the Redis state is scored with TIERSTREAM_CONFIG")
+        scorer = Scorer(config_used, behaviour=behaviour)
+        result = replay(events, scorer, as_of=moment, emit=changes.append, stats=stats)
+        snapshot = behaviour.snapshot if behaviour is not None else None
+        states = list(result.states.values())
+        return Source(result.scorer, states, moment, snapshot, changes=changes)
+    if config is not None or segments is not None:
+        fail(
+            "--config and --segments go with --replay; the Redis state is scored with "
+            "TIERSTREAM_CONFIG and the published segment model"
+        )
     from tierstream.cli import _redis_store, _segment_snapshot  # noqa: PLC0415 - no cycle at import
 
     settings = load_settings()
@@ -152,6 +173,7 @@ def report_command(
     fmt: FormatOption = "cdnow",
     as_of: AsOfOption = None,
     config: ConfigOption = None,
+    segments: SegmentsOption = None,
     clv: Annotated[
         Path | None,
         typer.Option(
@@ -164,7 +186,7 @@ def report_command(
     from tierstream.report_html import render_report  # noqa: PLC0415 - matplotlib
 
     handle = open_output(out)
-    source = load_source(replay_path, fmt, as_of, config)
+    source = load_source(replay_path, fmt, as_of, config, segments)
     source.close()
     if clv is not None:
         source.clv = clv_from_file(clv)
@@ -208,6 +230,7 @@ def review_command(
     fmt: FormatOption = "cdnow",
     as_of: AsOfOption = None,
     config: ConfigOption = None,
+    segments: SegmentsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the review as JSON")] = False,
 ) -> None:
     """Review the RFM and behavioural segments: trends, flows, merge/split/retire suggestions."""
@@ -217,7 +240,7 @@ def review_command(
     if replay_path is not None and history is None:
         fail("--replay needs --history FILE: the review history is kept there")
     handle = open_output(out) if out is not None else None
-    source = load_source(replay_path, fmt, as_of, config)
+    source = load_source(replay_path, fmt, as_of, config, segments)
     keeper: review.History
     if history is not None:
         keeper = review.FileHistory(history)

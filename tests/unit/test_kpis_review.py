@@ -255,6 +255,20 @@ def test_review_from_a_replay_keeps_its_history(tmp_path):
     flows = [g["flows"] for g in second["dimensions"]["segment"]["groups"]]
     assert sum(f["in"] for f in flows) == sum(f["out"] for f in flows) > 0
     assert [r["review_id"] for r in json.loads(kept.read_text())] == [1, 2]
+    # With a behavioural segment model, the behaviour groups and their flows are reviewed too.
+    model = tmp_path / "segments.json"
+    learned = runner.invoke(
+        app,
+        ["segments", "--replay", str(history), "--format", "csv", "--as-of", "1998-04-01"]
+        + ["--save", str(model), "--json", "--k", "3"],
+    )
+    assert learned.exit_code == 0, learned.output
+    third = json.loads(
+        runner.invoke(app, [*base, "--as-of", "1998-07-01", "--segments", str(model)]).stdout
+    )
+    behaviour = third["dimensions"]["behaviour"]
+    assert sum(g["customers"] for g in behaviour["groups"]) == 150
+    assert behaviour["flows_source"] == "replayed tier changes"
     kept.write_text("[1, 2]")
     broken = runner.invoke(app, [*base, "--as-of", "1998-07-01"])
     assert broken.exit_code == 2 and "not a list of reviews" in broken.output
