@@ -112,7 +112,9 @@ def _plots(title: str, rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
     names = [str(row["group"]) for row in rows]
     x = range(len(names))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    longest = max(len(name) for name in names)
+    # Long behavioural labels are slanted below the axes: give them the room they take.
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4 + min(longest, 48) * 0.05))
     width = 0.4
     axes[0].bar(
         [i - width / 2 for i in x], [r["customer_share"] for r in rows], width, label="customers"
