@@ -502,6 +502,7 @@ async def flows(request: web.Request) -> web.Response:
     tallies = await api.call(api.store.tallies)
     tier_flows: list[dict[str, Any]] = []
     segment_flows: list[dict[str, Any]] = []
+    behaviour_flows: list[dict[str, Any]] = []
     causes: dict[str, int] = {}
     dead_letters: dict[str, int] = {}
     events: dict[str, int] = {}
@@ -510,7 +511,8 @@ async def flows(request: web.Request) -> web.Response:
             _, kind, pair = name.split(":", 2)
             previous, new = json.loads(pair)
             row = {"from": previous, "to": new, "changes": value}
-            (tier_flows if kind == "tier" else segment_flows).append(row)
+            kinds = {"tier": tier_flows, "segment": segment_flows, "behaviour": behaviour_flows}
+            kinds.get(kind, segment_flows).append(row)
         elif name.startswith("change:"):
             causes[name.removeprefix("change:")] = value
         elif name.startswith("dead_letter:"):
@@ -523,6 +525,7 @@ async def flows(request: web.Request) -> web.Response:
             "segments": segment_names(api.scorer),
             "tier_flows": tier_flows,
             "segment_flows": segment_flows,
+            "behaviour_flows": behaviour_flows,
             "changes_by_cause": causes,
             "dead_letters_by_kind": dead_letters,
             "events": events,

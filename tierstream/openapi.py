@@ -253,6 +253,11 @@ SCHEMAS: dict[str, Any] = {
             "segments": {"type": "array", "items": {"type": "string"}},
             "tier_flows": {"type": "array", "items": _ref("Flow")},
             "segment_flows": {"type": "array", "items": _ref("Flow")},
+            "behaviour_flows": {
+                "type": "array",
+                "items": _ref("Flow"),
+                "description": "moves between behavioural segments (labels)",
+            },
             "changes_by_cause": {"type": "object", "additionalProperties": {"type": "integer"}},
             "dead_letters_by_kind": {
                 "type": "object",

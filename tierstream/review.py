@@ -32,6 +32,7 @@ from tierstream.kpis import kpi_table, population
 REVIEWS_META = "segment_reviews"
 KEEP = 50  # reviews kept in the history (oldest dropped first)
 REVIEWED = ("segment", "behaviour")  # the dimensions a review covers
+KEPT_TALLIES = tuple(f"flow:{by}:" for by in REVIEWED)  # the next review's baseline
 
 
 class HistoryError(ValueError):
@@ -146,7 +147,7 @@ def make_review(
         "customers": len(people.customers),
         "segment_model_version": table["segment_model_version"],
         "clv_model_version": table["clv_model_version"],
-        "tallies": {k: v for k, v in (tallies or {}).items() if k.startswith("flow:segment:")},
+        "tallies": {k: v for k, v in (tallies or {}).items() if k.startswith(KEPT_TALLIES)},
         "dimensions": dimensions,
     }
 
@@ -218,8 +219,7 @@ def _flows(
     """Moves into and out of each group since the last review, and where they come from.
 
     From a replay: its changes dated after the last review's as-of day. From the store: the
-    difference of the running segment flow totals (``/flows``) since the last review; the
-    store keeps no such totals for behavioural moves, so those are not counted there.
+    difference of the running flow totals (``/flows``) since the last review.
     """
     if previous is None or since_day is None:
         return None, None
@@ -237,11 +237,12 @@ def _flows(
             if pair[0] != pair[1]:
                 moves[pair] += 1
         source = "replayed tier changes"
-    elif tallies is not None and by == "segment":
+    elif tallies is not None:
         before = previous.get("tallies", {})
+        prefix = f"flow:{by}:"
         for name, count in tallies.items():
-            if name.startswith("flow:segment:"):
-                pair = json.loads(name.removeprefix("flow:segment:"))
+            if name.startswith(prefix):
+                pair = json.loads(name.removeprefix(prefix))
                 moves[(pair[0], pair[1])] += count - int(before.get(name, 0))
         source = "store flow totals"
     else:

@@ -274,3 +274,30 @@ def test_review_from_a_replay_keeps_its_history(tmp_path):
     assert broken.exit_code == 2 and "not a list of reviews" in broken.output
     no_history = runner.invoke(app, ["review", "--replay", str(history), "--format", "csv"])
     assert no_history.exit_code == 2 and "--history" in no_history.output
+
+
+def test_behaviour_moves_are_tallied_and_reviewed_from_the_store_totals():
+    from scoring.engine import Change
+    from tierstream.review import _flows
+    from tierstream.stores import Batch, record_changes
+
+    def move(cid: str, before: str | None, after: str) -> Change:
+        moment = datetime(1998, 7, 1, tzinfo=UTC)
+        return Change(
+            None, cid, 2, "C", "C", "Lost", "Lost", "model_update", "test", None, 0,
+            Decimal(0), 1, 1, 1, moment, before, after,
+        )  # fmt: skip
+
+    batch = Batch()
+    record_changes(batch, [move("a", "x", "y"), move("b", "x", "y"), move("c", None, "x")])
+    assert batch.tallies == {
+        "change:model_update": 3,
+        'flow:behaviour:["x","y"]': 2,
+        'flow:behaviour:[null,"x"]': 1,
+    }
+    previous = {"as_of": "1998-06-01", "tallies": {'flow:behaviour:["x","y"]': 1}}
+    flows, source = _flows(
+        "behaviour", "1998-06-01", datetime(1998, 7, 1, tzinfo=UTC), batch.tallies, previous, None
+    )
+    assert source == "store flow totals"
+    assert flows == {"x": {"in": 1, "out": 1}, "y": {"in": 1, "out": 0}}

@@ -256,7 +256,8 @@ def decode_history(customer_id: str, entry: bytes) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=4096)  # a handful of tiers and segments: a few dozen moves
 def flow_key(kind: str, previous: str | None, new: str | None) -> str:
-    """Tally name of a move between tiers (kind "tier") or segments ("segment").
+    """Tally name of a move between tiers (kind "tier"), segments ("segment") or
+    behavioural segments ("behaviour").
 
     JSON, because tier and segment names are free text from the config.
     """
@@ -268,9 +269,10 @@ def record_changes(
 ) -> None:
     """Add a step's tier changes to ``batch.history`` and its counters to ``batch.tallies``.
 
-    Tallies: ``change:<cause>``, ``flow:tier:[from,to]`` and ``flow:segment:[from,to]``
-    per change, plus the event outcomes and dead letters of ``counts`` (a step's
-    ``StepResult.counts``). Call it once per batch, just before ``commit``.
+    Tallies: ``change:<cause>``, ``flow:tier:[from,to]``, ``flow:segment:[from,to]`` and
+    ``flow:behaviour:[from,to]`` (behavioural segment labels) per change, plus the event
+    outcomes and dead letters of ``counts`` (a step's ``StepResult.counts``). Call it once
+    per batch, just before ``commit``.
     """
     tallies: Counter[str] = Counter(batch.tallies)
     for change in changes:
@@ -280,6 +282,8 @@ def record_changes(
             tallies[flow_key("tier", change.previous_tier, change.new_tier)] += 1
         if change.previous_segment != change.new_segment:
             tallies[flow_key("segment", change.previous_segment, change.new_segment)] += 1
+        if change.previous_behaviour != change.new_behaviour:  # for the segment review
+            tallies[flow_key("behaviour", change.previous_behaviour, change.new_behaviour)] += 1
     for name, count in (counts or {}).items():
         if count and (name in _TALLIED or name.startswith(_TALLIED_PREFIXES)):
             tallies[name] += count
