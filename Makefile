@@ -7,15 +7,21 @@ STAMP  := $(VENV)/.installed
 PEER_VENV  := .venv-peer
 PEER_STAMP := $(PEER_VENV)/.installed
 
-.PHONY: install chromium demo test test-unit test-integration lint typecheck services-up services-down bench schemas clean
+.PHONY: install constraints chromium demo test test-unit test-integration lint typecheck services-up services-down bench schemas clean
 
 install: $(STAMP) $(PEER_STAMP)
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the versions the tests passed with (reproducible).
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# After changing dependencies in pyproject.toml and testing: pin what .venv now holds.
+constraints: $(STAMP)
+	{ sed -n '1,2p' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v -i '^tierstream\|@ file'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 $(PEER_STAMP): bench/peer-requirements.txt
 	$(PYTHON) -m venv $(PEER_VENV)
