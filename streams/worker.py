@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import os
-import ssl
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -44,11 +43,11 @@ from streams.failures import Backoff, Outcome, classify
 from streams.metrics import Metrics
 from streams.processor import ShardLogic, Step, StepResult
 from streams.publisher import Publisher, SendMany
+from tierstream.kafka_settings import faust_credentials
 from tierstream.segments import SNAPSHOT_META, SnapshotBehaviour
 from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
 from tierstream.stores.redis_async import AsyncRedisStore
-from tierstream.topics import kafka_security_from_env
 
 log = logging.getLogger("tierstream.worker")
 T = TypeVar("T")
@@ -473,29 +472,6 @@ async def commit_in_consumer_thread(app: faust.App, positions: dict[TP, int]) ->
     return result
 
 
-def faust_credentials(options: dict[str, Any]) -> Any:
-    """Faust credentials from the TIERSTREAM_KAFKA_* security settings (None: plaintext)."""
-    protocol = options.get("security_protocol", "PLAINTEXT")
-    if protocol == "PLAINTEXT":
-        return None
-    context = None
-    if protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=options.get("ssl_cafile"))
-        if options.get("ssl_certfile"):
-            context.load_cert_chain(
-                options["ssl_certfile"], options.get("ssl_keyfile"), options.get("ssl_password")
-            )
-        context.check_hostname = options.get("ssl_check_hostname", True)
-    if protocol == "SSL":
-        return faust.SSLCredentials(context)
-    return faust.SASLCredentials(
-        username=options.get("sasl_plain_username"),
-        password=options.get("sasl_plain_password"),
-        mechanism=options.get("sasl_mechanism", "PLAIN"),
-        ssl_context=context,
-    )
-
-
 def build_app(
     settings: Settings, store: StateStore, scorer: Scorer, hot_store: AsyncRedisStore
 ) -> faust.App:
@@ -505,8 +481,8 @@ def build_app(
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
-        broker_credentials=faust_credentials(kafka_security_from_env()),
+        broker=settings.faust_broker(),
+        broker_credentials=settings.faust_credentials(),
         # Faust keeps a data directory even with the memory store: not in the work tree.
         datadir=str(datadir),
         store="memory://",
@@ -515,7 +491,7 @@ def build_app(
         web_bind="127.0.0.1",
         consumer_auto_offset_reset="earliest",
         topic_allow_declare=True,  # Faust's own assignor topic; ours are pre-created
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication_factor,  # Faust's own topics
         topic_partitions=settings.partitions,
         broker_commit_interval=1.0,
         # One fetch is one batch of steps (streams/intake.py).
@@ -636,4 +612,4 @@ def build_app(
     return app
 
 
-__all__ = ["EventClock", "Runtime", "build_app"]
+__all__ = ["EventClock", "Runtime", "build_app", "faust_credentials"]

@@ -65,10 +65,29 @@ def parse_window(value: str | None) -> int | Literal["lifetime"] | None:
     fail(f"--window-days takes a positive integer or 'lifetime', not {value!r}")
 
 
+FORMATS = ("cdnow", "csv", "jsonl")
+
+
 def parse_format(value: str) -> Format:
-    if value not in ("cdnow", "csv", "jsonl"):
+    if value not in FORMATS:
         fail(f"--format must be cdnow, csv or jsonl, not {value!r}")
     return cast(Format, value)
+
+
+def _format_choice(value: str | None) -> str | None:
+    """Checked while the command line is parsed, before any work (and still one line)."""
+    return value if value is None else parse_format(value)
+
+
+def format_option() -> Any:
+    """The ``--format`` option of every command that reads a history file: a choice."""
+    return typer.Option(
+        "--format",
+        metavar="[cdnow|csv|jsonl]",
+        help="History file format: cdnow, csv or jsonl",
+        callback=_format_choice,
+        autocompletion=lambda incomplete: [f for f in FORMATS if f.startswith(incomplete)],
+    )
 
 
 def scoring_config(
