@@ -195,16 +195,27 @@ class Runtime:
         if not parsed.offsets:
             return parsed.result  # everything was applied before (a redelivery)
         states = await self.store.load(owned.logic.shard, parsed.customer_ids)
-        return await self._commit(owned, owned.logic.apply(parsed, states))
+        result = await self._commit(owned, owned.logic.apply(parsed, states))
+        if self.metrics is not None and result.changes:
+            received = {
+                m.key.decode("utf-8", "replace"): m.timestamp
+                for m in messages
+                if m.key is not None and m.timestamp is not None
+            }
+            self.metrics.observe_change_latency(result.changes, received, time.time())
+        return result
 
     async def _advance_due(self, owned: Shard) -> StepResult:
         logic = owned.logic
         due = await self.store.due(logic.shard, logic.clock.now().timestamp(), 1000)
         if not due:
             return StepResult()
-        return await self._commit(
+        result = await self._commit(
             owned, logic.advance(due, await self.store.load(logic.shard, due))
         )
+        if self.metrics is not None:
+            self.metrics.observe_timer_lateness(result.changes, logic.clock.now())
+        return result
 
     async def _rescore(
         self, owned: Shard, ids: Sequence[str], cause: Cause, because: str
@@ -217,7 +228,10 @@ class Runtime:
         publisher = owned.publisher
         trim_to = await publisher.settle()
         entries = step.batch.changes
+        started = time.perf_counter()
         end = await self.store.commit(owned.logic.lease, step.batch, trim_to)
+        if self.metrics is not None:
+            self.metrics.redis_commit_seconds.observe(time.perf_counter() - started)
         publisher.trimmed = max(publisher.trimmed, trim_to)
         owned.logic.committed(step)
         await publisher.publish(end - len(entries), entries)
@@ -544,8 +558,12 @@ def build_app(
         }
         if not positions:
             return  # nothing new (an empty commit is an error in aiokafka)
+        started = time.perf_counter()
         if await commit_in_consumer_thread(app, positions):
             committed.update(positions)
+            metrics.kafka_commit_seconds.observe(time.perf_counter() - started)
+        else:
+            metrics.kafka_commit_failures.inc()
 
     metrics = Metrics()
 
@@ -583,6 +601,9 @@ def build_app(
 
         api = create_api(store, scorer, settings, metrics)
         attach_api(app, api, settings.api_host, settings.api_port)
+    metrics.watch_shards(
+        lambda: {shard: owned.publisher.in_flight for shard, owned in runtime.shards.items()}
+    )
     app.tierstream_runtime = runtime  # type: ignore[attr-defined]
     # Input batches go from the consumer's fetch straight to the runtime (streams/intake.py);
     # the agent below is the fallback path, and stays idle when the hook is installed.
@@ -602,6 +623,7 @@ def build_app(
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        metrics.rebalances.inc()
         await runtime.assign(tp.partition for tp in assigned if tp.topic in input_names)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]

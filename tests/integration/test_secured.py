@@ -165,6 +165,38 @@ def test_topics_produce_serve_and_healthz_through_sasl(
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
 
 
+def _metric(text: str, name: str) -> float:
+    """The sum of a metric's samples (over its labels) in an exposition."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((name + " ", name + "{"))
+    )
+
+
+def _assert_worker_metrics(port: int) -> None:
+    """What users of stream processors look for on a worker's /metrics, all present."""
+    status, text = _get(port, "/metrics")
+    assert status == 200
+    text = str(text)
+    assert 'tierstream_consumer_lag{partition="0"' in text
+    assert _metric(text, "tierstream_consumer_lag") == 0  # everything produced is applied
+    assert _metric(text, "tierstream_rebalances_total") >= 1
+    assert _metric(text, "tierstream_owned_shards") == 2
+    assert "tierstream_outbox_depth{" in text
+    assert _metric(text, "tierstream_redis_commit_seconds_count") >= 1
+    assert _metric(text, "tierstream_event_to_change_seconds_count") >= 1
+    assert "tierstream_timer_lateness_seconds_count" in text
+    assert _metric(text, "process_resident_memory_bytes") > 0
+    assert _metric(text, "process_cpu_seconds_total") > 0
+    # Offsets reach the group KAFKA_COMMIT_LAG (3 s) after Redis: wait for the first.
+    deadline = time.monotonic() + 30
+    while _metric(text, "tierstream_kafka_commit_seconds_count") < 1:
+        assert time.monotonic() < deadline, "no offset commit measured"
+        time.sleep(0.5)
+        text = str(_get(port, "/metrics")[1])
+
+
 def _expected(events_shifted: list[Any]) -> dict[str, dict[str, Any]]:
     scorer = Scorer(load_scoring_config(None))
     result = replay(
@@ -219,6 +251,7 @@ def test_worker_over_sasl_ssl_and_redis_tls_with_auth(
         assert applied == EVENTS, (applied, (tmp_path / "worker.log").read_text()[-3000:])
         health = _wait_for(api_port, "/healthz", 200)
         assert health["kafka"]["ok"] and health["redis"]["ok"], health
+        _assert_worker_metrics(api_port)
 
         exported = tmp_path / "state.jsonl"
         done = _cli(env, "export", "--state-out", str(exported))
