@@ -7,9 +7,9 @@ STAMP  := $(VENV)/.installed
 PEER_VENV  := .venv-peer
 PEER_STAMP := $(PEER_VENV)/.installed
 
-.PHONY: install constraints chromium demo test test-unit test-integration lint typecheck services-up services-down bench schemas clean
+.PHONY: install constraints promtool chromium demo test test-unit test-integration lint typecheck services-up services-down bench schemas clean
 
-install: $(STAMP) $(PEER_STAMP)
+install: $(STAMP) $(PEER_STAMP) promtool
 
 # constraints.txt pins every package to the versions the tests passed with (reproducible).
 $(STAMP): pyproject.toml constraints.txt
@@ -28,6 +28,12 @@ $(PEER_STAMP): bench/peer-requirements.txt
 	$(PEER_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(PEER_VENV)/bin/python -m pip install --quiet -r bench/peer-requirements.txt
 	touch $(PEER_STAMP)
+
+# promtool checks the compose stack's alert rules (Debian's prometheus package; the test
+# skips, saying so, without it).
+promtool:
+	command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
+		|| echo "prometheus (promtool) could not be installed: the alert-rule checks will be skipped, saying so"
 
 # The browser the dashboard test drives (Debian's; the test skips, saying so, without it).
 chromium:
