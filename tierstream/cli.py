@@ -253,6 +253,7 @@ def worker_command(
 
     Configured by environment variables with the TIERSTREAM_ prefix (see the README).
     """
+    settings = load_settings()  # a bad setting is one line before any process starts
     if processes > 1:
         from tierstream.processes import run_processes  # noqa: PLC0415
 
@@ -263,7 +264,6 @@ def worker_command(
     from streams.worker import build_app  # noqa: PLC0415
     from tierstream.stores.redis_async import AsyncRedisStore  # noqa: PLC0415
 
-    settings = load_settings()
     store = _redis_store(settings)
     try:
         snapshot = _segment_snapshot(store)

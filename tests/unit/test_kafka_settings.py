@@ -95,7 +95,7 @@ def test_an_empty_api_token_is_an_error_not_auth_off(env: pytest.MonkeyPatch) ->
     env.setenv("TIERSTREAM_API_TOKEN", "")
     with pytest.raises(ValidationError, match="must not be empty"):
         Settings()
-    for command in (["serve"], ["worker"]):
+    for command in (["serve"], ["worker"], ["worker", "--processes", "2"]):
         result = CliRunner().invoke(app, command)
         assert result.exit_code == 2, result.output
         lines = result.stderr.strip().splitlines()
