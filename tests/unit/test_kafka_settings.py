@@ -129,3 +129,28 @@ def test_the_default_config_is_package_data() -> None:
 
     assert Path(str(DEFAULT_CONFIG)).parent.name == "configs"
     assert DEFAULT_CONFIG.read_text().startswith("# tierstream default scoring configuration")
+
+
+def test_the_worker_app_takes_replication_and_credentials_from_the_settings(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Faust's own topics (the assignor's leader topic) get TIERSTREAM_REPLICATION_FACTOR."""
+    from scoring.engine import Scorer
+    from streams.worker import build_app
+    from tierstream.stores.redis import RedisStore
+    from tierstream.stores.redis_async import AsyncRedisStore
+
+    settings = Settings(
+        replication_factor=3,
+        kafka_bootstrap="b1:9096,b2:9096",
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_username="app",
+        kafka_sasl_password="pw",  # type: ignore[arg-type]
+        redis_url="redis://127.0.0.1:1/0",  # never connected to: building the app is offline
+        data_dir=tmp_path,
+    )
+    store = RedisStore(settings.redis_url, partitions=2, namespace="unused")
+    app = build_app(settings, store, Scorer(settings.scoring_config()), AsyncRedisStore(store))
+    assert app.conf.topic_replication_factor == 3
+    assert isinstance(app.conf.broker_credentials, faust.SASLCredentials)
+    assert [str(url) for url in app.conf.broker] == ["kafka://b1:9096", "kafka://b2:9096"]
