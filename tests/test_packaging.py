@@ -53,7 +53,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     venv.create(env_dir, with_pip=True)
     bin_dir = env_dir / "bin"
     done = _run(
-        [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "-c",
+        [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "--no-compile", "-c",
          str(ROOT / "constraints.txt"), str(wheel)],
         cwd=base,
     )  # fmt: skip
@@ -107,6 +107,12 @@ def test_runtime_dependencies_leave_out_the_benchmark_tooling(installed: Path) -
         cwd=installed,
     )  # fmt: skip
     assert probe.stdout.strip() == "[]", probe.stdout + probe.stderr
+
+
+def test_installed_bench_asks_for_its_extra(installed: Path) -> None:
+    result = _run([str(installed / "tierstream"), "bench", "--quick"], cwd=installed)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "tierstream[bench]" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_installed_version_is_the_package_version(installed: Path) -> None:

@@ -295,6 +295,11 @@ def serve_command() -> None:
 )
 def bench_command(ctx: typer.Context) -> None:
     """Benchmarks against Kafka and Redis (options: tierstream bench --help)."""
+    import importlib.util  # noqa: PLC0415
+
+    missing = [m for m in ("matplotlib", "pyinstrument") if importlib.util.find_spec(m) is None]
+    if missing:  # runtime installs leave the benchmark tooling out
+        fail(f"tierstream bench needs {', '.join(missing)}: pip install 'tierstream[bench]'")
     from bench.run import main  # noqa: PLC0415 - the benchmark harness
 
     raise typer.Exit(main(list(ctx.args)))
