@@ -21,8 +21,8 @@
 #   TIERSTREAM_STOP_TIMEOUT (30 s)  TIERSTREAM_REDIS_APPENDFSYNC (everysec|always|no)
 #   TIERSTREAM_KAFKA_CDS (1: keep a class-data archive for faster broker starts; 0: off)
 #   TIERSTREAM_PARTITIONS (4), TIERSTREAM_TOPIC_* : see tierstream/topics.py
-#   TIERSTREAM_KAFKA_SASL (0; 1: also SASL_PLAINTEXT on KAFKA_PORT+2 and SASL_SSL on
-#     KAFKA_PORT+3, mechanism PLAIN, user "tierstream", password
+#   TIERSTREAM_KAFKA_SASL (0; 1: also SASL_PLAINTEXT on KAFKA_PORT+2, SASL_SSL on
+#     KAFKA_PORT+3 and SSL on KAFKA_PORT+4, mechanism PLAIN, user "tierstream", password
 #     TIERSTREAM_KAFKA_SASL_SECRET ("tierstream-local"), a self-signed certificate for
 #     127.0.0.1/localhost whose CA file is $TIERSTREAM_RUN_DIR/kafka/tls/ca.pem; for testing
 #     clients against a secured broker: PLAINTEXT stays on KAFKA_PORT for set-up)
@@ -52,6 +52,7 @@ REDIS_APPENDFSYNC="${TIERSTREAM_REDIS_APPENDFSYNC:-everysec}"
 KAFKA_SASL="${TIERSTREAM_KAFKA_SASL:-0}"
 SASL_PORT="${TIERSTREAM_KAFKA_SASL_PORT:-$((KAFKA_PORT + 2))}"
 SASL_SSL_PORT="${TIERSTREAM_KAFKA_SASL_SSL_PORT:-$((KAFKA_PORT + 3))}"
+SSL_PORT="${TIERSTREAM_KAFKA_SSL_PORT:-$((KAFKA_PORT + 4))}"
 SASL_SECRET="${TIERSTREAM_KAFKA_SASL_SECRET:-tierstream-local}"
 
 KAFKA_RUN="$RUN/kafka"
@@ -240,9 +241,9 @@ kafka_config() {
     local protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
     if [ "$KAFKA_SASL" = 1 ]; then
         kafka_tls
-        listeners+=",SASL_PLAINTEXT://$HOST:$SASL_PORT,SASL_SSL://$HOST:$SASL_SSL_PORT"
-        advertised+=",SASL_PLAINTEXT://$HOST:$SASL_PORT,SASL_SSL://$HOST:$SASL_SSL_PORT"
-        protocols+=",SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"
+        listeners+=",SASL_PLAINTEXT://$HOST:$SASL_PORT,SASL_SSL://$HOST:$SASL_SSL_PORT,SSL://$HOST:$SSL_PORT"
+        advertised+=",SASL_PLAINTEXT://$HOST:$SASL_PORT,SASL_SSL://$HOST:$SASL_SSL_PORT,SSL://$HOST:$SSL_PORT"
+        protocols+=",SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL"
     fi
     mkdir -p "$KAFKA_DATA" "$KAFKA_LOGS"
     cat >"$KAFKA_CONF" <<EOF
@@ -277,7 +278,8 @@ EOF
     if [ "$KAFKA_SASL" = 1 ]; then
         local jaas="org.apache.kafka.common.security.plain.PlainLoginModule required user_tierstream=\"$SASL_SECRET\";"
         cat >>"$KAFKA_CONF" <<EOF
-# TIERSTREAM_KAFKA_SASL=1: secured listeners for client tests (user tierstream, PLAIN).
+# TIERSTREAM_KAFKA_SASL=1: secured listeners for client tests (user tierstream, PLAIN;
+# the SSL listener authenticates by TLS only, no client certificate required).
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config=$jaas
 listener.name.sasl_ssl.plain.sasl.jaas.config=$jaas
@@ -335,7 +337,7 @@ kafka_fail() {
 kafka_ready() {
     say "Kafka $KAFKA_VERSION ready on $HOST:$KAFKA_PORT (controller $HOST:$CONTROLLER_PORT, pid $1) in $(elapsed "$2")s"
     if [ "$KAFKA_SASL" = 1 ]; then
-        say "  SASL_PLAINTEXT on $HOST:$SASL_PORT, SASL_SSL on $HOST:$SASL_SSL_PORT (PLAIN, user tierstream; CA $KAFKA_TLS/ca.pem)"
+        say "  SASL_PLAINTEXT on $HOST:$SASL_PORT, SASL_SSL on $HOST:$SASL_SSL_PORT (PLAIN, user tierstream), SSL on $HOST:$SSL_PORT; CA $KAFKA_TLS/ca.pem"
     fi
 }
 
@@ -375,6 +377,7 @@ kafka_start() {
     if [ "$KAFKA_SASL" = 1 ]; then
         port_open "$SASL_PORT" && die "port $SASL_PORT is in use by another process: set TIERSTREAM_KAFKA_SASL_PORT"
         port_open "$SASL_SSL_PORT" && die "port $SASL_SSL_PORT is in use by another process: set TIERSTREAM_KAFKA_SASL_SSL_PORT"
+        port_open "$SSL_PORT" && die "port $SSL_PORT is in use by another process: set TIERSTREAM_KAFKA_SSL_PORT"
     fi
     kafka_check_data
     need java default-jre-headless

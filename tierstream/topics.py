@@ -74,11 +74,18 @@ def _admin(bootstrap: str, timeout_s: float, **options: Any) -> KafkaAdminClient
     """Connect an admin client, retrying while the broker is still starting."""
     deadline = time.monotonic() + timeout_s
     while True:
+        bounded: dict[str, Any] = {}
+        if int(kafka.__version__.split(".")[0]) >= 3:
+            # One attempt would otherwise block for kafka-python's own 30 s bootstrap
+            # timeout (a refused SASL login, say), whatever the caller's timeout.
+            left = max(0.5, deadline - time.monotonic())
+            bounded["bootstrap_timeout_ms"] = int(left * 1000)
         try:
             return KafkaAdminClient(
                 bootstrap_servers=bootstrap,
                 client_id="tierstream-topics",
                 request_timeout_ms=15_000,
+                **bounded,
                 **options,
             )
         except _NOT_REACHABLE:

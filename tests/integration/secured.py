@@ -49,7 +49,7 @@ def _free(port: int) -> bool:
 
 @dataclass
 class SecuredKafka:
-    """A single-node broker: PLAINTEXT (set-up), SASL_PLAINTEXT and SASL_SSL listeners."""
+    """A single-node broker: PLAINTEXT (set-up), SASL_PLAINTEXT, SASL_SSL and SSL listeners."""
 
     run_dir: Path
     port: int
@@ -72,15 +72,16 @@ class SecuredKafka:
 
     def settings(self, protocol: str) -> dict[str, str]:
         """The TIERSTREAM_KAFKA_* settings of a client of the ``protocol`` listener."""
-        port = {"SASL_PLAINTEXT": self.port + 2, "SASL_SSL": self.port + 3}[protocol]
+        port = {"SASL_PLAINTEXT": 2, "SASL_SSL": 3, "SSL": 4}[protocol] + self.port
         env = {
             "TIERSTREAM_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
             "TIERSTREAM_KAFKA_SECURITY_PROTOCOL": protocol,
-            "TIERSTREAM_KAFKA_SASL_MECHANISM": "PLAIN",
-            "TIERSTREAM_KAFKA_SASL_USERNAME": SASL_USER,
-            "TIERSTREAM_KAFKA_SASL_PASSWORD": SASL_SECRET,
         }
-        if protocol == "SASL_SSL":
+        if protocol.startswith("SASL_"):
+            env["TIERSTREAM_KAFKA_SASL_MECHANISM"] = "PLAIN"
+            env["TIERSTREAM_KAFKA_SASL_USERNAME"] = SASL_USER
+            env["TIERSTREAM_KAFKA_SASL_PASSWORD"] = SASL_SECRET
+        if protocol.endswith("SSL"):
             env["TIERSTREAM_KAFKA_SSL_CAFILE"] = str(self.ca_file)
         return env
 
@@ -98,7 +99,7 @@ class SecuredKafka:
 
     @classmethod
     def start(cls, run_dir: Path) -> SecuredKafka:
-        kafka = cls(run_dir, free_port_block(4))
+        kafka = cls(run_dir, free_port_block(5))
         kafka.services("start-kafka")
         return kafka
 

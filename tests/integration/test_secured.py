@@ -1,5 +1,6 @@
-"""Every client works against a secured cluster: Kafka with SASL (PLAIN), with and without
-TLS, and Redis with AUTH over TLS, configured only through the TIERSTREAM_ settings.
+"""Every client works against a secured cluster: Kafka with SASL (PLAIN) with and without
+TLS, and with TLS alone, and Redis with AUTH over TLS, configured only through the
+TIERSTREAM_ settings.
 
 ``topics create``, ``produce``, the worker, ``serve`` and ``/healthz`` are run as users run
 them (the CLI, in subprocesses) against a private broker and a private Redis (see
@@ -139,8 +140,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL"])
-def test_topics_produce_serve_and_healthz_through_sasl(
+@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL", "SSL"])
+def test_topics_produce_serve_and_healthz_through_a_secured_listener(
     secured_kafka: SecuredKafka, secured_redis: SecuredRedis, protocol: str, tmp_path: Path
 ) -> None:
     env = _env(secured_kafka, secured_redis, protocol)
@@ -158,10 +159,16 @@ def test_topics_produce_serve_and_healthz_through_sasl(
         assert _get(port, "/tiers")[0] == 200
     finally:
         _stop(server)
-    # A wrong password is refused, as one line and exit 2, not hung on or ignored.
-    wrong = {**env, "TIERSTREAM_KAFKA_SASL_PASSWORD": "not-the-password"}
+    # A wrong password, or a certificate signed by another CA, is refused: one line and
+    # exit 2, not hung on or ignored.
+    if protocol.startswith("SASL_"):
+        wrong = {**env, "TIERSTREAM_KAFKA_SASL_PASSWORD": "not-the-password"}
+    else:
+        wrong = {k: v for k, v in env.items() if k != "TIERSTREAM_KAFKA_SSL_CAFILE"}
+    started = time.monotonic()
     refused = _cli(wrong, "topics", "create", "--timeout", "3")
     assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert time.monotonic() - started < 20  # --timeout bounds it (not the client's own 30 s)
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
 
 
