@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import venv
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,3 +122,25 @@ def test_installed_version_is_the_package_version(installed: Path) -> None:
 
     shown = _run([str(installed / "tierstream"), "--version"], cwd=installed)
     assert shown.stdout.strip() == f"tierstream {__version__}"
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_constraints_pin_every_dependency_and_the_image_uses_them() -> None:
+    """`make install` and the image install exact versions: every runtime and extra
+    dependency has one pin in constraints.txt."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_name(r) for r in project["dependencies"]}
+    for extra in project["optional-dependencies"].values():
+        wanted |= {_name(r) for r in extra if not r.startswith("tierstream")}
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"not an exact pin: {line}"
+            pins[_name(name)] = version
+    assert not wanted - set(pins), sorted(wanted - set(pins))
+    assert "pip install -c constraints.txt ." in (ROOT / "Dockerfile").read_text()
+    assert "-c constraints.txt -e '.[dev]'" in (ROOT / "Makefile").read_text()
