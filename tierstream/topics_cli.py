@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from kafka.errors import KafkaError
 
 from tierstream.cli_input import fail, load_settings
-from tierstream.topics import create_topics, ready_line
 
 topics_app = typer.Typer(
     no_args_is_help=True,
@@ -31,6 +29,10 @@ def create_command(
     Partition counts come from TIERSTREAM_PARTITIONS and TIERSTREAM_DEAD_LETTER_PARTITIONS;
     the connection (SASL, TLS) is the worker's. Existing topics are kept as they are.
     """
+    from kafka.errors import KafkaError  # noqa: PLC0415 - Kafka's client only when used
+
+    from tierstream.topics import create_topics, ready_line  # noqa: PLC0415
+
     settings = load_settings()
     if replication_factor is not None:
         settings = settings.model_copy(update={"replication_factor": replication_factor})
