@@ -22,7 +22,7 @@
 #   TIERSTREAM_KAFKA_CDS (1: keep a class-data archive for faster broker starts; 0: off)
 #   TIERSTREAM_PARTITIONS (4), TIERSTREAM_TOPIC_* : see tierstream/topics.py
 #   TIERSTREAM_KAFKA_SASL (0; 1: also SASL_PLAINTEXT on KAFKA_PORT+2, SASL_SSL on
-#     KAFKA_PORT+3 and SSL on KAFKA_PORT+4, mechanism PLAIN, user "tierstream", password
+#     KAFKA_PORT+3 and SSL on KAFKA_PORT+4, PLAIN and SCRAM, user "tierstream", password
 #     TIERSTREAM_KAFKA_SASL_SECRET ("tierstream-local"), a self-signed certificate for
 #     127.0.0.1/localhost whose CA file is $TIERSTREAM_RUN_DIR/kafka/tls/ca.pem; for testing
 #     clients against a secured broker: PLAINTEXT stays on KAFKA_PORT for set-up)
@@ -277,12 +277,18 @@ num.io.threads=4
 EOF
     if [ "$KAFKA_SASL" = 1 ]; then
         local jaas="org.apache.kafka.common.security.plain.PlainLoginModule required user_tierstream=\"$SASL_SECRET\";"
+        local scram_jaas="org.apache.kafka.common.security.scram.ScramLoginModule required;"
         cat >>"$KAFKA_CONF" <<EOF
-# TIERSTREAM_KAFKA_SASL=1: secured listeners for client tests (user tierstream, PLAIN;
-# the SSL listener authenticates by TLS only, no client certificate required).
-sasl.enabled.mechanisms=PLAIN
+# TIERSTREAM_KAFKA_SASL=1: secured listeners for client tests (user tierstream with PLAIN,
+# SCRAM-SHA-256 and SCRAM-SHA-512; the SSL listener authenticates by TLS only, no client
+# certificate required).
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
 listener.name.sasl_plaintext.plain.sasl.jaas.config=$jaas
 listener.name.sasl_ssl.plain.sasl.jaas.config=$jaas
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=$scram_jaas
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=$scram_jaas
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=$scram_jaas
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=$scram_jaas
 ssl.keystore.type=PEM
 ssl.keystore.location=$KAFKA_TLS/server.pem
 EOF
@@ -315,7 +321,13 @@ kafka_format() {
         echo "$cluster_id" >"$KAFKA_RUN/cluster.id"
     fi
     say "formatting KRaft storage in $KAFKA_DATA (cluster id $cluster_id)"
-    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_CONF" \
+    local scram=()
+    if [ "$KAFKA_SASL" = 1 ]; then
+        # SCRAM credentials live in the cluster metadata: written when it is formatted.
+        scram=(--add-scram "SCRAM-SHA-256=[name=tierstream,password=$SASL_SECRET]"
+            --add-scram "SCRAM-SHA-512=[name=tierstream,password=$SASL_SECRET]")
+    fi
+    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_CONF" "${scram[@]}" \
         >"$KAFKA_LOGS/format.log" 2>&1 || {
         tail_log "$KAFKA_LOGS/format.log"
         die "formatting Kafka storage failed"
@@ -337,7 +349,7 @@ kafka_fail() {
 kafka_ready() {
     say "Kafka $KAFKA_VERSION ready on $HOST:$KAFKA_PORT (controller $HOST:$CONTROLLER_PORT, pid $1) in $(elapsed "$2")s"
     if [ "$KAFKA_SASL" = 1 ]; then
-        say "  SASL_PLAINTEXT on $HOST:$SASL_PORT, SASL_SSL on $HOST:$SASL_SSL_PORT (PLAIN, user tierstream), SSL on $HOST:$SSL_PORT; CA $KAFKA_TLS/ca.pem"
+        say "  SASL_PLAINTEXT on $HOST:$SASL_PORT, SASL_SSL on $HOST:$SASL_SSL_PORT (PLAIN or SCRAM, user tierstream), SSL on $HOST:$SSL_PORT; CA $KAFKA_TLS/ca.pem"
     fi
 }
 

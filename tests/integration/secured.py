@@ -70,7 +70,7 @@ class SecuredKafka:
     def ca_file(self) -> Path:
         return self.run_dir / "kafka" / "tls" / "ca.pem"
 
-    def settings(self, protocol: str) -> dict[str, str]:
+    def settings(self, protocol: str, mechanism: str = "PLAIN") -> dict[str, str]:
         """The TIERSTREAM_KAFKA_* settings of a client of the ``protocol`` listener."""
         port = {"SASL_PLAINTEXT": 2, "SASL_SSL": 3, "SSL": 4}[protocol] + self.port
         env = {
@@ -78,7 +78,7 @@ class SecuredKafka:
             "TIERSTREAM_KAFKA_SECURITY_PROTOCOL": protocol,
         }
         if protocol.startswith("SASL_"):
-            env["TIERSTREAM_KAFKA_SASL_MECHANISM"] = "PLAIN"
+            env["TIERSTREAM_KAFKA_SASL_MECHANISM"] = mechanism
             env["TIERSTREAM_KAFKA_SASL_USERNAME"] = SASL_USER
             env["TIERSTREAM_KAFKA_SASL_PASSWORD"] = SASL_SECRET
         if protocol.endswith("SSL"):

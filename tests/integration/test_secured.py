@@ -57,13 +57,15 @@ def secured_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredR
         server.stop()
 
 
-def _env(kafka: SecuredKafka, redis_server: SecuredRedis, protocol: str) -> dict[str, str]:
+def _env(
+    kafka: SecuredKafka, redis_server: SecuredRedis, protocol: str, mechanism: str = "PLAIN"
+) -> dict[str, str]:
     run = uuid.uuid4().hex[:8]
     base = {k: v for k, v in os.environ.items() if not k.startswith("TIERSTREAM_")}
     return {
         **base,
         "PYTHONPATH": str(ROOT),
-        **kafka.settings(protocol),
+        **kafka.settings(protocol, mechanism),
         "TIERSTREAM_REDIS_URL": redis_server.url,
         "TIERSTREAM_REDIS_NAMESPACE": f"s{run}",
         "TIERSTREAM_APP_ID": f"secured-{run}",
@@ -140,11 +142,24 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL", "SSL"])
+@pytest.mark.parametrize(
+    ("protocol", "mechanism"),
+    [
+        ("SASL_PLAINTEXT", "PLAIN"),
+        ("SASL_SSL", "PLAIN"),
+        ("SASL_SSL", "SCRAM-SHA-512"),  # what managed clusters often offer
+        ("SASL_PLAINTEXT", "SCRAM-SHA-256"),
+        ("SSL", None),
+    ],
+)
 def test_topics_produce_serve_and_healthz_through_a_secured_listener(
-    secured_kafka: SecuredKafka, secured_redis: SecuredRedis, protocol: str, tmp_path: Path
+    secured_kafka: SecuredKafka,
+    secured_redis: SecuredRedis,
+    protocol: str,
+    mechanism: str | None,
+    tmp_path: Path,
 ) -> None:
-    env = _env(secured_kafka, secured_redis, protocol)
+    env = _env(secured_kafka, secured_redis, protocol, mechanism or "PLAIN")
     created = _cli(env, "topics", "create")
     assert created.returncode == 0, created.stderr
     assert env["TIERSTREAM_TOPIC_PURCHASES"] in created.stdout
