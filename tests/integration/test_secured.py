@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from scoring.engine import Scorer
+from streams.producer import event_json
 from tests.integration.api_support import free_port
 from tests.integration.secured import SecuredKafka, SecuredRedis
 from tierstream.readers import bundled_cdnow_path, read_events
@@ -46,6 +47,19 @@ def secured_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredK
         yield kafka
     finally:
         kafka.stop()
+
+
+@pytest.fixture(scope="module")
+def first_purchases(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Any]]:
+    """The first EVENTS CDNOW purchases, as a JSONL file for `produce` (a file this small
+    is read at once, the whole CDNOW file is not) and as events."""
+    events = sorted(
+        collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False),
+        key=lambda e: (e.occurred_at, e.event_id),
+    )[:EVENTS]
+    path = tmp_path_factory.mktemp("events") / "first.jsonl"
+    path.write_bytes(b"".join(event_json(event) + b"\n" for event in events))
+    return path, events
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +169,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def test_topics_produce_serve_and_healthz_through_a_secured_listener(
     secured_kafka: SecuredKafka,
     secured_redis: SecuredRedis,
+    first_purchases: tuple[Path, list[Any]],
     protocol: str,
     mechanism: str | None,
     tmp_path: Path,
@@ -163,7 +178,9 @@ def test_topics_produce_serve_and_healthz_through_a_secured_listener(
     created = _cli(env, "topics", "create")
     assert created.returncode == 0, created.stderr
     assert env["TIERSTREAM_TOPIC_PURCHASES"] in created.stdout
-    produced = _cli(env, "produce", "cdnow", "--format", "cdnow", "--limit", "500", "--quiet")
+    produced = _cli(
+        env, "produce", str(first_purchases[0]), "--format", "jsonl", "--limit", "500", "--quiet"
+    )
     assert produced.returncode == 0, produced.stderr
     assert json.loads(produced.stdout.splitlines()[-1])["sent"] == 500
     server, port = _serve(env, tmp_path / "serve.log")
@@ -228,7 +245,10 @@ def _expected(events_shifted: list[Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_worker_over_sasl_ssl_and_redis_tls_with_auth(
-    secured_kafka: SecuredKafka, secured_redis: SecuredRedis, tmp_path: Path
+    secured_kafka: SecuredKafka,
+    secured_redis: SecuredRedis,
+    first_purchases: tuple[Path, list[Any]],
+    tmp_path: Path,
 ) -> None:
     env = _env(secured_kafka, secured_redis, "SASL_SSL")
     assert _cli(env, "topics", "create").returncode == 0
@@ -242,15 +262,11 @@ def test_worker_over_sasl_ssl_and_redis_tls_with_auth(
         stderr=subprocess.STDOUT,
     )
     try:
+        source, events = first_purchases
         produced = _cli(
-            env, "produce", "cdnow", "--format", "cdnow", "--limit", str(EVENTS),
-            "--shift-to-now", "--quiet",
-        )  # fmt: skip
+            env, "produce", str(source), "--format", "jsonl", "--shift-to-now", "--quiet"
+        )
         assert produced.returncode == 0, produced.stderr
-        events = sorted(
-            collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False),
-            key=lambda e: e.occurred_at,
-        )[:EVENTS]
         shifted = shift_days(events, days_to_now(events))
         assert json.loads(produced.stdout.splitlines()[-1])["shifted_days"] == days_to_now(events)
 
