@@ -36,6 +36,14 @@ from tierstream.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Setting name (after TIERSTREAM_) -> default topic name, as in the product spec.
+TOPIC_SETTINGS: dict[str, str] = {
+    "TOPIC_PURCHASES": "purchases",
+    "TOPIC_ENGAGEMENTS": "engagements",
+    "TOPIC_TIER_CHANGES": "tier-changes",
+    "TOPIC_DEAD_LETTERS": "dead-letters",
+}
+
 _ERROR_TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
 # What a client raises while no broker answers yet: kafka-python 3 raises
 # KafkaTimeoutError("Unable to bootstrap ..."), 2.x NoBrokersAvailable.
@@ -51,14 +59,15 @@ _NOT_REACHABLE: tuple[type[Exception], ...] = tuple(
 
 
 def topics_from_settings(settings: Settings) -> dict[str, int]:
-    """Topic name -> partition count: the input, tier-change and dead-letter topics."""
+    """Topic name -> partition count of every topic in ``TOPIC_SETTINGS``: the dead-letter
+    topic has ``DEAD_LETTER_PARTITIONS``, every other ``PARTITIONS``."""
     topics: dict[str, int] = {}
-    for name, count in (
-        (settings.topic_purchases, settings.partitions),
-        (settings.topic_engagements, settings.partitions),
-        (settings.topic_tier_changes, settings.partitions),
-        (settings.topic_dead_letters, settings.dead_letter_partitions),
-    ):
+    for setting in TOPIC_SETTINGS:
+        name = getattr(settings, setting.lower())
+        if setting == "TOPIC_DEAD_LETTERS":
+            count = settings.dead_letter_partitions
+        else:
+            count = settings.partitions
         if name in topics and topics[name] != count:
             raise ValueError(f"topic {name!r} is configured twice with different partition counts")
         topics[name] = count
