@@ -21,11 +21,6 @@
 #   TIERSTREAM_STOP_TIMEOUT (30 s)  TIERSTREAM_REDIS_APPENDFSYNC (everysec|always|no)
 #   TIERSTREAM_KAFKA_CDS (1: keep a class-data archive for faster broker starts; 0: off)
 #   TIERSTREAM_PARTITIONS (4), TIERSTREAM_TOPIC_* : see tierstream/topics.py
-#   TIERSTREAM_KAFKA_SASL (0; 1: also SASL_PLAINTEXT on KAFKA_PORT+2, SASL_SSL on
-#     KAFKA_PORT+3 and SSL on KAFKA_PORT+4, PLAIN and SCRAM, user "tierstream", password
-#     TIERSTREAM_KAFKA_SASL_SECRET ("tierstream-local"), a self-signed certificate for
-#     127.0.0.1/localhost whose CA file is $TIERSTREAM_RUN_DIR/kafka/tls/ca.pem; for testing
-#     clients against a secured broker: PLAINTEXT stays on KAFKA_PORT for set-up)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -49,6 +44,11 @@ KAFKA_HEAP_OPTS="${TIERSTREAM_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 START_TIMEOUT="${TIERSTREAM_START_TIMEOUT:-90}"
 STOP_TIMEOUT="${TIERSTREAM_STOP_TIMEOUT:-30}"
 REDIS_APPENDFSYNC="${TIERSTREAM_REDIS_APPENDFSYNC:-everysec}"
+# TIERSTREAM_KAFKA_SASL=1: a broker for testing clients against a secured cluster. Besides
+# PLAINTEXT on KAFKA_PORT (for set-up), SASL_PLAINTEXT on KAFKA_PORT+2, SASL_SSL on +3 and
+# SSL on +4; user "tierstream" with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, password
+# TIERSTREAM_KAFKA_SASL_SECRET ("tierstream-local"); a self-signed certificate for
+# 127.0.0.1/localhost whose CA file is $TIERSTREAM_RUN_DIR/kafka/tls/ca.pem.
 KAFKA_SASL="${TIERSTREAM_KAFKA_SASL:-0}"
 SASL_PORT="${TIERSTREAM_KAFKA_SASL_PORT:-$((KAFKA_PORT + 2))}"
 SASL_SSL_PORT="${TIERSTREAM_KAFKA_SASL_SSL_PORT:-$((KAFKA_PORT + 3))}"
