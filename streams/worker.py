@@ -43,7 +43,6 @@ from streams.failures import Backoff, Outcome, classify
 from streams.metrics import Metrics
 from streams.processor import ShardLogic, Step, StepResult
 from streams.publisher import Publisher, SendMany
-from tierstream.kafka_settings import faust_credentials
 from tierstream.segments import SNAPSHOT_META, SnapshotBehaviour
 from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
@@ -634,4 +633,4 @@ def build_app(
     return app
 
 
-__all__ = ["EventClock", "Runtime", "build_app", "faust_credentials"]
+__all__ = ["EventClock", "Runtime", "build_app"]
