@@ -180,21 +180,18 @@ class Runtime:
         # Redis, another computes.
         if len(by_shard) == 1:
             [(shard, messages)] = by_shard.items()
-            await self._step(shard, partial(self._process, messages=messages))
+            await self._step(shard, partial(self._measured, messages=messages))
             return
         await asyncio.gather(
             *(
-                self._step(shard, partial(self._process, messages=messages))
+                self._step(shard, partial(self._measured, messages=messages))
                 for shard, messages in by_shard.items()
             )
         )
 
-    async def _process(self, owned: Shard, messages: Sequence[RawMessage]) -> StepResult:
-        parsed = owned.logic.parse(messages)
-        if not parsed.offsets:
-            return parsed.result  # everything was applied before (a redelivery)
-        states = await self.store.load(owned.logic.shard, parsed.customer_ids)
-        result = await self._commit(owned, owned.logic.apply(parsed, states))
+    async def _measured(self, owned: Shard, messages: Sequence[RawMessage]) -> StepResult:
+        """``_process``, then the latency from each record's Kafka time to its change."""
+        result = await self._process(owned, messages)
         if self.metrics is not None and result.changes:
             received = {
                 m.key.decode("utf-8", "replace"): m.timestamp
@@ -203,6 +200,13 @@ class Runtime:
             }
             self.metrics.observe_change_latency(result.changes, received, time.time())
         return result
+
+    async def _process(self, owned: Shard, messages: Sequence[RawMessage]) -> StepResult:
+        parsed = owned.logic.parse(messages)
+        if not parsed.offsets:
+            return parsed.result  # everything was applied before (a redelivery)
+        states = await self.store.load(owned.logic.shard, parsed.customer_ids)
+        return await self._commit(owned, owned.logic.apply(parsed, states))
 
     async def _advance_due(self, owned: Shard) -> StepResult:
         logic = owned.logic

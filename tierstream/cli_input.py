@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TextIO, cast
+from typing import Any, Literal, NoReturn, TextIO, cast, get_args
 
 import typer
 import yaml
@@ -65,29 +65,10 @@ def parse_window(value: str | None) -> int | Literal["lifetime"] | None:
     fail(f"--window-days takes a positive integer or 'lifetime', not {value!r}")
 
 
-FORMATS = ("cdnow", "csv", "jsonl")
-
-
 def parse_format(value: str) -> Format:
-    if value not in FORMATS:
+    if value not in ("cdnow", "csv", "jsonl"):
         fail(f"--format must be cdnow, csv or jsonl, not {value!r}")
     return cast(Format, value)
-
-
-def _format_choice(value: str | None) -> str | None:
-    """Checked while the command line is parsed, before any work (and still one line)."""
-    return value if value is None else parse_format(value)
-
-
-def format_option() -> Any:
-    """The ``--format`` option of every command that reads a history file: a choice."""
-    return typer.Option(
-        "--format",
-        metavar="[cdnow|csv|jsonl]",
-        help="History file format: cdnow, csv or jsonl",
-        callback=_format_choice,
-        autocompletion=lambda incomplete: [f for f in FORMATS if f.startswith(incomplete)],
-    )
 
 
 def scoring_config(
@@ -161,3 +142,23 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     with open_output(path) as handle:
         for row in rows:
             handle.write(json.dumps(row, separators=(",", ":")) + "\n")
+
+
+# The formats the readers know (tierstream/readers.py's Format), in the help and completion.
+FORMATS: tuple[str, ...] = get_args(Format)
+
+
+def _format_choice(value: str | None) -> str | None:
+    """Checked while the command line is parsed, before any work (and still one line)."""
+    return value if value is None else parse_format(value)
+
+
+def format_option() -> Any:
+    """The ``--format`` option of every command that reads a history file: a choice."""
+    return typer.Option(
+        "--format",
+        metavar="[" + "|".join(FORMATS) + "]",
+        help="History file format: " + ", ".join(FORMATS),
+        callback=_format_choice,
+        autocompletion=lambda incomplete: [f for f in FORMATS if f.startswith(incomplete)],
+    )
