@@ -15,7 +15,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from scoring.engine import AsOfError, Change, Scorer
-from tierstream import __version__
 from tierstream.cli_input import (
     console,
     fail,
@@ -48,6 +47,8 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
+        from tierstream import __version__  # noqa: PLC0415
+
         print(f"tierstream {__version__}")
         raise typer.Exit()
 
@@ -339,20 +340,24 @@ def produce_command(
     events.sort(key=lambda e: e.occurred_at)
     if limit is not None:
         events = events[:limit]
-    shifted = days_to_now(events) if shift_to_now else 0
-    events = shift_days(events, shifted)
     started = time.monotonic()
+    if shift_to_now:
+        events = list(events)  # the shift needs the last event's day before the first send
+        shifted = days_to_now(events)
+        events = shift_days(events, shifted)
+        say(f"history shifted by {shifted:,} days to end today", "default")
     try:
         with Progress(
-            TextColumn("producing {task.total:,} events to " + settings.kafka_bootstrap),
+            TextColumn("producing to " + settings.kafka_bootstrap),
             BarColumn(),
-            TextColumn("{task.completed:,}"),
+            TextColumn("{task.completed:,} events"),
             TimeRemainingColumn(),
             console=console,
             disable=quiet,
             transient=True,
         ) as bar:
-            task = bar.add_task("produce", total=len(events))
+            total = len(events) if isinstance(events, list) else None
+            task = bar.add_task("produce", total=total)
             sent = produce(
                 settings.kafka_bootstrap,
                 events,
@@ -365,14 +370,7 @@ def produce_command(
     except KafkaError as exc:
         fail(f"cannot produce to {settings.kafka_bootstrap}: {type(exc).__name__}: {exc}")
     seconds = time.monotonic() - started
-    summary: dict[str, Any] = {
-        "sent": sent,
-        "rejected": len(stats.rejects),
-        "seconds": round(seconds, 2),
-    }
-    if shift_to_now:
-        summary["shifted_days"] = shifted
-    print(json.dumps(summary))
+    print(json.dumps({"sent": sent, "rejected": len(stats.rejects), "seconds": round(seconds, 2)}))
 
 
 @app.command("segments")

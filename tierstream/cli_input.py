@@ -8,10 +8,11 @@ paths, the scoring config, the environment, output files.
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TextIO, cast, get_args
+from typing import Any, Literal, NoReturn, TextIO, cast
 
 import typer
 import yaml
@@ -145,7 +146,7 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 # The formats the readers know (tierstream/readers.py's Format), in the help and completion.
-FORMATS: tuple[str, ...] = get_args(Format)
+FORMATS: tuple[str, ...] = typing.get_args(Format)
 
 
 def _format_choice(value: str | None) -> str | None:

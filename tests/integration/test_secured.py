@@ -268,7 +268,7 @@ def test_worker_over_sasl_ssl_and_redis_tls_with_auth(
         )
         assert produced.returncode == 0, produced.stderr
         shifted = shift_days(events, days_to_now(events))
-        assert json.loads(produced.stdout.splitlines()[-1])["shifted_days"] == days_to_now(events)
+        assert f"shifted by {days_to_now(events):,} days" in produced.stderr, produced.stderr
 
         deadline = time.monotonic() + 120
         applied = 0
