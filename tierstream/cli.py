@@ -326,6 +326,8 @@ def produce_command(
     quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
 ) -> None:
     """Publish a history file to the input topics, in event-time order, keyed by customer."""
+    from collections.abc import Iterable  # noqa: PLC0415
+
     from kafka.errors import KafkaError  # noqa: PLC0415 - Kafka client only needed here
 
     from streams.producer import produce  # noqa: PLC0415
@@ -341,10 +343,11 @@ def produce_command(
     if limit is not None:
         events = events[:limit]
     started = time.monotonic()
+    sending: Iterable[Any] = events
     if shift_to_now:
-        events = list(events)  # the shift needs the last event's day before the first send
-        shifted = days_to_now(events)
-        events = shift_days(events, shifted)
+        history = list(events)  # the shift needs the last event's day before the first send
+        shifted = days_to_now(history)
+        sending = shift_days(history, shifted)
         say(f"history shifted by {shifted:,} days to end today", "default")
     try:
         with Progress(
@@ -356,11 +359,11 @@ def produce_command(
             disable=quiet,
             transient=True,
         ) as bar:
-            total = len(events) if isinstance(events, list) else None
+            total = len(sending) if isinstance(sending, list) else None
             task = bar.add_task("produce", total=total)
             sent = produce(
                 settings.kafka_bootstrap,
-                events,
+                sending,
                 purchases_topic=settings.topic_purchases,
                 engagements_topic=settings.topic_engagements,
                 rate=rate,

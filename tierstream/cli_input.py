@@ -146,7 +146,7 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 # The formats the readers know (tierstream/readers.py's Format), in the help and completion.
-FORMATS: tuple[str, ...] = typing.get_args(Format)
+FORMAT_CHOICES: tuple[str, ...] = typing.get_args(Format)
 
 
 def _format_choice(value: str | None) -> str | None:
@@ -158,8 +158,8 @@ def format_option() -> Any:
     """The ``--format`` option of every command that reads a history file: a choice."""
     return typer.Option(
         "--format",
-        metavar="[" + "|".join(FORMATS) + "]",
-        help="History file format: " + ", ".join(FORMATS),
+        metavar="[" + "|".join(FORMAT_CHOICES) + "]",
+        help="History file format: " + ", ".join(FORMAT_CHOICES),
         callback=_format_choice,
-        autocompletion=lambda incomplete: [f for f in FORMATS if f.startswith(incomplete)],
+        autocompletion=lambda incomplete: [f for f in FORMAT_CHOICES if f.startswith(incomplete)],
     )

@@ -32,6 +32,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from pydantic import ValidationError
 
+from tierstream.kafka_settings import KafkaSettings
 from tierstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,13 @@ def topics_from_settings(settings: Settings) -> dict[str, int]:
             raise ValueError(f"topic {name!r} is configured twice with different partition counts")
         topics[name] = count
     return topics
+
+
+def kafka_security_from_env() -> dict[str, Any]:
+    """SASL/TLS options of the TIERSTREAM_KAFKA_* settings for a kafka-python or aiokafka
+    client (empty for plaintext): ``KafkaSettings().client_options()``, as every client
+    of tierstream uses."""
+    return KafkaSettings().client_options()
 
 
 def topics_from_env() -> dict[str, int]:
