@@ -9,6 +9,7 @@ own; Redis is Debian's redis-server with a password and only a TLS port.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -26,13 +27,11 @@ REDIS_SECRET = "redis-test-secret"  # noqa: S105
 
 
 def free_port_block(size: int) -> int:
-    """The first of ``size`` consecutive free loopback ports."""
+    """The first of ``size`` consecutive free loopback ports, below the ephemeral range
+    (32768 on Linux), where the system's own outgoing connections would not take one
+    between this check and the broker binding it."""
     for _ in range(200):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            base = sock.getsockname()[1]
-        if base + size >= 65535:
-            continue
+        base = random.randrange(20_000, 32_000)  # noqa: S311 - not for security
         if all(_free(base + offset) for offset in range(size)):
             return base
     raise RuntimeError("no block of free ports")
@@ -99,9 +98,17 @@ class SecuredKafka:
 
     @classmethod
     def start(cls, run_dir: Path) -> SecuredKafka:
-        kafka = cls(run_dir, free_port_block(5))
-        kafka.services("start-kafka")
-        return kafka
+        for attempt in range(3):
+            kafka = cls(run_dir / f"try-{attempt}", free_port_block(5))
+            try:
+                kafka.services("start-kafka")
+                return kafka
+            except RuntimeError as exc:
+                # Another program took one of the ports since they were checked: try
+                # another block; anything else is a real failure.
+                if "in use" not in str(exc) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def stop(self) -> None:
         self.services("stop-kafka")
