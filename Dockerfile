@@ -10,7 +10,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY . /app
-RUN pip install . \
+# Runtime dependencies only, at the versions the tests passed with (constraints.txt).
+RUN pip install -c constraints.txt . \
     && useradd --create-home --uid 10001 tierstream \
     && mkdir -p /var/lib/tierstream \
     && chown tierstream /var/lib/tierstream

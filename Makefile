@@ -7,21 +7,33 @@ STAMP  := $(VENV)/.installed
 PEER_VENV  := .venv-peer
 PEER_STAMP := $(PEER_VENV)/.installed
 
-.PHONY: install chromium demo test test-unit test-integration lint typecheck services-up services-down bench schemas clean
+.PHONY: install constraints promtool chromium demo test test-unit test-integration lint typecheck services-up services-down bench schemas clean
 
-install: $(STAMP) $(PEER_STAMP)
+install: $(STAMP) $(PEER_STAMP) promtool
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the versions the tests passed with (reproducible).
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# After changing dependencies in pyproject.toml and testing: pin what .venv now holds.
+constraints: $(STAMP)
+	{ sed -n '1,2p' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v -i '^tierstream\|@ file'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 $(PEER_STAMP): bench/peer-requirements.txt
 	$(PYTHON) -m venv $(PEER_VENV)
 	$(PEER_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(PEER_VENV)/bin/python -m pip install --quiet -r bench/peer-requirements.txt
 	touch $(PEER_STAMP)
+
+# promtool checks the compose stack's alert rules (Debian's prometheus package; the test
+# skips, saying so, without it).
+promtool:
+	command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
+		|| echo "prometheus (promtool) could not be installed: the alert-rule checks will be skipped, saying so"
 
 # The browser the dashboard test drives (Debian's; the test skips, saying so, without it).
 chromium:

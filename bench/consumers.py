@@ -37,6 +37,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import IO, Any
 
+from tierstream.kafka_settings import KafkaSettings
+
 
 class Progress:
     def __init__(self, out: IO[str], expected: int) -> None:
@@ -73,6 +75,7 @@ async def run_raw(progress: Progress) -> None:
         bootstrap_servers=os.environ["BENCH_BOOTSTRAP"],
         group_id=os.environ["BENCH_GROUP"],
         auto_offset_reset="earliest",
+        **KafkaSettings().client_options(),
     )
     await consumer.start()
     decoded = 0
@@ -98,6 +101,7 @@ def run_naive(progress: Progress) -> None:
     app = faust.App(
         os.environ["BENCH_GROUP"],
         broker=f"kafka://{os.environ['BENCH_BOOTSTRAP']}",
+        broker_credentials=KafkaSettings().faust_credentials(),
         store="memory://",
         web_enabled=False,
         consumer_auto_offset_reset="earliest",

@@ -30,6 +30,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from scoring.events import InputEvent
 from streams.producer import produce
+from tierstream.kafka_settings import KafkaSettings
 from tierstream.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +39,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PEER_VENV = ROOT / ".venv-peer"
 INPUTS = ("purchases", "engagements")
 INTERNAL = ("changelog", "repartition")  # quix-streams' internal topic kinds
+
+
+def kafka_options() -> dict[str, Any]:
+    """SASL/TLS options of every benchmark client: the TIERSTREAM_KAFKA_* settings, as the
+    worker's (empty for a plaintext broker)."""
+    return KafkaSettings().client_options()
 
 
 def admin_client(bootstrap: str) -> KafkaAdminClient:
@@ -51,6 +58,7 @@ def admin_client(bootstrap: str) -> KafkaAdminClient:
         client_id="tierstream-bench",
         request_timeout_ms=15_000,
         **options,
+        **kafka_options(),
     )
 
 
@@ -108,7 +116,7 @@ class Resources:
         """One fresh topic of ours."""
         name = self.name(what)
         self.topics.append(name)
-        ensure_topics(self.bootstrap, {name: partitions})
+        ensure_topics(self.bootstrap, {name: partitions}, **kafka_options())
         return name
 
     def internal_topics(
@@ -128,7 +136,7 @@ class Resources:
         counts = {names[k]: partitions for k in ("purchases", "engagements", "tier-changes")}
         counts[names["dead-letters"]] = 1
         self.topics.extend(names.values())
-        ensure_topics(self.bootstrap, counts)
+        ensure_topics(self.bootstrap, counts, **kafka_options())
         return TopicSet(names, partitions)
 
     def redis(self) -> redis.Redis[bytes]:
@@ -180,6 +188,7 @@ def load(bootstrap: str, topics: TopicSet, events: Iterable[InputEvent]) -> int:
         events,
         purchases_topic=topics["purchases"],
         engagements_topic=topics["engagements"],
+        **kafka_options(),
     )
 
 
@@ -192,7 +201,7 @@ def list_topics(bootstrap: str) -> list[str]:
 
 
 def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **kafka_options())
     try:
         tps = [
             TopicPartition(topic, p)

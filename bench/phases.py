@@ -39,6 +39,7 @@ from bench.infra import (
     TopicSet,
     child_env,
     end_offsets,
+    kafka_options,
     list_topics,
     load,
 )
@@ -539,6 +540,7 @@ class ChangeCollector:
             bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
             fetch_max_wait_ms=50,
+            **kafka_options(),
         )
         await self.consumer.start()
         tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
@@ -574,7 +576,9 @@ async def _paced_send(
     """
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, **kafka_options()
+    )
     await producer.start()
     sent: dict[tuple[str, datetime], int] = {}
     last_us = 0

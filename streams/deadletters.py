@@ -22,6 +22,7 @@ class RawMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: float | None = None  # the record's Kafka time, in seconds (latency metrics)
 
 
 class Rejected(Exception):  # noqa: N818 - a result, not a failure of ours

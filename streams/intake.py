@@ -52,7 +52,12 @@ def install(consumer: Any, topics: Collection[str], handle: Handler) -> bool:
                     if tp.topic in inputs:
                         batch[tp.partition].append(
                             RawMessage(
-                                tp.topic, tp.partition, message.offset, message.key, message.value
+                                tp.topic,
+                                tp.partition,
+                                message.offset,
+                                message.key,
+                                message.value,
+                                message.timestamp,
                             )
                         )
                     else:

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.client import AIOKafkaClient
@@ -51,8 +52,11 @@ class KafkaProbe:
         health_ttl: float = HEALTH_TTL,
         offsets_timeout: float = OFFSETS_TIMEOUT,
         offsets_ttl: float = OFFSETS_TTL,
+        client_options: dict[str, Any] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        # Security (SASL, TLS): KafkaSettings.client_options(), the workers' own.
+        self.client_options = dict(client_options or {})
         self.client_id = client_id
         self.metadata_timeout = metadata_timeout
         self.health_ttl = health_ttl
@@ -91,6 +95,7 @@ class KafkaProbe:
             bootstrap_servers=self.bootstrap,
             client_id=self.client_id,
             request_timeout_ms=int(self.metadata_timeout * 1000),
+            **self.client_options,
         )
         try:
             await client.bootstrap()
@@ -130,6 +135,7 @@ class KafkaProbe:
                 group_id=None,  # looks only; never joins the workers' group
                 enable_auto_commit=False,
                 request_timeout_ms=int(self.offsets_timeout * 1000),
+                **self.client_options,
             )
             await consumer.start()
             self._consumer = consumer

@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -29,6 +30,7 @@ from prometheus_client.registry import Collector
 from tierstream.stores.base import StateStore
 
 if TYPE_CHECKING:
+    from scoring.engine import Change
     from streams.kafka_probe import KafkaProbe
     from streams.processor import StepResult
 
@@ -38,6 +40,15 @@ STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 # A PING on loopback takes ~0.1 ms, in one zone ~0.5 ms; the store gives up at 1 s.
 RTT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.25, 1.0)
+
+# Kafka offset commits: a round trip to the group coordinator, milliseconds when healthy.
+COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0)
+# Event to change: the record's Kafka time to the change handed to the producer. Tens of
+# ms under load; minutes only while the worker catches up with a backlog.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+# Timer lateness: due moment to commit. The timer runs every 0.5 s, so under a second is
+# on time; hours or days mean the worker was down (or caught up after a backlog).
+LATENESS_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 21_600, 86_400, 604_800)
 
 # StepResult.counts keys that are outcomes of one input message each.
 OUTCOMES = ("applied", "duplicate", "outside_window", "already_applied")
@@ -107,6 +118,44 @@ class Metrics:
             "Outbox entries (tier changes and dead letters) published to Kafka",
             registry=r,
         )
+        self.redis_commit_seconds = Histogram(
+            "tierstream_redis_commit_seconds",
+            "Seconds of the atomic Redis commit of one step (state, offsets, outbox, schedule)",
+            buckets=STEP_BUCKETS,
+            registry=r,
+        )
+        self.kafka_commit_seconds = Histogram(
+            "tierstream_kafka_commit_seconds",
+            "Seconds to commit input offsets to the consumer group (advisory: Redis holds "
+            "the applied offsets)",
+            buckets=COMMIT_BUCKETS,
+            registry=r,
+        )
+        self.kafka_commit_failures = Counter(
+            "tierstream_kafka_commit_failures",
+            "Offset commits to the consumer group that failed (retried next tick)",
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "tierstream_rebalances",
+            "Partition assignments this worker received from the consumer group",
+            registry=r,
+        )
+        self.change_latency = Histogram(
+            "tierstream_event_to_change_seconds",
+            "From an input record's Kafka timestamp to its tier change handed to the producer",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.timer_lateness = Histogram(
+            "tierstream_timer_lateness_seconds",
+            "How late time-driven changes (inactivity) were committed after their due moment, "
+            "on the worker's clock",
+            buckets=LATENESS_BUCKETS,
+            registry=r,
+        )
+        # process_cpu_seconds_total, process_resident_memory_bytes, open fds, start time.
+        ProcessCollector(registry=r)
 
     def observe_step(
         self,
@@ -149,6 +198,50 @@ class Metrics:
     def observe_publish(self, count: int) -> None:
         if count > 0:
             self.published.inc(count)
+
+    def watch_shards(self, outbox_depth: Callable[[], Mapping[int, int]]) -> None:
+        """Report, at each scrape, the owned shards and each one's outbox depth."""
+        self.registry.register(_ShardGauges(outbox_depth))
+
+    def observe_change_latency(
+        self, changes: Sequence[Change], received: Mapping[str, float], now: float
+    ) -> None:
+        """Event-driven changes: ``now`` minus the Kafka time of the customer's latest record
+        in the step (``received``: customer id -> seconds)."""
+        for change in changes:
+            sent_at = received.get(change.customer_id)
+            if sent_at is not None:
+                self.change_latency.observe(max(0.0, now - sent_at))
+
+    def observe_timer_lateness(self, changes: Sequence[Change], now: datetime) -> None:
+        for change in changes:
+            if change.cause == "inactivity":
+                lateness = (now - change.occurred_at).total_seconds()
+                self.timer_lateness.observe(max(0.0, lateness))
+
+
+class _ShardGauges(Collector):
+    """Owned shards and the depth of their outboxes, read from the runtime on scrape."""
+
+    def __init__(self, outbox_depth: Callable[[], Mapping[int, int]]) -> None:
+        self.outbox_depth = outbox_depth
+
+    def collect(self) -> Iterator[Metric]:
+        depths = dict(self.outbox_depth())
+        owned = GaugeMetricFamily(
+            "tierstream_owned_shards", "Shards (input partitions) this worker owns now"
+        )
+        owned.add_metric([], len(depths))
+        yield owned
+        depth = GaugeMetricFamily(
+            "tierstream_outbox_depth",
+            "Outbox entries (tier changes, dead letters) committed but not yet acknowledged "
+            "by Kafka, per owned shard",
+            labels=["shard"],
+        )
+        for shard, count in sorted(depths.items()):
+            depth.add_metric([str(shard)], count)
+        yield depth
 
 
 class PipelineGauges(Collector):

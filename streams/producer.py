@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from kafka import KafkaProducer
@@ -44,9 +44,14 @@ def produce(
     purchases_topic: str,
     engagements_topic: str,
     rate: float | None = None,
+    progress: Callable[[int], None] | None = None,
     **producer_options: Any,
 ) -> int:
-    """Send events keyed by customer id, in order; ``rate`` caps events per second."""
+    """Send events keyed by customer id, in order; ``rate`` caps events per second.
+
+    ``producer_options`` are kafka-python's (``KafkaSettings.client_options()`` for SASL
+    and TLS); ``progress`` is told how many were handed to the client, every 1,000.
+    """
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -62,11 +67,15 @@ def produce(
             topic = purchases_topic if is_purchase else engagements_topic
             producer.send(topic, key=key, value=value)
             sent += 1
+            if progress is not None and sent % 1000 == 0:
+                progress(sent)
             if rate is not None and sent % 100 == 0:
                 ahead = sent / rate - (time.monotonic() - started)
                 if ahead > 0:
                     time.sleep(ahead)
         producer.flush(timeout=120)
+        if progress is not None:
+            progress(sent)
     finally:
         producer.close(timeout=30)
     return sent

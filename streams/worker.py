@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import os
-import ssl
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -48,7 +47,6 @@ from tierstream.segments import SNAPSHOT_META, SnapshotBehaviour
 from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
 from tierstream.stores.redis_async import AsyncRedisStore
-from tierstream.topics import kafka_security_from_env
 
 log = logging.getLogger("tierstream.worker")
 T = TypeVar("T")
@@ -182,14 +180,26 @@ class Runtime:
         # Redis, another computes.
         if len(by_shard) == 1:
             [(shard, messages)] = by_shard.items()
-            await self._step(shard, partial(self._process, messages=messages))
+            await self._step(shard, partial(self._measured, messages=messages))
             return
         await asyncio.gather(
             *(
-                self._step(shard, partial(self._process, messages=messages))
+                self._step(shard, partial(self._measured, messages=messages))
                 for shard, messages in by_shard.items()
             )
         )
+
+    async def _measured(self, owned: Shard, messages: Sequence[RawMessage]) -> StepResult:
+        """``_process``, then the latency from each record's Kafka time to its change."""
+        result = await self._process(owned, messages)
+        if self.metrics is not None and result.changes:
+            received = {
+                m.key.decode("utf-8", "replace"): m.timestamp
+                for m in messages
+                if m.key is not None and m.timestamp is not None
+            }
+            self.metrics.observe_change_latency(result.changes, received, time.time())
+        return result
 
     async def _process(self, owned: Shard, messages: Sequence[RawMessage]) -> StepResult:
         parsed = owned.logic.parse(messages)
@@ -203,9 +213,12 @@ class Runtime:
         due = await self.store.due(logic.shard, logic.clock.now().timestamp(), 1000)
         if not due:
             return StepResult()
-        return await self._commit(
+        result = await self._commit(
             owned, logic.advance(due, await self.store.load(logic.shard, due))
         )
+        if self.metrics is not None:
+            self.metrics.observe_timer_lateness(result.changes, logic.clock.now())
+        return result
 
     async def _rescore(
         self, owned: Shard, ids: Sequence[str], cause: Cause, because: str
@@ -218,7 +231,10 @@ class Runtime:
         publisher = owned.publisher
         trim_to = await publisher.settle()
         entries = step.batch.changes
+        started = time.perf_counter()
         end = await self.store.commit(owned.logic.lease, step.batch, trim_to)
+        if self.metrics is not None:
+            self.metrics.redis_commit_seconds.observe(time.perf_counter() - started)
         publisher.trimmed = max(publisher.trimmed, trim_to)
         owned.logic.committed(step)
         await publisher.publish(end - len(entries), entries)
@@ -473,29 +489,6 @@ async def commit_in_consumer_thread(app: faust.App, positions: dict[TP, int]) ->
     return result
 
 
-def faust_credentials(options: dict[str, Any]) -> Any:
-    """Faust credentials from the TIERSTREAM_KAFKA_* security settings (None: plaintext)."""
-    protocol = options.get("security_protocol", "PLAINTEXT")
-    if protocol == "PLAINTEXT":
-        return None
-    context = None
-    if protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=options.get("ssl_cafile"))
-        if options.get("ssl_certfile"):
-            context.load_cert_chain(
-                options["ssl_certfile"], options.get("ssl_keyfile"), options.get("ssl_password")
-            )
-        context.check_hostname = options.get("ssl_check_hostname", True)
-    if protocol == "SSL":
-        return faust.SSLCredentials(context)
-    return faust.SASLCredentials(
-        username=options.get("sasl_plain_username"),
-        password=options.get("sasl_plain_password"),
-        mechanism=options.get("sasl_mechanism", "PLAIN"),
-        ssl_context=context,
-    )
-
-
 def build_app(
     settings: Settings, store: StateStore, scorer: Scorer, hot_store: AsyncRedisStore
 ) -> faust.App:
@@ -505,8 +498,8 @@ def build_app(
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
-        broker_credentials=faust_credentials(kafka_security_from_env()),
+        broker=settings.faust_broker(),
+        broker_credentials=settings.faust_credentials(),
         # Faust keeps a data directory even with the memory store: not in the work tree.
         datadir=str(datadir),
         store="memory://",
@@ -515,7 +508,7 @@ def build_app(
         web_bind="127.0.0.1",
         consumer_auto_offset_reset="earliest",
         topic_allow_declare=True,  # Faust's own assignor topic; ours are pre-created
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication_factor,  # Faust's own topics
         topic_partitions=settings.partitions,
         broker_commit_interval=1.0,
         # One fetch is one batch of steps (streams/intake.py).
@@ -568,8 +561,12 @@ def build_app(
         }
         if not positions:
             return  # nothing new (an empty commit is an error in aiokafka)
+        started = time.perf_counter()
         if await commit_in_consumer_thread(app, positions):
             committed.update(positions)
+            metrics.kafka_commit_seconds.observe(time.perf_counter() - started)
+        else:
+            metrics.kafka_commit_failures.inc()
 
     metrics = Metrics()
 
@@ -607,6 +604,9 @@ def build_app(
 
         api = create_api(store, scorer, settings, metrics)
         attach_api(app, api, settings.api_host, settings.api_port)
+    metrics.watch_shards(
+        lambda: {shard: owned.publisher.in_flight for shard, owned in runtime.shards.items()}
+    )
     app.tierstream_runtime = runtime  # type: ignore[attr-defined]
     # Input batches go from the consumer's fetch straight to the runtime (streams/intake.py);
     # the agent below is the fallback path, and stays idle when the hook is installed.
@@ -626,6 +626,7 @@ def build_app(
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        metrics.rebalances.inc()
         await runtime.assign(tp.partition for tp in assigned if tp.topic in input_names)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]

@@ -266,7 +266,7 @@ def create_api(
     """
     registry = CollectorRegistry()
     if kafka is None:
-        kafka = KafkaProbe(settings.kafka_bootstrap)
+        kafka = KafkaProbe(settings.kafka_bootstrap, client_options=settings.client_options())
     topics = (settings.topic_purchases, settings.topic_engagements)
     sizes = SizesCache(store, settings.sizes_ttl)
     registry.register(SizeGauges(sizes))

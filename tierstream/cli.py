@@ -19,6 +19,7 @@ from scoring.engine import AsOfError, Change, Scorer
 from tierstream.cli_input import (
     console,
     fail,
+    format_option,
     load_settings,
     open_output,
     parse_as_of,
@@ -41,12 +42,43 @@ from tierstream.stores.base import StateStore
 if TYPE_CHECKING:
     from tierstream.stores.redis import RedisStore
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from tierstream import __version__  # noqa: PLC0415
+
+        print(f"tierstream {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Show the version and exit"
+        ),
+    ] = False,
+) -> None:
     """tierstream: streaming RFM tiers and segments with explained tier-change events."""
+
+
+def _register_subcommands() -> None:
+    """Command groups defined in modules of their own."""
+    from tierstream.config_cli import config_app  # noqa: PLC0415
+    from tierstream.topics_cli import topics_app  # noqa: PLC0415
+
+    app.add_typer(config_app, name="config")
+    app.add_typer(topics_app, name="topics")
+
+
+_register_subcommands()
 
 
 @app.command("replay")
@@ -55,7 +87,7 @@ def replay_command(
         str,
         typer.Argument(help="History file; for --format cdnow, 'cdnow' = the bundled CDNOW file"),
     ],
-    fmt: Annotated[str, typer.Option("--format", help="cdnow | csv | jsonl")] = "jsonl",
+    fmt: Annotated[str, format_option()] = "jsonl",
     as_of: Annotated[str | None, typer.Option(help="Score as of this DATE (default: now)")] = None,
     window_days: Annotated[
         str | None, typer.Option(help="N days or 'lifetime' (default: config)")
@@ -136,7 +168,7 @@ def replay_command(
         for change in changes[:show_changes]:
             console.print(
                 f"{change.occurred_at.date()} {change.customer_id} v{change.version} "
-                f"{change.previous_tier}→{change.new_tier} [{change.new_segment}] "
+                f"{change.previous_tier or '(new)'}→{change.new_tier} [{change.new_segment}] "
                 f"({change.cause}): {change.reason}"
             )
         if len(changes) > show_changes:
@@ -235,6 +267,7 @@ def worker_command(
 
     Configured by environment variables with the TIERSTREAM_ prefix (see the README).
     """
+    settings = load_settings()  # a bad setting is one line before any process starts
     if processes > 1:
         from tierstream.processes import run_processes  # noqa: PLC0415
 
@@ -245,7 +278,6 @@ def worker_command(
     from streams.worker import build_app  # noqa: PLC0415
     from tierstream.stores.redis_async import AsyncRedisStore  # noqa: PLC0415
 
-    settings = Settings()
     store = _redis_store(settings)
     try:
         snapshot = _segment_snapshot(store)
@@ -267,7 +299,7 @@ def serve_command() -> None:
     """The HTTP API and dashboard over the Redis state (TIERSTREAM_API_* settings)."""
     from tierstream.serve import run_serve  # noqa: PLC0415 - aiohttp only needed here
 
-    run_serve(Settings())
+    run_serve(load_settings())
 
 
 @app.command(
@@ -277,6 +309,11 @@ def serve_command() -> None:
 )
 def bench_command(ctx: typer.Context) -> None:
     """Benchmarks against Kafka and Redis (options: tierstream bench --help)."""
+    import importlib.util  # noqa: PLC0415
+
+    missing = [m for m in ("matplotlib", "pyinstrument") if importlib.util.find_spec(m) is None]
+    if missing:  # runtime installs leave the benchmark tooling out
+        fail(f"tierstream bench needs {', '.join(missing)}: pip install 'tierstream[bench]'")
     from bench.run import main  # noqa: PLC0415 - the benchmark harness
 
     raise typer.Exit(main(list(ctx.args)))
@@ -285,14 +322,29 @@ def bench_command(ctx: typer.Context) -> None:
 @app.command("produce")
 def produce_command(
     path: Annotated[str, typer.Argument(help="History file; 'cdnow' = the bundled CDNOW file")],
-    fmt: Annotated[str, typer.Option("--format", help="cdnow | csv | jsonl")] = "jsonl",
+    fmt: Annotated[str, format_option()] = "jsonl",
     rate: Annotated[
-        float | None, typer.Option(help="Events per second (default: as fast as possible)")
+        float | None,
+        typer.Option(min=0.001, help="Events per second (default: as fast as possible)"),
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="Send at most this many events")] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="Send at most this many events")] = None,
+    shift_to_now: Annotated[
+        bool,
+        typer.Option(
+            "--shift-to-now",
+            help="Move the whole history by whole days so that it ends today (live demos: "
+            "a worker on the wall clock sees recent customers, not 1998's)",
+        ),
+    ] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar")] = False,
 ) -> None:
     """Publish a history file to the input topics, in event-time order, keyed by customer."""
-    from streams.producer import produce  # noqa: PLC0415 - Kafka client only needed here
+    from collections.abc import Iterable  # noqa: PLC0415
+
+    from kafka.errors import KafkaError  # noqa: PLC0415 - Kafka client only needed here
+
+    from streams.producer import produce  # noqa: PLC0415
+    from tierstream.shift import days_to_now, shift_days  # noqa: PLC0415
 
     source_format = parse_format(fmt)
     settings = load_settings()
@@ -304,13 +356,35 @@ def produce_command(
     if limit is not None:
         events = events[:limit]
     started = time.monotonic()
-    sent = produce(
-        settings.kafka_bootstrap,
-        events,
-        purchases_topic=settings.topic_purchases,
-        engagements_topic=settings.topic_engagements,
-        rate=rate,
-    )
+    sending: Iterable[Any] = events
+    if shift_to_now:
+        history = list(events)  # the shift needs the last event's day before the first send
+        shifted = days_to_now(history)
+        sending = shift_days(history, shifted)
+        say(f"history shifted by {shifted:,} days to end today", "default")
+    try:
+        with Progress(
+            TextColumn("producing to " + settings.kafka_bootstrap),
+            BarColumn(),
+            TextColumn("{task.completed:,} events"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=quiet,
+            transient=True,
+        ) as bar:
+            total = len(sending) if isinstance(sending, list) else None
+            task = bar.add_task("produce", total=total)
+            sent = produce(
+                settings.kafka_bootstrap,
+                sending,
+                purchases_topic=settings.topic_purchases,
+                engagements_topic=settings.topic_engagements,
+                rate=rate,
+                progress=lambda done: bar.update(task, completed=done),
+                **settings.client_options(),
+            )
+    except KafkaError as exc:
+        fail(f"cannot produce to {settings.kafka_bootstrap}: {type(exc).__name__}: {exc}")
     seconds = time.monotonic() - started
     print(json.dumps({"sent": sent, "rejected": len(stats.rejects), "seconds": round(seconds, 2)}))
 
@@ -320,9 +394,7 @@ def segments_command(
     replay_path: Annotated[
         str | None, typer.Option("--replay", help="Learn from a replayed file instead of Redis")
     ] = None,
-    fmt: Annotated[
-        str, typer.Option("--format", help="with --replay: cdnow | csv | jsonl")
-    ] = "cdnow",
+    fmt: Annotated[str, format_option()] = "cdnow",
     as_of: Annotated[
         str | None, typer.Option(help="Features as of this DATE (default: now)")
     ] = None,
@@ -484,8 +556,9 @@ def customer_command(
     if as_json:
         print(json.dumps(record))
         return
-    for key, value in record.items():
-        print(f"{key:>18}: {value}")
+    from tierstream.customer_view import customer_table  # noqa: PLC0415
+
+    Console(width=max(100, Console().width)).print(customer_table(record))
 
 
 register_kpi_commands(app)  # clv fit, report, review (tierstream/cli_kpis.py)

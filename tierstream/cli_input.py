@@ -8,6 +8,7 @@ paths, the scoring config, the environment, output files.
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,3 +143,23 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     with open_output(path) as handle:
         for row in rows:
             handle.write(json.dumps(row, separators=(",", ":")) + "\n")
+
+
+# The formats the readers know (tierstream/readers.py's Format), in the help and completion.
+FORMAT_CHOICES: tuple[str, ...] = typing.get_args(Format)
+
+
+def _format_choice(value: str | None) -> str | None:
+    """Checked while the command line is parsed, before any work (and still one line)."""
+    return value if value is None else parse_format(value)
+
+
+def format_option() -> Any:
+    """The ``--format`` option of every command that reads a history file: a choice."""
+    return typer.Option(
+        "--format",
+        metavar="[" + "|".join(FORMAT_CHOICES) + "]",
+        help="History file format: " + ", ".join(FORMAT_CHOICES),
+        callback=_format_choice,
+        autocompletion=lambda incomplete: [f for f in FORMAT_CHOICES if f.startswith(incomplete)],
+    )

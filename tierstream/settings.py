@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import tempfile
 from datetime import datetime
+from importlib import resources
+from importlib.abc import Traversable
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from scoring.config import ScoringConfig, load_config_text
 from streams.clock import Clock, EventClock, WallClock
+from tierstream.kafka_settings import KafkaSettings
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+# Package data (configs/default.yaml in the repository, linked into the package), so an
+# installed wheel finds it as well as a checkout does.
+DEFAULT_CONFIG: Traversable = resources.files("tierstream") / "configs" / "default.yaml"
 
 
-class Settings(BaseSettings):
+class Settings(KafkaSettings):
+    """Every TIERSTREAM_ setting; the Kafka connection ones are KafkaSettings'."""
+
     model_config = SettingsConfigDict(env_prefix="TIERSTREAM_", extra="ignore")
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
     app_id: str = "tierstream"
     config: Path | None = None
@@ -62,6 +68,15 @@ class Settings(BaseSettings):
     # Where Faust keeps its (small) local data directory.
     data_dir: Path = Path(tempfile.gettempdir()) / "tierstream-faust"
 
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _token(cls, value: object) -> object:
+        # An empty token used to mean "no authentication": a typo in a secret store then
+        # opened the API. Unset the variable to serve without a token.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty (unset TIERSTREAM_API_TOKEN to turn auth off)")
+        return value
+
     @field_validator("window_days", mode="before")
     @classmethod
     def _window(cls, value: object) -> object:
@@ -84,8 +99,9 @@ class Settings(BaseSettings):
 def load_scoring_config(
     path: Path | None, window_days: int | Literal["lifetime"] | None = None
 ) -> ScoringConfig:
-    """The YAML config at ``path`` (default: configs/default.yaml), window optionally overridden."""
-    source = path or DEFAULT_CONFIG
+    """The YAML config at ``path`` (default: the packaged configs/default.yaml), window
+    optionally overridden."""
+    source: Path | Traversable = path or DEFAULT_CONFIG
     try:
         text = source.read_text(encoding="utf-8")
     except FileNotFoundError:

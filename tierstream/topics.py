@@ -11,21 +11,17 @@ cluster.
 (their partition count is reported when it differs from the requested one, never
 changed: repartitioning moves keys between partitions and is an operator decision).
 
-Environment (same names as the application settings, prefix ``TIERSTREAM_``):
-``KAFKA_BOOTSTRAP`` (default ``127.0.0.1:9092``), ``TOPIC_PURCHASES``,
-``TOPIC_ENGAGEMENTS``, ``TOPIC_TIER_CHANGES``, ``TOPIC_DEAD_LETTERS``,
-``PARTITIONS`` (partitions of the input and tier-change topics, default 4),
-``DEAD_LETTER_PARTITIONS`` (default 1) and ``REPLICATION_FACTOR`` (default 1).
-Connection security for a remote cluster is read from the same
-``TIERSTREAM_KAFKA_SECURITY_PROTOCOL`` / ``_SASL_*`` / ``_SSL_*`` variables the worker
-uses (see docs/operations.md).
+Settings: the ``KafkaSettings`` every client uses (tierstream/kafka_settings.py), so the
+bootstrap servers, SASL and TLS are the worker's; plus ``TIERSTREAM_TOPIC_*``,
+``PARTITIONS`` (input and tier-change topics, default 4), ``DEAD_LETTER_PARTITIONS``
+(default 1) and ``REPLICATION_FACTOR`` (default 1). ``tierstream topics create`` is the
+same as ``python -m tierstream.topics``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from collections.abc import Mapping
@@ -34,12 +30,12 @@ from typing import Any
 import kafka.errors
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from pydantic import ValidationError
+
+from tierstream.kafka_settings import KafkaSettings
+from tierstream.settings import Settings
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
-DEFAULT_PARTITIONS = 4
-DEFAULT_DEAD_LETTER_PARTITIONS = 1
 
 # Setting name (after TIERSTREAM_) -> default topic name, as in the product spec.
 TOPIC_SETTINGS: dict[str, str] = {
@@ -63,77 +59,50 @@ _NOT_REACHABLE: tuple[type[Exception], ...] = tuple(
 )
 
 
-def _env(name: str, default: str, environ: Mapping[str, str]) -> str:
-    value = environ.get(f"TIERSTREAM_{name}", "").strip()
-    return value or default
-
-
-def _positive_int(name: str, default: int, environ: Mapping[str, str]) -> int:
-    raw = _env(name, str(default), environ)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"TIERSTREAM_{name} must be a positive integer, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"TIERSTREAM_{name} must be a positive integer, got {raw!r}")
-    return value
-
-
-def topics_from_env(environ: Mapping[str, str] | None = None) -> dict[str, int]:
-    """Topic name -> partition count, from the ``TIERSTREAM_`` environment."""
-    environ = os.environ if environ is None else environ
-    partitions = _positive_int("PARTITIONS", DEFAULT_PARTITIONS, environ)
-    dead_letter_partitions = _positive_int(
-        "DEAD_LETTER_PARTITIONS", DEFAULT_DEAD_LETTER_PARTITIONS, environ
-    )
+def topics_from_settings(settings: Settings) -> dict[str, int]:
+    """Topic name -> partition count of every topic in ``TOPIC_SETTINGS``: the dead-letter
+    topic has ``DEAD_LETTER_PARTITIONS``, every other ``PARTITIONS``."""
     topics: dict[str, int] = {}
-    for setting, default in TOPIC_SETTINGS.items():
-        name = _env(setting, default, environ)
-        count = dead_letter_partitions if setting == "TOPIC_DEAD_LETTERS" else partitions
+    for setting in TOPIC_SETTINGS:
+        name = getattr(settings, setting.lower())
+        if setting == "TOPIC_DEAD_LETTERS":
+            count = settings.dead_letter_partitions
+        else:
+            count = settings.partitions
         if name in topics and topics[name] != count:
             raise ValueError(f"topic {name!r} is configured twice with different partition counts")
         topics[name] = count
     return topics
 
 
-def kafka_security_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """kafka-python connection options from ``TIERSTREAM_KAFKA_*`` security settings.
+def kafka_security_from_env() -> dict[str, Any]:
+    """SASL/TLS options of the TIERSTREAM_KAFKA_* settings for a kafka-python or aiokafka
+    client (empty for plaintext): ``KafkaSettings().client_options()``, as every client
+    of tierstream uses."""
+    return KafkaSettings().client_options()
 
-    Empty when nothing is set (plaintext, as for the local development broker).
-    """
-    environ = os.environ if environ is None else environ
-    options: dict[str, Any] = {}
-    protocol = _env("KAFKA_SECURITY_PROTOCOL", "", environ).upper()
-    if protocol:
-        options["security_protocol"] = protocol
-    mechanism = _env("KAFKA_SASL_MECHANISM", "", environ).upper()
-    if mechanism:
-        options["sasl_mechanism"] = mechanism
-        options["sasl_plain_username"] = _env("KAFKA_SASL_USERNAME", "", environ) or None
-        options["sasl_plain_password"] = _env("KAFKA_SASL_PASSWORD", "", environ) or None
-    for setting, option in (
-        ("KAFKA_SSL_CAFILE", "ssl_cafile"),
-        ("KAFKA_SSL_CERTFILE", "ssl_certfile"),
-        ("KAFKA_SSL_KEYFILE", "ssl_keyfile"),
-        ("KAFKA_SSL_PASSWORD", "ssl_password"),
-    ):
-        value = _env(setting, "", environ)
-        if value:
-            options[option] = value
-    if _env("KAFKA_SSL_CHECK_HOSTNAME", "true", environ).lower() in {"0", "false", "no"}:
-        options["ssl_check_hostname"] = False
-    return options
+
+def topics_from_env() -> dict[str, int]:
+    """``topics_from_settings`` of the ``TIERSTREAM_`` environment."""
+    return topics_from_settings(Settings())
 
 
 def _admin(bootstrap: str, timeout_s: float, **options: Any) -> KafkaAdminClient:
     """Connect an admin client, retrying while the broker is still starting."""
     deadline = time.monotonic() + timeout_s
     while True:
+        bounded: dict[str, Any] = {}
+        if int(kafka.__version__.split(".")[0]) >= 3:
+            # One attempt would otherwise block for kafka-python's own 30 s bootstrap
+            # timeout (a refused SASL login, say), whatever the caller's timeout.
+            left = max(0.5, deadline - time.monotonic())
+            bounded["bootstrap_timeout_ms"] = int(left * 1000)
         try:
             return KafkaAdminClient(
                 bootstrap_servers=bootstrap,
                 client_id="tierstream-topics",
                 request_timeout_ms=15_000,
+                **bounded,
                 **options,
             )
         except _NOT_REACHABLE:
@@ -220,21 +189,27 @@ def ensure_topics(
         admin.close()
 
 
+def create_topics(settings: Settings, *, timeout_s: float = 30.0) -> dict[str, int]:
+    """Create the application's topics on the configured cluster; returns what is ready."""
+    topics = topics_from_settings(settings)
+    ensure_topics(
+        settings.kafka_bootstrap,
+        topics,
+        replication_factor=settings.replication_factor,
+        timeout_s=timeout_s,
+        **settings.client_options(),
+    )
+    return topics
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tierstream.topics",
-        description="Create tierstream's Kafka topics (idempotent).",
+        description="Create tierstream's Kafka topics (idempotent); the same as "
+        "`tierstream topics create`. Settings: TIERSTREAM_* (see docs/operations.md).",
     )
-    parser.add_argument(
-        "--bootstrap",
-        default=os.environ.get("TIERSTREAM_KAFKA_BOOTSTRAP") or DEFAULT_BOOTSTRAP,
-        help="Kafka bootstrap servers (default: $TIERSTREAM_KAFKA_BOOTSTRAP or %(default)s)",
-    )
-    parser.add_argument(
-        "--replication-factor",
-        type=int,
-        default=int(os.environ.get("TIERSTREAM_REPLICATION_FACTOR") or 1),
-    )
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: the settings')")
+    parser.add_argument("--replication-factor", type=int, help="default: the settings'")
     parser.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to wait for the broker"
     )
@@ -243,21 +218,40 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        topics = topics_from_env()
-        ensure_topics(
-            args.bootstrap,
-            topics,
-            replication_factor=args.replication_factor,
-            timeout_s=args.timeout,
-            **kafka_security_from_env(),
+        settings = Settings()
+    except ValidationError as exc:
+        print(
+            f"tierstream.topics: invalid TIERSTREAM_ settings: {exc.error_count()} "
+            f"problem(s): {_problems(exc)}",
+            file=sys.stderr,
         )
+        return 2
+    overrides: dict[str, Any] = {}
+    if args.bootstrap:
+        overrides["kafka_bootstrap"] = args.bootstrap
+    if args.replication_factor is not None:
+        overrides["replication_factor"] = args.replication_factor
+    settings = settings.model_copy(update=overrides)
+    try:
+        topics = create_topics(settings, timeout_s=args.timeout)
     except (KafkaError, ValueError) as exc:
         print(f"tierstream.topics: {exc}", file=sys.stderr)
         return 1
     if not args.quiet:
-        listed = ", ".join(f"{name} ({count}p)" for name, count in topics.items())
-        print(f"topics ready on {args.bootstrap}: {listed}")
+        print(ready_line(settings, topics))
     return 0
+
+
+def ready_line(settings: Settings, topics: Mapping[str, int]) -> str:
+    listed = ", ".join(f"{name} ({count}p)" for name, count in topics.items())
+    return f"topics ready on {settings.kafka_bootstrap}: {listed}"
+
+
+def _problems(exc: ValidationError) -> str:
+    # Without the values: the environment holds passwords.
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()
+    )
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ def test_event_clock_follows_event_time(default_config):
 def test_faust_credentials_from_security_settings(tmp_path):
     import faust
 
-    from streams.worker import faust_credentials
+    from tierstream.kafka_settings import faust_credentials
 
     assert faust_credentials({}) is None
     sasl = faust_credentials(

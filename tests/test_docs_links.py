@@ -1,0 +1,29 @@
+"""The README and docs/ stand on their own: every relative link resolves inside the
+repository, the contracts reference is linked, and nothing points outside the project."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_relative_links_resolve(page: Path) -> None:
+    for target in LINK.findall(page.read_text(encoding="utf-8")):
+        if target.startswith(("http://", "https://", "mailto:", "#")):
+            continue
+        path = (page.parent / target.split("#", 1)[0]).resolve()
+        assert path.exists(), f"{page.name}: {target}"
+        assert path.is_relative_to(ROOT), f"{page.name}: {target} leaves the repository"
+
+
+def test_the_contracts_are_the_projects_own() -> None:
+    assert "(docs/contracts.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
+    for page in PAGES:
+        assert "SPEC.md" not in page.read_text(encoding="utf-8"), page.name

@@ -1,0 +1,81 @@
+"""``tierstream config``: commands about the scoring configuration (YAML).
+
+``validate`` reads a config the way the worker and ``replay`` do and names every problem
+it finds, one per line, so a config is fixed in one pass instead of one error per run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from pydantic import ValidationError
+
+from scoring.config import ScoringConfig, load_config_text
+from tierstream.cli_input import say
+from tierstream.settings import DEFAULT_CONFIG
+
+config_app = typer.Typer(
+    no_args_is_help=True,
+    help="The scoring configuration (YAML): check it before a worker loads it.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def config_problems(text: str) -> list[str]:
+    """Every problem of a scoring config's text, one line each (empty: valid)."""
+    try:
+        load_config_text(text)
+    except ValidationError as exc:
+        return [
+            f"{'.'.join(str(part) for part in error['loc']) or 'config'}: {error['msg']}"
+            for error in exc.errors()
+        ]
+    except yaml.YAMLError as exc:
+        return ["not YAML: " + " ".join(str(exc).split())]  # one line, not the YAML's own
+    except ValueError as exc:
+        return [" ".join(str(exc).split())]
+    return []
+
+
+def _summary(config: ScoringConfig) -> str:
+    window = "lifetime" if config.window_days is None else f"{config.window_days} days"
+    tiers = "/".join(level.name for level in config.tiers.levels)
+    return (
+        f"window {window}, scores by {config.scores.method}, tiers {tiers}, "
+        f"{len(config.segments)} segments, base currency {config.base_currency}"
+    )
+
+
+@config_app.command("validate")
+def validate_command(
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Config file (default: $TIERSTREAM_CONFIG, else the packaged default)",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Check a scoring config: exit 0 if valid, else exit 2 naming every problem."""
+    if path is None and os.environ.get("TIERSTREAM_CONFIG", "").strip():
+        path = Path(os.environ["TIERSTREAM_CONFIG"].strip())
+    name = str(path) if path is not None else "the packaged default config"
+    try:
+        text = path.read_text(encoding="utf-8") if path else DEFAULT_CONFIG.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        say(f"error: cannot read {name}: {detail}", "red")
+        raise typer.Exit(2) from None
+    found = config_problems(text)
+    if found:
+        count = f"{len(found)} problem" + ("s" if len(found) > 1 else "")
+        say(f"error: {name} is not a valid scoring config ({count}):", "red")
+        for problem in found:
+            say(f"  {problem}", "red")
+        raise typer.Exit(2)
+    config = load_config_text(text)
+    print(f"{name}: valid ({_summary(config)})")
