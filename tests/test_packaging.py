@@ -117,6 +117,15 @@ def test_installed_bench_asks_for_its_extra(installed: Path) -> None:
     assert "tierstream[bench]" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_installed_report_asks_for_the_plots_extra(installed: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    args = ["report", "--out", str(out), "--replay", "cdnow", "--as-of", "1998-07-01"]
+    result = _run([str(installed / "tierstream"), *args], cwd=installed)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "tierstream[plots]" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
 def test_installed_version_is_the_package_version(installed: Path) -> None:
     from tierstream import __version__
 

@@ -183,6 +183,10 @@ def report_command(
     ] = None,
 ) -> None:
     """KPIs by tier, RFM segment and behaviour as one self-contained HTML file with plots."""
+    import importlib.util  # noqa: PLC0415
+
+    if importlib.util.find_spec("matplotlib") is None:  # runtime installs leave plotting out
+        fail("tierstream report draws its plots with matplotlib: pip install 'tierstream[plots]'")
     from tierstream.report_html import render_report  # noqa: PLC0415 - matplotlib
 
     handle = open_output(out)
