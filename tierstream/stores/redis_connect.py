@@ -1,0 +1,72 @@
+"""Redis clients for one URL: a single server, or a Redis Cluster.
+
+``TIERSTREAM_REDIS_URL`` names a Cluster by its scheme: ``redis+cluster://host:port`` (or
+``rediss+cluster://`` for TLS), any node of it as the seed; everything after the scheme is
+read as for ``redis://`` (password, TLS options). The clients are then redis-py's
+Cluster clients, which follow MOVED and ASK redirections (a reshard), refresh the slot map
+after a failover, and route each command to the node holding its key's slot. Every key of
+one shard shares the hash tag ``{ns:p<p>}``, so each atomic step (one Lua script, one
+MULTI) lands on one slot, as Cluster requires. What the client does not ride out itself
+(CLUSTERDOWN while a master is replaced, TRYAGAIN during a slot migration, a dropped
+connection) reaches the caller as a transient error: the worker waits and redoes its step
+(streams/failures.py), the API and CLI retry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import EqualJitterBackoff
+from redis.cluster import RedisCluster
+from redis.retry import Retry
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+# When a node is unreachable or the cluster is down (a master being replaced), the Cluster
+# client refreshes its slot map and retries a call this often (backoff 50 ms doubling to
+# 1 s, half of it jitter) before the error reaches the caller, whose own retry (the
+# worker's backoff) takes over. MOVED and ASK are followed without counting against it.
+CLUSTER_RETRIES = 3
+CLUSTER_BACKOFF = EqualJitterBackoff(cap=1.0, base=0.05)
+
+
+def cluster_url(url: str) -> str | None:
+    """The plain ``redis://`` URL of a ``redis+cluster://`` one; None for a single server."""
+    scheme, sep, rest = url.partition("://")
+    plain = CLUSTER_SCHEMES.get(scheme.lower()) if sep else None
+    return f"{plain}://{rest}" if plain else None
+
+
+def is_cluster(url: str) -> bool:
+    return cluster_url(url) is not None
+
+
+def describe(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    return f"{parts.scheme}://{host}:{parts.port or 6379}"
+
+
+def sync_client(url: str, **options: Any) -> Any:
+    """A blocking client: ``redis.Redis``, or ``RedisCluster`` for a cluster URL."""
+    plain = cluster_url(url)
+    if plain is None:
+        return redis.Redis.from_url(url, **options)
+    options.setdefault("retry", Retry(CLUSTER_BACKOFF, CLUSTER_RETRIES))
+    return RedisCluster.from_url(plain, **options)
+
+
+def async_client(url: str, **options: Any) -> Any:
+    """An asyncio client: ``redis.asyncio.Redis``, or its ``RedisCluster`` for a cluster URL."""
+    plain = cluster_url(url)
+    if plain is None:
+        return aioredis.Redis.from_url(url, **options)
+    options.pop("retry_on_timeout", None)  # not a Cluster option: ``retry`` covers it
+    options.setdefault("retry", AsyncRetry(CLUSTER_BACKOFF, CLUSTER_RETRIES))
+    return AsyncRedisCluster.from_url(plain, **options)
