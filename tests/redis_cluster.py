@@ -94,10 +94,50 @@ class LocalCluster:
     def node_id(self, port: int) -> str:
         return str(self.client(port).execute_command("CLUSTER MYID"), "ascii")
 
+    def slot_ranges(self, port: int) -> list[tuple[int, int]]:
+        """The slot ranges the master on ``port`` serves."""
+        nodes = self.client(port).cluster("nodes")
+        me = next(node for node in nodes.values() if "myself" in node["flags"])
+        return [(int(first), int(last)) for first, last in me["slots"]]
+
+    def owner(self, slot: int) -> int:
+        """Port of the master serving ``slot``."""
+        for port in self.masters():
+            if any(first <= slot <= last for first, last in self.slot_ranges(port)):
+                return port
+        raise LookupError(f"no master serves slot {slot}")
+
+    def slots_to_move(self, slot: int) -> tuple[int, int]:
+        """(owner of ``slot``, how many of its lowest slots to move to take ``slot`` along).
+
+        ``redis-cli --cluster reshard`` moves a source's slots lowest first.
+        """
+        source = self.owner(slot)
+        below = sum(
+            min(last, slot) - first + 1 for first, last in self.slot_ranges(source) if first <= slot
+        )
+        return source, below
+
     def kill(self, port: int) -> None:
         """SIGKILL one node (its replica takes over after the node timeout)."""
         pid = int((self.run_dir / "redis-cluster" / str(port) / "redis.pid").read_text())
         os.kill(pid, signal.SIGKILL)
+
+    def replica_of(self, port: int) -> int:
+        """Port of the replica of the master on ``port``."""
+        master = self.node_id(port)
+        nodes = self.client(port).cluster("nodes")
+        address = next(name for name, node in nodes.items() if node["master_id"] == master)
+        return int(address.rsplit(":", 1)[1].split("@")[0])
+
+    def wait_promoted(self, port: int, timeout: float = 60) -> None:
+        """Until the node on ``port`` is a master and the cluster is whole again."""
+        deadline = time.monotonic() + timeout
+        while port not in self.masters():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the replica on {port} was not promoted")
+            time.sleep(0.2)
+        self.wait_ok(max(1.0, deadline - time.monotonic()))
 
     def reshard(self, source: int, target: int, slots: int) -> None:
         """Move ``slots`` slots (with their keys) from one master to another, live."""

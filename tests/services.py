@@ -123,7 +123,9 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     except Exception as exc:  # noqa: BLE001 - turned into a readable failure
         output = getattr(exc, "stderr", b"") or b""
         cluster.down()
-        pytest.fail(f"could not start a local Redis Cluster: {exc}\n{output.decode()}", pytrace=False)
+        pytest.fail(
+            f"could not start a local Redis Cluster: {exc}\n{output.decode()}", pytrace=False
+        )
     try:
         yield cluster
     finally:
