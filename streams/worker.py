@@ -21,7 +21,7 @@ import ssl
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
@@ -44,6 +44,7 @@ from streams.failures import Backoff, Outcome, classify
 from streams.metrics import Metrics
 from streams.processor import ShardLogic, Step, StepResult
 from streams.publisher import Publisher, SendMany
+from streams.rollback import lost_offsets, past_gap
 from tierstream.segments import SNAPSHOT_META, SnapshotBehaviour
 from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
@@ -82,6 +83,9 @@ class Shard:
 
     logic: ShardLogic
     publisher: Publisher
+    # topic -> offset the partition was sought back to after the store lost commits;
+    # messages fetched past it before the seek are dropped (streams/rollback.py)
+    resume_at: dict[str, int] = field(default_factory=dict)
 
 
 class Runtime:
@@ -99,6 +103,7 @@ class Runtime:
         commit_positions: Callable[[int, dict[str, int]], Awaitable[Any]] | None = None,
         metrics: Metrics | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
+        rewind: Callable[[int, dict[str, int]], Awaitable[Any]] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -112,6 +117,10 @@ class Runtime:
         self._owns = owns
         self._commit_positions = commit_positions
         self._on_fatal = on_fatal
+        # Seeks a partition's topics back to offsets (Kafka consumer), see streams/rollback.py.
+        self._rewind = rewind
+        # shard -> the applied offsets this process last saw committed
+        self._applied: dict[int, dict[str, int]] = {}
         self.shards: dict[int, Shard] = {}
         self.stopped: dict[int, str] = {}  # shard -> why it stopped (fatal error)
         # shard -> (backoff, when last fenced), see _contention_delay
@@ -136,6 +145,7 @@ class Runtime:
             if shard not in wanted:
                 async with self.locks[shard]:
                     self.shards.pop(shard, None)
+                    self._applied.pop(shard, None)
                     log.info("released shard %d", shard)
         for shard in sorted(wanted - set(self.shards)):
             # Acquire now (fencing any previous owner) and publish what a predecessor
@@ -157,6 +167,9 @@ class Runtime:
         publisher.start_at(head)
         await publisher.publish(head, entries)
         owned = self.shards[shard] = Shard(logic, publisher)
+        lost = lost_offsets(self._applied.get(shard), offsets)
+        if lost:
+            await self._reread(owned, lost)
         log.info(
             "acquired shard %d (epoch %d), %d outbox entries re-sent",
             shard,
@@ -164,6 +177,23 @@ class Runtime:
             len(entries),
         )
         return owned
+
+    async def _reread(self, owned: Shard, lost: dict[str, int]) -> None:
+        """The store lost commits it had acknowledged: read them from Kafka again."""
+        shard = owned.logic.shard
+        log.error(
+            "shard %d: the store's applied offsets went back (now %s, committed before: %s): "
+            "a Redis failover or restart lost its last writes; reading them again from Kafka",
+            shard,
+            lost,
+            self._applied.get(shard),
+        )
+        self.counts["store_rollbacks"] += 1
+        self._applied[shard] = owned.logic.offsets
+        self._positions.pop(shard, None)  # never commit to Kafka what Redis no longer holds
+        if self._rewind is not None:
+            await self._rewind(shard, lost)
+            owned.resume_at.update(lost)
 
     # ---------------------------------------------------------------- steps
     async def handle(self, events: Sequence[EventT[Any]]) -> None:
@@ -192,6 +222,8 @@ class Runtime:
         )
 
     async def _process(self, owned: Shard, messages: Sequence[RawMessage]) -> StepResult:
+        if owned.resume_at:
+            messages = past_gap(messages, owned.resume_at)
         parsed = owned.logic.parse(messages)
         if not parsed.offsets:
             return parsed.result  # everything was applied before (a redelivery)
@@ -221,6 +253,7 @@ class Runtime:
         end = await self.store.commit(owned.logic.lease, step.batch, trim_to)
         publisher.trimmed = max(publisher.trimmed, trim_to)
         owned.logic.committed(step)
+        self._applied[owned.logic.shard] = owned.logic.offsets
         await publisher.publish(end - len(entries), entries)
         return step.result
 
@@ -571,6 +604,13 @@ def build_app(
         if await commit_in_consumer_thread(app, positions):
             committed.update(positions)
 
+    async def rewind(shard: int, offsets: dict[str, int]) -> None:
+        assignment = app.consumer.assignment()
+        for topic, offset in offsets.items():
+            if (tp := TP(topic, shard)) in assignment:
+                await app.consumer.seek(tp, offset)
+                committed.pop(tp, None)
+
     metrics = Metrics()
 
     def on_fatal(exc: BaseException) -> None:
@@ -599,6 +639,7 @@ def build_app(
         commit_positions,
         metrics,
         on_fatal,
+        rewind,
     )
     if settings.api_port is not None:
         # The HTTP API and dashboard inside the worker process (a Faust service).
