@@ -3,13 +3,18 @@ shards' slots and the failure of a master (its replica takes over)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 
 import pytest
 from redis.crc import key_slot
 
-from tests.integration.pipeline import Pipeline, assert_applied_exactly_once
+from tests.integration.api_support import Client, free_port
+from tests.integration.pipeline import ROOT, Pipeline, assert_applied_exactly_once
 
 
 def test_cdnow_through_kafka_on_a_cluster_survives_kill9_reshard_and_failover(
@@ -61,9 +66,66 @@ def test_cdnow_through_kafka_on_a_cluster_survives_kill9_reshard_and_failover(
             if "step failed" in line
         )
         print(f"\nsteps redone, by error: {dict(retried)}")
+        the_api_and_the_cli_read_the_cluster(pipeline, tmp_path)
     finally:
         pipeline.stop_all()
         redis_cluster.up()  # the killed node comes back (as a replica) for later tests
         redis_cluster.wait_ok()
         pipeline.store.wipe()
         pipeline.store.close()
+
+
+def the_api_and_the_cli_read_the_cluster(pipeline: Pipeline, tmp_path) -> None:
+    """``tierstream serve``, ``customer`` and ``export`` on the same redis+cluster:// URL."""
+    customers = {state.customer_id: state for state in pipeline.store.scan()}
+    some = sorted(customers)[len(customers) // 2]
+    port = free_port()
+    serve = subprocess.Popen(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "tierstream.cli", "serve"],
+        cwd=ROOT,
+        env={**pipeline.env, "TIERSTREAM_API_PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client = Client(port)
+                status, health, _ = client.get("/healthz")
+                break
+            except OSError:
+                assert serve.poll() is None and time.monotonic() < deadline
+                time.sleep(0.3)
+        assert status == 200 and health["redis"]["ok"], health
+        status, body = client.customer(some)
+        assert status == 200 and body["tier"] == customers[some].tier, body
+        while (answer := client.get("/tiers"))[0] == 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert answer[0] == 200 and answer[1]["customers"] == len(customers), answer[1]
+        assert client.get("/flows")[0] == 200
+        client.close()
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+    shown = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "tierstream.cli", "customer", some, "--json"],
+        cwd=ROOT,
+        env=pipeline.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(shown.stdout)["tier"] == customers[some].tier
+    out = tmp_path / "export.jsonl"
+    subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "tierstream.cli", "export", "--state-out", str(out)],
+        cwd=ROOT,
+        env=pipeline.env,
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    assert len(out.read_text().splitlines()) == len(customers)
