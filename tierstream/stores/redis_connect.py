@@ -14,6 +14,8 @@ connection) reaches the caller as a transient error: the worker waits and redoes
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +25,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import EqualJitterBackoff
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -59,7 +62,7 @@ def sync_client(url: str, **options: Any) -> Any:
     if plain is None:
         return redis.Redis.from_url(url, **options)
     options.setdefault("retry", Retry(CLUSTER_BACKOFF, CLUSTER_RETRIES))
-    return RedisCluster.from_url(plain, **options)
+    return LazyCluster(lambda: RedisCluster.from_url(plain, **options))
 
 
 def async_client(url: str, **options: Any) -> Any:
@@ -70,3 +73,53 @@ def async_client(url: str, **options: Any) -> Any:
     options.pop("retry_on_timeout", None)  # not a Cluster option: ``retry`` covers it
     options.setdefault("retry", AsyncRetry(CLUSTER_BACKOFF, CLUSTER_RETRIES))
     return AsyncRedisCluster.from_url(plain, **options)
+
+
+class LazyCluster:
+    """A blocking ``RedisCluster`` made on its first use.
+
+    redis-py's Cluster client reads the slot map in its constructor and raises
+    ``RedisClusterException`` (not a ``RedisError``) when no node answers. Built on first
+    use instead, a store can be created while the cluster is down (a worker then starts
+    and waits, as with a single Redis), and "no node answers" reaches the caller as the
+    ``ConnectionError`` it is.
+    """
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def connected(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    try:
+                        self._client = self._factory()
+                    except RedisClusterException as exc:
+                        raise redis.ConnectionError(str(exc)) from exc
+        return self._client
+
+    def register_script(self, script: str) -> _LazyScript:
+        return _LazyScript(self, script)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connected(), name)
+
+
+class _LazyScript:
+    """``register_script`` of a ``LazyCluster``: the script object is made on first call."""
+
+    def __init__(self, owner: LazyCluster, source: str) -> None:
+        self._owner = owner
+        self._source = source
+        self._script: Any = None
+
+    def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
+        if self._script is None:
+            self._script = self._owner.connected().register_script(self._source)
+        return self._script(keys=keys, args=args)
