@@ -2,10 +2,10 @@
 
 Every CDNOW customer's state, recent history and schedule entry (on the single Redis, the
 customers below 03000) is committed to 4 shards as the worker would, with running totals
-and undelivered outbox entries; the move to 12
-shards must leave every customer byte-identical in its new home shard, deliver the outbox
-in order, keep the totals, and survive being interrupted. Run against the single Redis
-and the Redis Cluster (where old and new shard are on different slots and nodes).
+and undelivered outbox entries; the move to 12 shards must leave every customer
+byte-identical in its new home shard, deliver the outbox in order, keep the totals, and
+survive being interrupted. Run against the single Redis and the Redis Cluster (where old
+and new shard are on different slots and nodes).
 """
 
 from __future__ import annotations
