@@ -52,7 +52,9 @@ class LocalCluster:
     def __init__(self, run_dir: Path, base_port: int) -> None:
         self.run_dir = run_dir
         self.base_port = base_port
-        self.url = f"redis+cluster://{HOST}:{base_port}"
+        # Every node as a seed: a client started after a node was killed asks another.
+        nodes = ",".join(f"{HOST}:{base_port + i}" for i in range(NODES))
+        self.url = f"redis+cluster://{nodes}"
         self.env = {
             **os.environ,
             "TIERSTREAM_RUN_DIR": str(run_dir),

@@ -7,7 +7,7 @@ import redis
 from redis.exceptions import RedisClusterException
 
 from streams.failures import Outcome, classify
-from tierstream.stores.redis_connect import LazyCluster, cluster_url, sync_client
+from tierstream.stores.redis_connect import LazyCluster, cluster_url, seeds, sync_client
 
 
 def test_cluster_urls_are_named_by_their_scheme() -> None:
@@ -18,6 +18,18 @@ def test_cluster_urls_are_named_by_their_scheme() -> None:
     assert cluster_url("redis://127.0.0.1:6379/0") is None
     assert cluster_url("rediss://h:6380") is None
     assert isinstance(sync_client("redis://127.0.0.1:6379/0"), redis.Redis)
+
+
+def test_several_seed_nodes_may_be_named() -> None:
+    assert seeds("redis://h1:7000") == ("redis://h1:7000", [])
+    assert seeds("rediss://u:p%40ss@h1:7000,h2:7001,h3/0?ssl_ca_certs=/ca") == (
+        "rediss://u:p%40ss@h1:7000/0?ssl_ca_certs=/ca",
+        [("h2", 7001), ("h3", 6379)],
+    )
+    assert seeds("redis://h1:7000,10.0.0.2:7000?x=1") == (
+        "redis://h1:7000?x=1",
+        [("10.0.0.2", 7000)],
+    )
 
 
 def test_a_cluster_client_connects_on_first_use_and_says_connection_error() -> None:

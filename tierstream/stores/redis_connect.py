@@ -1,15 +1,16 @@
 """Redis clients for one URL: a single server, or a Redis Cluster.
 
 ``TIERSTREAM_REDIS_URL`` names a Cluster by its scheme: ``redis+cluster://host:port`` (or
-``rediss+cluster://`` for TLS), any node of it as the seed; everything after the scheme is
-read as for ``redis://`` (password, TLS options). The clients are then redis-py's
-Cluster clients, which follow MOVED and ASK redirections (a reshard), refresh the slot map
-after a failover, and route each command to the node holding its key's slot. Every key of
-one shard shares the hash tag ``{ns:p<p>}``, so each atomic step (one Lua script, one
-MULTI) lands on one slot, as Cluster requires. What the client does not ride out itself
-(CLUSTERDOWN while a master is replaced, TRYAGAIN during a slot migration, a dropped
-connection) reaches the caller as a transient error: the worker waits and redoes its step
-(streams/failures.py), the API and CLI retry.
+``rediss+cluster://`` for TLS), with one or more nodes as seeds, comma-separated
+(``redis+cluster://h1:7000,h2:7000,h3:7000``: a client started while one of them is down
+asks another); everything else is read as for ``redis://`` (password, TLS options). The
+clients are then redis-py's Cluster clients, which follow MOVED and ASK redirections (a
+reshard), refresh the slot map after a failover, and route each command to the node
+holding its key's slot. Every key of one shard shares the hash tag ``{ns:p<p>}``, so each
+atomic step (one Lua script, one MULTI) lands on one slot, as Cluster requires. What the
+client does not ride out itself (CLUSTERDOWN while a master is replaced, TRYAGAIN during a
+slot migration, a dropped connection) reaches the caller as a transient error: the worker
+waits and redoes its step (streams/failures.py), the API and CLI retry.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import EqualJitterBackoff
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
@@ -45,15 +46,23 @@ def cluster_url(url: str) -> str | None:
     return f"{plain}://{rest}" if plain else None
 
 
+def seeds(plain: str) -> tuple[str, list[tuple[str, int]]]:
+    """(the URL with its first node only, the other seed nodes) of a plain cluster URL
+    whose host part lists several ``host:port`` seeds, comma-separated."""
+    scheme, _, rest = plain.partition("://")
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    userinfo, at, hosts = netloc.rpartition("@")
+    first, *others = hosts.split(",")
+    extra = []
+    for node in others:
+        host, _, port = node.strip().rpartition(":")
+        extra.append((host, int(port)) if host else (node.strip(), 6379))
+    return f"{scheme}://{userinfo}{at}{first}{tail}", extra
+
+
 def is_cluster(url: str) -> bool:
     return cluster_url(url) is not None
-
-
-def describe(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    return f"{parts.scheme}://{host}:{parts.port or 6379}"
 
 
 def sync_client(url: str, **options: Any) -> Any:
@@ -62,7 +71,10 @@ def sync_client(url: str, **options: Any) -> Any:
     if plain is None:
         return redis.Redis.from_url(url, **options)
     options.setdefault("retry", Retry(CLUSTER_BACKOFF, CLUSTER_RETRIES))
-    return LazyCluster(lambda: RedisCluster.from_url(plain, **options))
+    first, others = seeds(plain)
+    if others:
+        options["startup_nodes"] = [ClusterNode(host, port) for host, port in others]
+    return LazyCluster(lambda: RedisCluster.from_url(first, **options))
 
 
 def async_client(url: str, **options: Any) -> Any:
@@ -72,7 +84,10 @@ def async_client(url: str, **options: Any) -> Any:
         return aioredis.Redis.from_url(url, **options)
     options.pop("retry_on_timeout", None)  # not a Cluster option: ``retry`` covers it
     options.setdefault("retry", AsyncRetry(CLUSTER_BACKOFF, CLUSTER_RETRIES))
-    return AsyncRedisCluster.from_url(plain, **options)
+    first, others = seeds(plain)
+    if others:
+        options["startup_nodes"] = [AsyncClusterNode(host, port) for host, port in others]
+    return AsyncRedisCluster.from_url(first, **options)
 
 
 class LazyCluster:
