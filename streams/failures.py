@@ -6,7 +6,8 @@ exception a step raises gets one of three outcomes, decided here.
 
 * ``TRANSIENT``: the store or the broker is briefly unable to serve (a connection or a
   timeout, a Redis failover's READONLY, LOADING after a restart, BUSY, OOM at maxmemory,
-  TRYAGAIN and CLUSTERDOWN during a Cluster reshard, a retriable Kafka error). The shard
+  TRYAGAIN and CLUSTERDOWN during a Cluster reshard or failover, no Cluster node
+  answering, a retriable Kafka error). The shard
   pauses, backs off with jitter, re-reads its state from the store and redoes the step.
 * ``REDO``: the shard's state moved under us (another worker fenced us, or the stored
   offsets are not the ones the step was built on). Re-read the shard and redo the step if
@@ -31,13 +32,17 @@ try:  # redis is optional for the embedded store
         redis_errors.ReadOnlyError,  # a replica after a failover, until clients move
         redis_errors.OutOfMemoryError,  # type: ignore[attr-defined]  # OOM (stubs lag redis-py)
         redis_errors.TryAgainError,
-        redis_errors.ClusterDownError,
+        # CLUSTERDOWN, and the Cluster client's "TTL exhausted": it followed ASK, MOVED and
+        # TRYAGAIN as often as it may within one call (a slot still migrating).
+        redis_errors.ClusterError,
         redis_errors.MasterDownError,
     )
     _REDIS_RESPONSE: type[BaseException] | None = redis_errors.ResponseError
+    _REDIS_CLUSTER: type[BaseException] | None = redis_errors.RedisClusterException
 except ImportError:  # pragma: no cover
     _REDIS_TRANSIENT = ()
     _REDIS_RESPONSE = None
+    _REDIS_CLUSTER = None
 
 # Redis error replies that pass by themselves (a ResponseError carries only the text).
 _TRANSIENT_REPLIES = ("OOM", "BUSY", "LOADING", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN")
@@ -60,6 +65,11 @@ def classify(exc: BaseException) -> Outcome:
         # a reply it does not know keeps the code as its first word.
         code = getattr(exc, "status_code", None) or str(exc).lstrip().split(" ", 1)[0]
         return Outcome.TRANSIENT if code.upper() in _TRANSIENT_REPLIES else Outcome.FATAL
+    if _REDIS_CLUSTER is not None and isinstance(exc, _REDIS_CLUSTER):
+        # The Cluster client's own error: "cannot be connected" when no node answers (the
+        # whole cluster down or unreachable) passes; anything else (keys of one call in
+        # different slots) is a bug.
+        return Outcome.TRANSIENT if "cannot be connected" in str(exc) else Outcome.FATAL
     if isinstance(exc, ConnectionError | TimeoutError):  # asyncio's TimeoutError is this one
         return Outcome.TRANSIENT
     cause = exc.__cause__

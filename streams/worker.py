@@ -20,7 +20,7 @@ import os
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
@@ -43,6 +43,7 @@ from streams.failures import Backoff, Outcome, classify
 from streams.metrics import Metrics
 from streams.processor import ShardLogic, Step, StepResult
 from streams.publisher import Publisher, SendMany
+from streams.rollback import lost_offsets, past_gap
 from tierstream.segments import SNAPSHOT_META, SnapshotBehaviour
 from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
@@ -80,6 +81,9 @@ class Shard:
 
     logic: ShardLogic
     publisher: Publisher
+    # topic -> offset the partition was sought back to after the store lost commits;
+    # messages fetched past it before the seek are dropped (streams/rollback.py)
+    resume_at: dict[str, int] = field(default_factory=dict)
 
 
 class Runtime:
@@ -97,6 +101,7 @@ class Runtime:
         commit_positions: Callable[[int, dict[str, int]], Awaitable[Any]] | None = None,
         metrics: Metrics | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
+        rewind: Callable[[int, dict[str, int]], Awaitable[Any]] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -110,6 +115,10 @@ class Runtime:
         self._owns = owns
         self._commit_positions = commit_positions
         self._on_fatal = on_fatal
+        # Seeks a partition's topics back to offsets (Kafka consumer), see streams/rollback.py.
+        self._rewind = rewind
+        # shard -> the applied offsets this process last saw committed
+        self._applied: dict[int, dict[str, int]] = {}
         self.shards: dict[int, Shard] = {}
         self.stopped: dict[int, str] = {}  # shard -> why it stopped (fatal error)
         # shard -> (backoff, when last fenced), see _contention_delay
@@ -134,6 +143,7 @@ class Runtime:
             if shard not in wanted:
                 async with self.locks[shard]:
                     self.shards.pop(shard, None)
+                    self._applied.pop(shard, None)
                     log.info("released shard %d", shard)
         for shard in sorted(wanted - set(self.shards)):
             # Acquire now (fencing any previous owner) and publish what a predecessor
@@ -155,6 +165,9 @@ class Runtime:
         publisher.start_at(head)
         await publisher.publish(head, entries)
         owned = self.shards[shard] = Shard(logic, publisher)
+        lost = lost_offsets(self._applied.get(shard), offsets)
+        if lost:
+            await self._reread(owned, lost)
         log.info(
             "acquired shard %d (epoch %d), %d outbox entries re-sent",
             shard,
@@ -162,6 +175,23 @@ class Runtime:
             len(entries),
         )
         return owned
+
+    async def _reread(self, owned: Shard, lost: dict[str, int]) -> None:
+        """The store lost commits it had acknowledged: read them from Kafka again."""
+        shard = owned.logic.shard
+        log.error(
+            "shard %d: the store's applied offsets went back (now %s, committed before: %s): "
+            "a Redis failover or restart lost its last writes; reading them again from Kafka",
+            shard,
+            lost,
+            self._applied.get(shard),
+        )
+        self.counts["store_rollbacks"] += 1
+        self._applied[shard] = owned.logic.offsets
+        self._positions.pop(shard, None)  # never commit to Kafka what Redis no longer holds
+        if self._rewind is not None:
+            await self._rewind(shard, lost)
+            owned.resume_at.update(lost)
 
     # ---------------------------------------------------------------- steps
     async def handle(self, events: Sequence[EventT[Any]]) -> None:
@@ -202,6 +232,8 @@ class Runtime:
         return result
 
     async def _process(self, owned: Shard, messages: Sequence[RawMessage]) -> StepResult:
+        if owned.resume_at:
+            messages = past_gap(messages, owned.resume_at)
         parsed = owned.logic.parse(messages)
         if not parsed.offsets:
             return parsed.result  # everything was applied before (a redelivery)
@@ -237,6 +269,7 @@ class Runtime:
             self.metrics.redis_commit_seconds.observe(time.perf_counter() - started)
         publisher.trimmed = max(publisher.trimmed, trim_to)
         owned.logic.committed(step)
+        self._applied[owned.logic.shard] = owned.logic.offsets
         await publisher.publish(end - len(entries), entries)
         return step.result
 
@@ -568,6 +601,13 @@ def build_app(
         else:
             metrics.kafka_commit_failures.inc()
 
+    async def rewind(shard: int, offsets: dict[str, int]) -> None:
+        assignment = app.consumer.assignment()
+        for topic, offset in offsets.items():
+            if (tp := TP(topic, shard)) in assignment:
+                await app.consumer.seek(tp, offset)
+                committed.pop(tp, None)
+
     metrics = Metrics()
 
     def on_fatal(exc: BaseException) -> None:
@@ -596,6 +636,7 @@ def build_app(
         commit_positions,
         metrics,
         on_fatal,
+        rewind,
     )
     if settings.api_port is not None:
         # The HTTP API and dashboard inside the worker process (a Faust service).

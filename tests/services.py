@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -100,3 +101,38 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     finally:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A private local Redis Cluster (tests/redis_cluster.py), for the whole session.
+
+    Started on first use with infra/services.sh in a directory of its own, and stopped at
+    the end: the shared services are never touched. ``TIERSTREAM_TEST_REDIS_CLUSTER_URL``
+    points the tests at a running cluster instead (tests that kill nodes then skip).
+    """
+    from tests.redis_cluster import LocalCluster, free_base_port  # noqa: PLC0415
+
+    explicit = os.environ.get("TIERSTREAM_TEST_REDIS_CLUSTER_URL")
+    if explicit:
+        yield explicit
+        return
+    cluster = LocalCluster(tmp_path_factory.mktemp("redis-cluster"), free_base_port())
+    try:
+        cluster.up()
+    except Exception as exc:  # noqa: BLE001 - turned into a readable failure
+        output = getattr(exc, "stderr", b"") or b""
+        cluster.down()
+        pytest.fail(
+            f"could not start a local Redis Cluster: {exc}\n{output.decode()}", pytrace=False
+        )
+    try:
+        yield cluster
+    finally:
+        cluster.down()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(redis_cluster: Any) -> str:
+    """``redis+cluster://`` URL of the test cluster."""
+    return redis_cluster if isinstance(redis_cluster, str) else str(redis_cluster.url)

@@ -205,6 +205,22 @@ def _redis_store(settings: Settings) -> RedisStore:
     )
 
 
+def _check_layout(store: RedisStore, partitions: int) -> None:
+    """Refuse to start a worker on a store laid out for another partition count, or in
+    the middle of a repartition (tierstream/repartition.py)."""
+    from redis.exceptions import RedisError  # noqa: PLC0415
+
+    from tierstream.repartition import layout_problem  # noqa: PLC0415
+
+    try:
+        problem = layout_problem(store, partitions)
+    except RedisError as exc:  # Redis not up yet: the worker waits for it as for anything
+        console.print(f"[yellow]partition layout not checked ({exc})[/yellow]")
+        return
+    if problem is not None:
+        fail(f"worker not started: {problem}")
+
+
 def _segment_snapshot(store: StateStore) -> Any:
     """The published behavioural segment snapshot, if one was learned."""
     from models.snapshot import SegmentSnapshot  # noqa: PLC0415
@@ -279,6 +295,7 @@ def worker_command(
     from tierstream.stores.redis_async import AsyncRedisStore  # noqa: PLC0415
 
     store = _redis_store(settings)
+    _check_layout(store, settings.partitions)
     try:
         snapshot = _segment_snapshot(store)
     except (OSError, RedisError) as exc:  # the worker's timer adopts the model later
@@ -292,6 +309,19 @@ def worker_command(
     # only for a handler to drop it: about 6% of the worker's time. No spinner, no records.
     worker.spinner = None
     worker.execute_from_commandline()
+
+
+@app.command("repartition")
+def repartition_command(
+    to: Annotated[int, typer.Option("--to", min=1, help="The new partition count")],
+) -> None:
+    """Move the stored state to N partitions, after the input topics were given N.
+
+    Stop every worker first; resumable; verified. See docs/operations.md.
+    """
+    from tierstream.repartition_cli import run  # noqa: PLC0415 - Kafka and Redis only here
+
+    run(load_settings(), to)
 
 
 @app.command("serve")

@@ -28,11 +28,29 @@ def _redis(request, **options):
     return store
 
 
-BACKENDS = {"memory": _memory, "redis": _redis}
+def _redis_cluster(request, **options):
+    # The same store on a private 3-master Redis Cluster (tests/services.py): every
+    # atomic step must keep to one hash slot there.
+    from tierstream.stores.redis import RedisStore  # noqa: PLC0415
+
+    url = request.getfixturevalue("redis_cluster_url")
+    namespace = f"t{id(request)}n{next(_NAMESPACES)}"
+    store = RedisStore(url, partitions=PARTITIONS, namespace=namespace, **options)
+    store.wipe()
+    request.addfinalizer(store.wipe)
+    request.addfinalizer(store.close)
+    return store
+
+
+BACKENDS = {"memory": _memory, "redis": _redis, "redis-cluster": _redis_cluster}
 
 
 @pytest.fixture(
-    params=[pytest.param("memory"), pytest.param("redis", marks=pytest.mark.integration)]
+    params=[
+        pytest.param("memory"),
+        pytest.param("redis", marks=pytest.mark.integration),
+        pytest.param("redis-cluster", marks=pytest.mark.integration),
+    ]
 )
 def make_store(request):
     """``make_store(**options)``: a fresh store of this backend built with those options."""

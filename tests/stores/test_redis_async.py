@@ -14,9 +14,11 @@ from tierstream.stores.redis_async import AsyncRedisStore
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def stores(redis_url: str, request: pytest.FixtureRequest):
-    sync = RedisStore(redis_url, partitions=2, namespace=f"ta{id(request)}")
+@pytest.fixture(params=["redis_url", "redis_cluster_url"])
+def stores(request: pytest.FixtureRequest):
+    # The single Redis and the private Redis Cluster (redis+cluster://, tests/services.py).
+    url = request.getfixturevalue(request.param)
+    sync = RedisStore(url, partitions=2, namespace=f"ta{id(request)}")
     sync.wipe()
     yield sync, AsyncRedisStore(sync)
     sync.wipe()

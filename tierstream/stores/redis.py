@@ -48,6 +48,7 @@ from tierstream.stores.base import (
     shard_for,
     stamp,
 )
+from tierstream.stores.redis_connect import sync_client
 
 # Redis runs a commit of 500 states in about 2 ms; waiting 5 s means it is stuck (or
 # swapping), not busy, and the worker is better off retrying on a fresh connection.
@@ -297,7 +298,8 @@ class RedisStore:
         self._probe: redis.Redis[bytes] | None = None
         if retry is None:
             retry = Retry(EqualJitterBackoff(cap=BACKOFF_CAP, base=BACKOFF_BASE), RETRIES)
-        self._client = redis.Redis.from_url(
+        # redis.Redis, or redis-py's RedisCluster for a redis+cluster:// URL (redis_connect).
+        self._client = sync_client(
             url,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_connect_timeout,
@@ -420,7 +422,7 @@ class RedisStore:
 
     def ping(self) -> None:
         if self._probe is None:
-            self._probe = redis.Redis.from_url(
+            self._probe = sync_client(
                 self.url,
                 socket_timeout=PING_TIMEOUT,
                 socket_connect_timeout=PING_TIMEOUT,

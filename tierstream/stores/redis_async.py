@@ -31,6 +31,7 @@ from tierstream.stores.redis import (
     check_commit_reply,
     commit_request,
 )
+from tierstream.stores.redis_connect import async_client
 
 
 class AsyncRedisStore:
@@ -40,7 +41,8 @@ class AsyncRedisStore:
         # The key layout and namespace come from the synchronous store, so both always
         # agree on where a shard's keys are.
         self.layout = sync
-        self._client: aioredis.Redis[bytes] = aioredis.Redis.from_url(
+        # redis.asyncio.Redis, or its RedisCluster for a redis+cluster:// URL.
+        self._client: aioredis.Redis[bytes] = async_client(
             sync.url,
             socket_timeout=SOCKET_TIMEOUT,
             socket_connect_timeout=CONNECT_TIMEOUT,
