@@ -29,6 +29,7 @@ from tierstream.cli_input import (
     settings_config,
     write_jsonl,
 )
+from tierstream.cli_privacy import erase_command
 from tierstream.replay import ReplayStats, StrictReplayError, replay
 from tierstream.report import print_report
 from tierstream.settings import Settings
@@ -470,6 +471,8 @@ def customer_command(
     for key, value in record.items():
         print(f"{key:>18}: {value}")
 
+
+app.command("erase")(erase_command)
 
 if __name__ == "__main__":
     app()
