@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from scoring.engine import AsOfError, Change, Scorer
+from tierstream.cli_backfill import backfill_command
 from tierstream.cli_input import (
     console,
     fail,
@@ -496,6 +497,7 @@ def customer_command(
 
 
 app.command("erase")(erase_command)
+app.command("backfill")(backfill_command)
 
 if __name__ == "__main__":
     app()

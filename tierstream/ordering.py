@@ -29,6 +29,9 @@ from scoring.events import EngagementEvent, InputEvent, PurchaseEvent
 CHUNK_EVENTS = 100_000
 # Records per pickled block of a run (one block per run is in memory while merging).
 BLOCK = 2_000
+# Runs merged at once: past this many, the runs so far are merged into one first, so the
+# merge's memory (one block per run) stays bounded however long the file.
+FAN_IN = 64
 
 Packed = tuple[datetime, int, tuple[Any, ...]]
 
@@ -79,9 +82,9 @@ class TimeOrdered:
     """Iterate ``events`` in event-time order (stable). ``count`` is known once iteration
     has begun (the input is read whole before the first event comes out)."""
 
-    def __init__(self, events: Iterable[InputEvent], *, chunk_events: int = CHUNK_EVENTS) -> None:
+    def __init__(self, events: Iterable[InputEvent], *, chunk_events: int | None = None) -> None:
         self._events = events
-        self._chunk = chunk_events
+        self._chunk = chunk_events or CHUNK_EVENTS
         self.count: int | None = None
         self.runs = 0  # sorted runs spilled to disk (0: sorted in memory)
 
@@ -97,6 +100,11 @@ class TimeOrdered:
                 if len(chunk) >= self._chunk:
                     runs.append(_spill(chunk))
                     chunk = []
+                    if len(runs) >= FAN_IN:
+                        merged = _write_run(heapq.merge(*(_read(r) for r in runs), key=_key))
+                        for run in runs:
+                            run.close()
+                        runs = [merged]
             self.count = position
             self.runs = len(runs)
             if not runs:
@@ -121,9 +129,20 @@ def _key(item: tuple[datetime, int, Any]) -> tuple[datetime, int]:
 
 def _spill(chunk: list[Packed]) -> IO[bytes]:
     chunk.sort(key=_key)
+    return _write_run(chunk)
+
+
+def _write_run(records: Iterable[Packed]) -> IO[bytes]:
+    """A sorted run on disk, in pickled blocks of ``BLOCK`` records."""
     run = tempfile.TemporaryFile(prefix="tierstream-sort-")
-    for start in range(0, len(chunk), BLOCK):
-        pickle.dump(chunk[start : start + BLOCK], run, protocol=pickle.HIGHEST_PROTOCOL)
+    block: list[Packed] = []
+    for record in records:
+        block.append(record)
+        if len(block) >= BLOCK:
+            pickle.dump(block, run, protocol=pickle.HIGHEST_PROTOCOL)
+            block = []
+    if block:
+        pickle.dump(block, run, protocol=pickle.HIGHEST_PROTOCOL)
     run.seek(0)
     return run
 
