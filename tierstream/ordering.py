@@ -5,7 +5,8 @@ stable sort), as the worker sees a history produced in that order. A file's even
 read in chunks of ``CHUNK_EVENTS``; a chunk is sorted in memory and, when the file has
 more than one, spilled to a temporary file as compact tuples (pickle); the sorted runs are
 then merged. Memory is one chunk while reading and one block per run while merging,
-whatever the size of the file. A file that fits one chunk is never spilled.
+whatever the size of the file. A file that fits one chunk is never spilled, and a list
+(already in memory) is simply sorted.
 
 The key is ``(occurred_at, position in the file)``, so the order is exactly that of a
 stable in-memory sort by ``occurred_at`` (the order the replay has always used), and it
@@ -89,6 +90,12 @@ class TimeOrdered:
         self.runs = 0  # sorted runs spilled to disk (0: sorted in memory)
 
     def __iter__(self) -> Iterator[InputEvent]:
+        if isinstance(self._events, list):
+            # Already in memory (the caller holds it): a stable sort of the objects costs
+            # nothing more, and spares packing them.
+            self.count = len(self._events)
+            yield from sorted(self._events, key=_occurred_at)
+            return
         runs: list[IO[bytes]] = []
         # Events are kept packed: about half the memory of the models.
         chunk: list[Packed] = []
@@ -121,6 +128,10 @@ class TimeOrdered:
         finally:
             for run in runs:
                 run.close()
+
+
+def _occurred_at(event: InputEvent) -> datetime:
+    return event.occurred_at
 
 
 def _key(item: tuple[datetime, int, Any]) -> tuple[datetime, int]:
