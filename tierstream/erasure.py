@@ -33,7 +33,7 @@ from typing import Annotated, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from scoring.events import Identifier
+from scoring.events import EARLIEST_EVENT, LATEST_EVENT, Identifier
 from scoring.state import CustomerState
 
 SALT_META = "erasure_salt"
@@ -50,7 +50,8 @@ class ErasureRequest(BaseModel):
 
     event_id: Identifier
     customer_id: Identifier
-    requested_at: Annotated[AwareDatetime, Field()]
+    # Bounded like event times: it becomes the erasure change's occurred_at.
+    requested_at: Annotated[AwareDatetime, Field(ge=EARLIEST_EVENT, lt=LATEST_EVENT)]
     # Dead-letter (kind "erased") every later event for this id instead of starting afresh.
     suppress: bool = False
 
