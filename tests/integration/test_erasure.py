@@ -143,9 +143,20 @@ def test_erase_by_cli_api_and_topic_leaves_nothing_and_publishes_one_change(pipe
     done = cli(pipeline, "erase", suppressed, "--suppress", "--wait", "60")
     assert done.returncode == 0, done.stderr
 
-    # A batch of erasures with the worker killed -9 while it applies them.
+    # A batch of erasures with the worker killed -9 while it applies them: right after the
+    # first commit that applies some of them (before their changes are published and
+    # trimmed, or before the other shards' requests are applied).
+    topic = pipeline.topics["erasures"]
+
+    def applied_requests() -> int:
+        return sum(pipeline.store.offsets(p).get(topic, 0) for p in range(pipeline.partitions))
+
+    before = applied_requests()
     pipeline.produce_raw("erasures", [(cid.encode(), erasure_request(cid)) for cid in across_kill])
-    time.sleep(0.3)
+    deadline = time.monotonic() + 60
+    while applied_requests() == before:
+        assert time.monotonic() < deadline, "the erasures were not applied"
+        time.sleep(0.005)
     pipeline.kill(pipeline.workers[0])
     pipeline.start_worker()
     pipeline.wait_applied(1.0)
