@@ -64,7 +64,7 @@ def admin_client(bootstrap: str) -> KafkaAdminClient:
 
 @dataclass
 class TopicSet:
-    """One deployment's four topics (logical name -> real name)."""
+    """One deployment's topics (logical name -> real name)."""
 
     names: dict[str, str]
     partitions: int
@@ -78,6 +78,7 @@ class TopicSet:
             "TIERSTREAM_TOPIC_ENGAGEMENTS": self["engagements"],
             "TIERSTREAM_TOPIC_TIER_CHANGES": self["tier-changes"],
             "TIERSTREAM_TOPIC_DEAD_LETTERS": self["dead-letters"],
+            "TIERSTREAM_TOPIC_ERASURES": self["erasures"],
             "TIERSTREAM_PARTITIONS": str(self.partitions),
         }
 
@@ -131,9 +132,11 @@ class Resources:
     def topic_set(self, what: str, partitions: int = 4) -> TopicSet:
         names = {
             logical: self.name(f"{what}-{logical}")
-            for logical in ("purchases", "engagements", "tier-changes", "dead-letters")
+            for logical in ("purchases", "engagements", "tier-changes", "dead-letters", "erasures")
         }
-        counts = {names[k]: partitions for k in ("purchases", "engagements", "tier-changes")}
+        counts = {
+            names[k]: partitions for k in ("purchases", "engagements", "tier-changes", "erasures")
+        }
         counts[names["dead-letters"]] = 1
         self.topics.extend(names.values())
         ensure_topics(self.bootstrap, counts, **kafka_options())

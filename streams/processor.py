@@ -19,6 +19,16 @@ from scoring.events import Cause, DeadLetter, EngagementEvent, InputEvent, Purch
 from scoring.state import CustomerState
 from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage, Rejected, dead_letter, parse_message
+from streams.erasing import erased_dead_letter, parse_erasure
+from tierstream.erasure import (
+    ERASURE_HOOKS,
+    Erasure,
+    ErasureRequest,
+    audit_record,
+    customer_digest,
+    make_marker,
+    parse_marker,
+)
 from tierstream.jsonbytes import compact_json
 from tierstream.stores.base import Batch, Lease, StateStore, record_changes
 
@@ -28,6 +38,14 @@ class StepResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    erasures: list[Erasure] = field(default_factory=list)
+    # id() of changes kept out of the recent history (an erased customer's)
+    unrecorded: set[int] = field(default_factory=set)
+
+
+# What the input topics carry: events of a kind, or erasure requests.
+InputKind = type[PurchaseEvent] | type[EngagementEvent] | type[ErasureRequest]
+Item = InputEvent | ErasureRequest
 
 
 # Outbox entry = destination byte + key + NUL + value. Customer ids cannot hold NUL
@@ -56,10 +74,11 @@ def decode_entry(entry: bytes) -> tuple[bytes, bytes | None, bytes]:
 class Parsed:
     """A batch of one partition's messages, parsed: what is new, and what is bad."""
 
-    events: list[InputEvent]
+    events: list[Item]
     offsets: dict[str, int]  # topic -> next offset to apply after this batch
     result: StepResult
     emitted_at: datetime | None  # None: stamp real time at commit (event clock)
+    origins: list[RawMessage] = field(default_factory=list)  # the message of each event
 
     @property
     def customer_ids(self) -> set[str]:
@@ -86,12 +105,18 @@ class ShardLogic:
         scorer: Scorer,
         lease: Lease,
         offsets: dict[str, int],
-        event_kinds: dict[str, type[PurchaseEvent] | type[EngagementEvent]],
+        event_kinds: dict[str, InputKind],
         clock: Clock,
         *,
         max_future: timedelta = timedelta(days=1),
+        salt: bytes = b"",
+        erased_count: int = 0,
     ) -> None:
         self.scorer = scorer
+        # The namespace's erasure salt, and whether the shard holds erasure markers at all
+        # (only then are the ids of customers without a state looked up among them).
+        self.salt = salt
+        self.erased_count = erased_count
         self.lease = lease
         self.event_kinds = event_kinds
         self.clock = clock
@@ -112,7 +137,8 @@ class ShardLogic:
         # Nothing may be dated beyond real time (plus the allowance) under either clock:
         # under the event clock one such event would move the shard's clock for good.
         latest = (wall_now or datetime.now(UTC)) + self.max_future
-        events: list[InputEvent] = []
+        events: list[Item] = []
+        origins: list[RawMessage] = []
         applied = self.offsets
         for message in messages:
             if message.offset < applied.get(message.topic, 0):
@@ -121,24 +147,58 @@ class ShardLogic:
             offsets[message.topic] = max(offsets.get(message.topic, 0), message.offset + 1)
             try:
                 kind = self.event_kinds[message.topic]
-                events.append(parse_message(message, kind, self.scorer.config, latest))
+                if issubclass(kind, ErasureRequest):
+                    events.append(parse_erasure(message))
+                else:
+                    events.append(parse_message(message, kind, self.scorer.config, latest))
+                origins.append(message)
             except Rejected as reason:
                 received = wall_now or datetime.now(UTC)
                 result.dead_letters.append(dead_letter(message, reason, received))
                 result.counts[f"dead_letter:{reason.kind}"] += 1
-        return Parsed(events, offsets, result, wall_now)
+        return Parsed(events, offsets, result, wall_now, origins)
 
-    def apply(self, parsed: Parsed, states: dict[str, CustomerState]) -> Step:
+    def marker_digests(self, parsed: Parsed, states: dict[str, CustomerState]) -> dict[str, str]:
+        """customer id -> salted digest, for the ids whose erasure markers ``apply`` needs:
+        those without a stored state, when the shard has erased anyone (else none)."""
+        if not self.erased_count:
+            return {}
+        return {
+            cid: customer_digest(self.salt, cid) for cid in parsed.customer_ids if cid not in states
+        }
+
+    def apply(
+        self,
+        parsed: Parsed,
+        states: dict[str, CustomerState],
+        markers: dict[str, str] | None = None,
+    ) -> Step:
         """Apply parsed events to the loaded ``states`` (changed in place). Only for a batch
-        with something new (``parsed.offsets``): a batch of redeliveries has no step."""
+        with something new (``parsed.offsets``): a batch of redeliveries has no step.
+        ``markers``: customer id -> erasure marker, for erased ids without a state."""
         result = parsed.result
         touched: dict[str, CustomerState] = {}
         clock, scorer, counts = self.clock, self.scorer, result.counts
         event_clock = clock if isinstance(clock, EventClock) else None
-        for event in parsed.events:
+        markers = dict(markers or {})
+        for index, event in enumerate(parsed.events):
+            if isinstance(event, ErasureRequest):
+                self._erase(event, states, touched, markers, result)
+                continue
             state = states.get(event.customer_id)
             if state is None:
-                state = states[event.customer_id] = CustomerState(event.customer_id)
+                prior = parse_marker(markers.get(event.customer_id))
+                if prior is not None and prior[1]:
+                    received = parsed.emitted_at or datetime.now(UTC)
+                    letter = erased_dead_letter(parsed.origins[index], received)
+                    result.dead_letters.append(letter)
+                    counts["dead_letter:erased"] += 1
+                    continue
+                # A customer erased without suppression starts afresh, its version
+                # numbers (and so its change event ids) continuing after the erasure's.
+                version = prior[0] if prior is not None else 0
+                state = CustomerState(event.customer_id, version=version)
+                states[event.customer_id] = state
             if event_clock is not None:
                 event_clock.observe(event.occurred_at)
                 now = event_clock.now()
@@ -150,6 +210,37 @@ class ShardLogic:
                 touched[state.customer_id] = state
             result.changes.extend(applied.changes)
         return self._step(result, touched.values(), parsed.offsets, emitted_at=parsed.emitted_at)
+
+    def _erase(
+        self,
+        request: ErasureRequest,
+        states: dict[str, CustomerState],
+        touched: dict[str, CustomerState],
+        markers: dict[str, str],
+        result: StepResult,
+    ) -> None:
+        """Apply one erasure request: drop the state, emit the final change, mark the id."""
+        cid = request.customer_id
+        state = states.pop(cid, None)
+        touched.pop(cid, None)
+        prior = parse_marker(markers.get(cid))
+        change = self.scorer.erase(state, request.requested_at) if state is not None else None
+        version = state.version if state is not None else (prior[0] if prior else 0)
+        suppressed = request.suppress or (prior is not None and prior[1])
+        marker = markers[cid] = make_marker(version, suppressed)
+        digest = customer_digest(self.salt, cid)
+        audit = audit_record(request, digest, self.salt, version, state is not None)
+        erasure = Erasure(cid, digest, marker, audit)
+        for hook in ERASURE_HOOKS:
+            hook(state, erasure)
+        # The erasure deletes the history key before the commit writes history: this
+        # batch's earlier changes of the customer must not recreate it.
+        result.unrecorded.update(id(c) for c in result.changes if c.customer_id == cid)
+        if change is not None:
+            result.changes.append(change)
+            result.unrecorded.add(id(change))
+        result.erasures.append(erasure)
+        result.counts["erased"] += 1
 
     def advance(self, due: Sequence[str], states: dict[str, CustomerState]) -> Step:
         """Re-score customers whose scheduled moment has passed (time-driven changes)."""
@@ -176,6 +267,7 @@ class ShardLogic:
     def committed(self, step: Step) -> None:
         """Record that ``step`` is in the store: its offsets are now the applied ones."""
         self.offsets.update(step.batch.offsets)
+        self.erased_count += len(step.batch.erasures)
 
     def _step(
         self,
@@ -201,7 +293,8 @@ class ShardLogic:
         for change in result.changes:
             result.counts[f"change:{change.cause}"] += 1
         # Recent-change history and running totals go in the same atomic commit.
-        record_changes(batch, result.changes, result.counts)
+        batch.erasures = result.erasures
+        record_changes(batch, result.changes, result.counts, unrecorded=result.unrecorded)
         return Step(result, batch)
 
 
@@ -213,10 +306,11 @@ class ShardProcessor(ShardLogic):
         store: StateStore,
         scorer: Scorer,
         lease: Lease,
-        event_kinds: dict[str, type[PurchaseEvent] | type[EngagementEvent]],
+        event_kinds: dict[str, InputKind],
         clock: Clock,
         *,
         max_future: timedelta = timedelta(days=1),
+        salt: bytes = b"",
     ) -> None:
         super().__init__(
             scorer,
@@ -225,6 +319,8 @@ class ShardProcessor(ShardLogic):
             event_kinds,
             clock,
             max_future=max_future,
+            salt=salt,
+            erased_count=store.erased_count(lease.shard),
         )
         self.store = store
 
@@ -233,7 +329,14 @@ class ShardProcessor(ShardLogic):
         if not parsed.offsets:
             return parsed.result
         states = self.store.load(self.shard, parsed.customer_ids)
-        return self._commit(self.apply(parsed, states))
+        return self._commit(self.apply(parsed, states, self._markers(parsed, states)))
+
+    def _markers(self, parsed: Parsed, states: dict[str, CustomerState]) -> dict[str, str]:
+        digests = self.marker_digests(parsed, states)
+        if not digests:
+            return {}
+        found = self.store.erased(self.shard, list(digests.values()))
+        return {cid: m.decode() for cid, m in zip(digests, found, strict=True) if m is not None}
 
     def advance_due(self, limit: int = 1000) -> StepResult:
         due = self.store.due(self.shard, self.clock.now().timestamp(), limit)

@@ -41,9 +41,10 @@ from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage
 from streams.failures import Backoff, Outcome, classify
 from streams.metrics import Metrics
-from streams.processor import ShardLogic, Step, StepResult
+from streams.processor import InputKind, ShardLogic, Step, StepResult
 from streams.publisher import Publisher, SendMany
 from streams.rollback import lost_offsets, past_gap
+from tierstream.erasure import ErasureRequest, erasure_salt
 from tierstream.segments import SNAPSHOT_META, SnapshotBehaviour
 from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
@@ -131,10 +132,12 @@ class Runtime:
         self._positions: dict[int, deque[tuple[float, dict[str, int]]]] = defaultdict(deque)
         self.locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.counts: Counter[str] = Counter()
-        self.event_kinds: dict[str, type[PurchaseEvent] | type[EngagementEvent]] = {
+        self.event_kinds: dict[str, InputKind] = {
             settings.topic_purchases: PurchaseEvent,
             settings.topic_engagements: EngagementEvent,
+            settings.topic_erasures: ErasureRequest,
         }
+        self._salt: bytes | None = None  # the namespace's erasure salt, read once
 
     # ------------------------------------------------------------ ownership
     async def assign(self, shards: Iterable[int]) -> None:
@@ -154,10 +157,20 @@ class Runtime:
         """Take the shard (fencing any previous owner), read its applied offsets, and send
         again whatever its outbox still holds (a predecessor may have crashed between
         commit and publication, or this worker between sending and trimming)."""
+        if self._salt is None:
+            self._salt = await self._admin(partial(erasure_salt, self.admin_store))
         lease = await self.store.acquire(shard)
         offsets = await self.store.offsets(shard)
         s = self.settings
-        logic = ShardLogic(self.scorer, lease, offsets, self.event_kinds, self.clock_factory())
+        logic = ShardLogic(
+            self.scorer,
+            lease,
+            offsets,
+            self.event_kinds,
+            self.clock_factory(),
+            salt=self._salt,
+            erased_count=await self.store.erased_count(shard),
+        )
         publisher = Publisher(
             shard, self._send, s.topic_tier_changes, s.topic_dead_letters, self._delivered
         )
@@ -237,8 +250,14 @@ class Runtime:
         parsed = owned.logic.parse(messages)
         if not parsed.offsets:
             return parsed.result  # everything was applied before (a redelivery)
-        states = await self.store.load(owned.logic.shard, parsed.customer_ids)
-        return await self._commit(owned, owned.logic.apply(parsed, states))
+        logic = owned.logic
+        states = await self.store.load(logic.shard, parsed.customer_ids)
+        markers: dict[str, str] = {}
+        digests = logic.marker_digests(parsed, states)
+        if digests:  # only shards that erased someone pay for the lookup
+            found = await self.store.erased(logic.shard, list(digests.values()))
+            markers = {c: m.decode() for c, m in zip(digests, found, strict=True) if m is not None}
+        return await self._commit(owned, logic.apply(parsed, states, markers))
 
     async def _advance_due(self, owned: Shard) -> StepResult:
         logic = owned.logic
@@ -558,6 +577,7 @@ def build_app(
     inputs = app.topic(
         settings.topic_purchases,
         settings.topic_engagements,
+        settings.topic_erasures,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
@@ -575,7 +595,7 @@ def build_app(
     def clock_factory() -> Clock:
         return settings.make_clock()
 
-    input_names = (settings.topic_purchases, settings.topic_engagements)
+    input_names = (settings.topic_purchases, settings.topic_engagements, settings.topic_erasures)
 
     def owns(shard: int) -> bool:
         assignment = app.consumer.assignment()

@@ -110,3 +110,20 @@ def test_replay_is_deterministic(cdnow_events, default_config):
     _, first = run(cdnow_events[:20_000], default_config, date(1997, 6, 1))
     _, second = run(cdnow_events[:20_000], default_config, date(1997, 6, 1))
     assert [c.to_json() for c in first] == [c.to_json() for c in second]
+
+
+def test_streamed_replay_with_spilled_runs_equals_the_in_memory_one(
+    cdnow_events, default_config, monkeypatch
+):
+    """The external sort (7 runs of 10,000 events here) changes nothing: same states, same
+    changes in the same order, as the replay of the list sorted in memory."""
+    from tierstream import ordering  # noqa: PLC0415
+
+    as_of = date(1998, 7, 1)
+    in_memory, expected = run(cdnow_events, default_config, as_of)
+    monkeypatch.setattr(ordering, "CHUNK_EVENTS", 10_000)
+    streamed, changes = run(iter(cdnow_events), default_config, as_of)
+    assert [c.to_json() for c in changes] == [c.to_json() for c in expected]
+    assert {k: s.to_dict() for k, s in streamed.states.items()} == {
+        k: s.to_dict() for k, s in in_memory.states.items()
+    }

@@ -285,6 +285,9 @@ def create_api(
     app = web.Application(middlewares=[_errors, _auth])
     app[STATE_KEY] = state
     app.router.add_get("/", dashboard)
+    from tierstream.api_privacy import add_privacy_routes  # noqa: PLC0415 - imports this module
+
+    add_privacy_routes(app)
     # Any character, newline included ("." would leave ids with %0A to a bare 404).
     app.router.add_get(r"/customers/{customer_id:[\s\S]*}", customer)
     app.router.add_get("/tiers", tiers)

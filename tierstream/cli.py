@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,11 +17,13 @@ from rich.table import Table
 
 from scoring.days import utc_day
 from scoring.engine import AsOfError, Change, Scorer
+from tierstream.cli_backfill import backfill_command
 from tierstream.cli_input import (
     console,
     fail,
     format_option,
     load_settings,
+    open_events,
     open_output,
     parse_as_of,
     parse_format,
@@ -33,8 +36,11 @@ from tierstream.cli_input import (
 )
 from tierstream.cli_kpis import clv_from_file, published_clv
 from tierstream.cli_kpis import register as register_kpi_commands
+from tierstream.cli_privacy import erase_command
 from tierstream.clv import record_fields
-from tierstream.replay import ReplayStats, StrictReplayError, replay
+from tierstream.ordering import TimeOrdered
+from tierstream.readers import Reject
+from tierstream.replay import ReplayStats, StrictReplayError, replay, valid_events
 from tierstream.report import print_report
 from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
@@ -116,75 +122,90 @@ def replay_command(
         typer.Option(help="Add p_alive and clv_12m to --state-out (tierstream clv fit --save)"),
     ] = None,
 ) -> None:
-    """Replay a purchase history through the scoring core (no Kafka or Redis needed)."""
+    """Replay a purchase history through the scoring core (no Kafka or Redis needed).
+
+    Streams: events are put in time order by an external sort, and changes and rejects
+    are written as they come; only the per-customer states are held.
+    """
     source_format = parse_format(fmt)
     config_used = scoring_config(config, parse_window(window_days))
     moment = parse_as_of(as_of)
     behaviour = _behaviour_from_file(segments) if segments is not None else None
     clv_snapshot = clv_from_file(clv) if clv is not None else None
     stats = ReplayStats()
+    parsed = open_events(path, source_format, config_used)
+    # Output files are opened before the replay: a bad path is one line, exit 2, at once.
+    changes_file = open_output(changes_out) if changes_out is not None else None
+    rejects_file = open_output(rejects_out) if rejects_out is not None else None
+    emitted_at = datetime.now(UTC)
+    shown: list[Change] = []
+
+    def emit(change: Change) -> None:
+        if changes_file is not None:
+            changes_file.write(dumps_line(change.to_json(emitted_at)))
+        if len(shown) < show_changes:
+            shown.append(change)
+
+    def on_reject(reject: Reject) -> None:
+        if rejects_file is not None:
+            rejects_file.write(
+                dumps_line({"line": reject.line, "error": reject.error, "raw": reject.raw})
+            )
+
     try:
-        events = read_all(path, source_format, stats, strict=strict, config=config_used)
+        with Progress(
+            TextColumn("replaying: {task.completed:,} events"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=quiet,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("replay", total=None)
+            result = replay(
+                valid_events(parsed, stats, strict=strict, on_reject=on_reject),
+                Scorer(config_used, behaviour=behaviour),
+                as_of=moment,
+                emit=emit,
+                stats=stats,
+                progress=lambda done: bar.update(task, completed=done, total=stats.total),
+            )
     except StrictReplayError as exc:
         say(f"malformed input, stopping (--strict): {exc}", "red")
         raise typer.Exit(1) from None
-    changes: list[Change] = []
-    with Progress(
-        TextColumn("replaying {task.total:,} events"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=quiet,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("replay", total=len(events))
-        result = replay(
-            events,
-            Scorer(config_used, behaviour=behaviour),
-            as_of=moment,
-            emit=changes.append,
-            stats=stats,
-            progress=lambda done: bar.update(task, completed=done),
-        )
+    finally:
+        for handle in (changes_file, rejects_file):
+            if handle is not None:
+                handle.close()
     records = [result.scorer.record(s) for s in result.states.values()]
-    emitted_at = datetime.now(UTC)
-    if changes_out is not None:
-        write_jsonl(
-            changes_out,
-            [c.to_json(emitted_at) for c in changes],
-        )
     if state_out is not None:
         if clv_snapshot is not None:
             day = utc_day(moment)
             for record, state in zip(records, result.states.values(), strict=True):
                 record.update(record_fields(clv_snapshot, state, day))
         write_jsonl(state_out, records)
-    if rejects_out is not None:
-        write_jsonl(
-            rejects_out, [{"line": r.line, "error": r.error, "raw": r.raw} for r in stats.rejects]
-        )
     if not quiet:
-        for change in changes[:show_changes]:
+        for change in shown:
             console.print(
                 f"{change.occurred_at.date()} {change.customer_id} v{change.version} "
                 f"{change.previous_tier or '(new)'}→{change.new_tier} [{change.new_segment}] "
                 f"({change.cause}): {change.reason}"
             )
-        if len(changes) > show_changes:
-            console.print(f"... {len(changes) - show_changes:,} more tier changes")
+        if stats.changes > len(shown):
+            console.print(f"... {stats.changes - len(shown):,} more tier changes")
         print_report(console, records)
     for reject in stats.rejects[:20]:
         say(f"line {reject.line}: {reject.error}", "yellow")
-    if len(stats.rejects) > 20:
-        say(f"... {len(stats.rejects) - 20:,} more malformed lines", "yellow")
+    if stats.rejected > 20:
+        say(f"... {stats.rejected - 20:,} more malformed lines", "yellow")
     summary = {
         "events": stats.events,
         "applied": stats.applied,
         "duplicates": stats.duplicates,
         "outside_window": stats.outside_window,
         "after_as_of": stats.after_as_of,
-        "rejected": len(stats.rejects),
+        "rejected": stats.rejected,
         "customers": len(records),
         "tier_changes": stats.changes,
         "seconds": round(stats.seconds, 3),
@@ -192,6 +213,11 @@ def replay_command(
         "as_of": moment.isoformat(),
     }
     print(json.dumps(summary), file=sys.stdout)
+
+
+def dumps_line(row: dict[str, Any]) -> str:
+    """One JSONL line, as ``write_jsonl`` writes them."""
+    return json.dumps(row, separators=(",", ":")) + "\n"
 
 
 def _redis_store(settings: Settings) -> RedisStore:
@@ -381,10 +407,9 @@ def produce_command(
     stats = ReplayStats()
     # The worker's config decides which currencies it can convert: others would only be
     # dead-lettered there, so they are rejects here, as in a replay.
-    events = read_all(path, source_format, stats, strict=False, config=settings_config(settings))
-    events.sort(key=lambda e: e.occurred_at)
-    if limit is not None:
-        events = events[:limit]
+    parsed = open_events(path, source_format, settings_config(settings))
+    # In event-time order without holding the file (tierstream/ordering.py).
+    events = islice(TimeOrdered(valid_events(parsed, stats, strict=False)), limit)
     started = time.monotonic()
     sending: Iterable[Any] = events
     if shift_to_now:
@@ -416,7 +441,7 @@ def produce_command(
     except KafkaError as exc:
         fail(f"cannot produce to {settings.kafka_bootstrap}: {type(exc).__name__}: {exc}")
     seconds = time.monotonic() - started
-    print(json.dumps({"sent": sent, "rejected": len(stats.rejects), "seconds": round(seconds, 2)}))
+    print(json.dumps({"sent": sent, "rejected": stats.rejected, "seconds": round(seconds, 2)}))
 
 
 @app.command("segments")
@@ -593,6 +618,9 @@ def customer_command(
 
 register_kpi_commands(app)  # clv fit, report, review (tierstream/cli_kpis.py)
 
+
+app.command("erase")(erase_command)
+app.command("backfill")(backfill_command)
 
 if __name__ == "__main__":
     app()

@@ -12,7 +12,7 @@ import typing
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TextIO, cast
+from typing import Any, Literal, NoReturn, TextIO
 
 import typer
 import yaml
@@ -23,7 +23,15 @@ from rich.markup import escape
 from scoring.config import ScoringConfig
 from scoring.events import InputEvent
 from tierstream import asof
-from tierstream.readers import Format, Parsed, convertible, read_events, resolve_path
+from tierstream.readers import (
+    FORMATS,
+    Format,
+    Parsed,
+    convertible,
+    detect_format,
+    read_events,
+    resolve_path,
+)
 from tierstream.replay import ReplayStats, collect
 from tierstream.settings import Settings, load_scoring_config
 
@@ -67,9 +75,19 @@ def parse_window(value: str | None) -> int | Literal["lifetime"] | None:
 
 
 def parse_format(value: str) -> Format:
-    if value not in ("cdnow", "csv", "jsonl"):
-        fail(f"--format must be cdnow, csv or jsonl, not {value!r}")
-    return cast(Format, value)
+    if value not in FORMATS:
+        fail(f"--format must be cdnow, csv, jsonl or parquet, not {value!r}")
+    return value
+
+
+def format_of(path: str, value: str | None) -> Format:
+    """``--format`` when given, else what the file name says (``.gz`` aside)."""
+    if value is not None:
+        return parse_format(value)
+    detected = detect_format(path)
+    if detected is None:
+        fail(f"cannot tell the format of {path} from its name: pass --format")
+    return detected
 
 
 def scoring_config(
@@ -125,6 +143,14 @@ def read_all(
         source = resolve_path(path, fmt)
         parsed: Iterator[Parsed] = read_events(source, fmt, currencies=convertible(config))
         return collect(parsed, stats, strict=strict)
+    except OSError as exc:
+        fail(f"cannot read {exc.filename or path}: {exc.strerror or exc}")
+
+
+def open_events(path: str, fmt: Format, config: ScoringConfig) -> Iterator[Parsed]:
+    """The parsed lines of a history file, streamed (``read_all`` without the list)."""
+    try:
+        return read_events(resolve_path(path, fmt), fmt, currencies=convertible(config))
     except OSError as exc:
         fail(f"cannot read {exc.filename or path}: {exc.strerror or exc}")
 

@@ -372,7 +372,8 @@ OPENAPI: dict[str, Any] = {
     "info": {
         "title": "tierstream API",
         "version": "1",
-        "description": "Read-only: customer tiers and why, sizes, flows, pipeline health. "
+        "description": "Customer tiers and why, sizes, flows, pipeline health; erasure "
+        "requests and data export. "
         "See docs/api.md.",
     },
     "servers": [{"url": "http://127.0.0.1:8080"}],
@@ -490,6 +491,59 @@ OPENAPI: dict[str, Any] = {
             }
         },
     },
+}
+
+# The privacy routes (tierstream/api_privacy.py): erasure and the right of access.
+_CUSTOMER_ID = OPENAPI["paths"]["/customers/{customer_id}"]["get"]["parameters"][0]
+OPENAPI["paths"]["/customers/{customer_id}"]["delete"] = {
+    "summary": "Erase the customer: an erasure request on the erasures topic, applied by the "
+    "workers in order with the customer's events",
+    "parameters": [
+        _CUSTOMER_ID,
+        {
+            "name": "suppress",
+            "in": "query",
+            "required": False,
+            "description": "true: later events for this id are dead-lettered (kind erased) "
+            "instead of starting a fresh state",
+            "schema": {"type": "boolean", "default": False},
+        },
+    ],
+    "responses": {
+        "202": _json(
+            {
+                "type": "object",
+                "required": ["event_id", "customer_id", "requested_at", "status"],
+                "properties": {
+                    "event_id": {"type": "string"},
+                    "customer_id": {"type": "string"},
+                    "requested_at": {"type": "string", "format": "date-time"},
+                    "suppress": {"type": "boolean"},
+                    "topic": {"type": "string"},
+                    "partition": {"type": "integer"},
+                    "offset": {"type": "integer"},
+                    "status": {"const": "accepted"},
+                },
+            },
+            "The request is on the erasures topic",
+        ),
+        "400": _json(_ref("Error"), "The id breaks the event contract, or bad suppress"),
+        "401": ERRORS["401"],
+        "503": _json(_ref("Error"), "Kafka did not take the request"),
+    },
+}
+OPENAPI["paths"]["/customers/{customer_id}/export"] = {
+    "get": {
+        "summary": "Everything held about the customer (state, history, schedule), as JSON",
+        "parameters": [_CUSTOMER_ID],
+        "responses": {
+            "200": _json({"type": "object"}, "The customer's data as held"),
+            "400": _json(_ref("Error"), "The id breaks the event contract"),
+            "401": ERRORS["401"],
+            "404": _json(_ref("Error"), "Nothing held about this customer"),
+            "503": ERRORS["503"],
+        },
+    }
 }
 
 DOCS_COPY = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"

@@ -1,4 +1,5 @@
-"""Input readers for the embedded replay: CDNOW, CSV and JSONL.
+"""Input readers for the embedded replay and the backfill: CDNOW, CSV, JSONL and Parquet,
+each optionally gzip-compressed (recognised by its first bytes, whatever its name).
 
 Every reader yields ``Parsed`` items in file order: either a valid event or a reject
 carrying its line number, the error and the raw line. Bad lines never stop a replay:
@@ -10,6 +11,7 @@ Only a file that cannot be read at all is an error: ``OSError``, for the caller 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import re
@@ -18,14 +20,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 from pydantic import ValidationError
 
 from scoring.config import ScoringConfig, UnknownCurrencyError
 from scoring.events import EngagementEvent, InputEvent, PurchaseEvent
 
-Format = Literal["cdnow", "csv", "jsonl"]
+Format = Literal["cdnow", "csv", "jsonl", "parquet"]
+FORMATS: tuple[Format, ...] = ("cdnow", "csv", "jsonl", "parquet")
+GZIP_MAGIC = b"\x1f\x8b"
 # Guards against a runaway line (e.g. a binary file) eating memory.
 MAX_LINE_BYTES = 1 << 20
 # JSON nested deeper than this (the event object is level 1) is a reject: the worker's
@@ -72,10 +76,40 @@ def read_events(
     ``UnknownCurrencyError`` out of the scorer in the middle of a replay. None: no check.
     Raises ``OSError`` at once (not at the first ``next``) when ``path`` cannot be read.
     """
+    if fmt == "parquet":
+        from tierstream.readers_parquet import read_parquet  # noqa: PLC0415 - pyarrow
+
+        return _checked(read_parquet(path), currencies)
     reader = {"cdnow": _read_cdnow, "csv": _read_csv, "jsonl": _read_jsonl}[fmt]
     # Open now, so a directory or an unreadable file fails where the caller can say so.
+    return _checked(reader(open_binary(path)), currencies)
+
+
+def open_binary(path: Path) -> BinaryIO:
+    """``path`` for reading, decompressed on the fly when it is gzip (by its magic bytes)."""
     handle = path.open("rb")
-    return _checked(reader(handle), currencies)
+    if handle.peek(2)[:2] == GZIP_MAGIC:
+        return cast(BinaryIO, gzip.GzipFile(fileobj=handle, mode="rb"))
+    return handle
+
+
+def detect_format(path: str) -> Format | None:
+    """The format a file name says (``.gz`` aside), or None."""
+    name = path.lower().removesuffix(".gz").removesuffix(".gzip")
+    if name in ("cdnow", "-") or name.endswith("cdnow_master.txt"):
+        return "cdnow"
+    for suffix, fmt in (
+        (".csv", "csv"),
+        (".jsonl", "jsonl"),
+        (".ndjson", "jsonl"),
+        (".json", "jsonl"),
+        (".parquet", "parquet"),
+        (".pq", "parquet"),
+        (".cdnow", "cdnow"),
+    ):
+        if name.endswith(suffix):
+            return cast(Format, fmt)
+    return None
 
 
 def convertible(config: ScoringConfig) -> frozenset[str]:
@@ -149,7 +183,9 @@ def _read_cdnow(handle: BinaryIO) -> Iterator[Numbered]:
 
 
 def _read_csv(handle: BinaryIO) -> Iterator[Numbered]:
-    """CSV with a header: event_id, customer_id, occurred_at, amount, currency[, kind, order_id]."""
+    """CSV with a header: event_id, customer_id, occurred_at, then amount, currency[, kind,
+    order_id] for purchases and refunds, or kind[, weight] for engagements (a row with an
+    empty amount is an engagement); purchases and engagements may share one file."""
     # utf-8-sig: a byte-order mark (Excel writes one) is not part of the first column's
     # name. surrogateescape, not "replace": bytes that are not UTF-8 stay distinct (two ids
     # differing only there must not merge into one customer) and are rejected per row below.
@@ -180,7 +216,7 @@ def _read_csv(handle: BinaryIO) -> Iterator[Numbered]:
                 continue
             try:
                 fields = {k: v for k, v in row.items() if k is not None and v not in (None, "")}
-                yield number, raw, PurchaseEvent.model_validate(fields)
+                yield number, raw, event_from_fields(fields)
             except ValidationError as exc:
                 yield number, raw, Reject(number, _error_text(exc), raw[:2000])
 
@@ -197,6 +233,13 @@ def _read_jsonl(handle: BinaryIO) -> Iterator[Numbered]:
             yield number, line, parse_event_json(line)
         except (ValueError, ValidationError) as exc:
             yield number, line, Reject(number, _error_text(exc), line[:2000])
+
+
+def event_from_fields(fields: dict[str, object]) -> InputEvent:
+    """A purchase or refund when the row has an amount, else an engagement (as in JSON)."""
+    if "amount" in fields:
+        return PurchaseEvent.model_validate(fields)
+    return EngagementEvent.model_validate(fields)
 
 
 def parse_event_json(text: str | bytes) -> InputEvent:

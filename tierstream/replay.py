@@ -1,7 +1,9 @@
 """The embedded replay: a history file through the scoring core, in event-time order.
 
-No Kafka or Redis: events are read, validated, sorted by event time and applied with the
-very ``Scorer`` the streaming worker uses. The replay clock is the event time; every
+No Kafka or Redis: events are read, validated, put in event-time order (an external merge
+sort: tierstream/ordering.py, so memory does not grow with the file) and applied with the
+very ``Scorer`` the streaming worker uses. Changes go to ``emit`` as they happen; only the
+per-customer states (and their timers) are held. The replay clock is the event time; every
 customer's time-driven changes (inactivity, window expiry) fire at their own moment as
 the clock passes it, exactly as the worker's timer does in real time.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import gc
 import heapq
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,6 +22,7 @@ from scoring.engine import Change, Outcome, Scorer
 from scoring.events import InputEvent
 from scoring.quantiles import population_thresholds
 from scoring.state import CustomerState
+from tierstream.ordering import TimeOrdered
 from tierstream.readers import Parsed, Reject
 
 ProgressHook = Callable[[int], None]
@@ -34,6 +37,8 @@ class ReplayStats:
     outside_window: int = 0
     after_as_of: int = 0
     rejects: list[Reject] = field(default_factory=list)
+    rejected: int = 0  # every malformed line (``valid_events`` keeps only the first in ``rejects``)
+    total: int | None = None  # events to apply, once known (they are all read before the first)
     changes: int = 0
     threshold_updates: int = 0
     seconds: float = 0.0
@@ -57,11 +62,40 @@ def collect(parsed: Iterable[Parsed], stats: ReplayStats, *, strict: bool) -> li
         stats.lines += 1
         if isinstance(item, Reject):
             stats.rejects.append(item)
+            stats.rejected += 1
             if strict:
                 raise StrictReplayError(item)
             continue
         events.append(item)
     return events
+
+
+# Malformed lines ``valid_events`` keeps in ``stats.rejects`` (the rest are only counted, and
+# passed to ``on_reject``): a file of millions of bad lines must not fill memory either.
+KEPT_REJECTS = 1000
+
+
+def valid_events(
+    parsed: Iterable[Parsed],
+    stats: ReplayStats,
+    *,
+    strict: bool,
+    on_reject: Callable[[Reject], None] | None = None,
+) -> Iterator[InputEvent]:
+    """The events of ``parsed``, streamed; rejects counted, the first kept, each to
+    ``on_reject``. Raises ``StrictReplayError`` at the first reject when ``strict``."""
+    for item in parsed:
+        stats.lines += 1
+        if isinstance(item, Reject):
+            stats.rejected += 1
+            if len(stats.rejects) < KEPT_REJECTS:
+                stats.rejects.append(item)
+            if on_reject is not None:
+                on_reject(item)
+            if strict:
+                raise StrictReplayError(item)
+            continue
+        yield item
 
 
 class StrictReplayError(RuntimeError):
@@ -71,7 +105,7 @@ class StrictReplayError(RuntimeError):
 
 
 def replay(
-    events: list[InputEvent],
+    events: Iterable[InputEvent],
     scorer: Scorer,
     *,
     as_of: datetime,
@@ -93,7 +127,7 @@ def replay(
 
 
 def _replay(
-    events: list[InputEvent],
+    events: Iterable[InputEvent],
     scorer: Scorer,
     *,
     as_of: datetime,
@@ -103,8 +137,8 @@ def _replay(
 ) -> ReplayResult:
     started = time.perf_counter()
     end_day = utc_day(as_of)
-    # Stable sort: events at the same instant keep file order, so a replay is deterministic.
-    ordered = sorted(events, key=lambda e: e.occurred_at)
+    # Stable: events at the same instant keep file order, so a replay is deterministic.
+    ordered = TimeOrdered(events)
     states: dict[str, CustomerState] = {}
     # Timers bucketed by day: a heap of the distinct due days and, per day, the customers due
     # then (fired in customer-id order, as a heap of (day, id) pairs would). ``scheduled`` is
@@ -164,6 +198,8 @@ def _replay(
             schedule(state)
 
     for index, event in enumerate(ordered):
+        if index == 0:
+            stats.total = ordered.count
         day = utc_day(event.occurred_at)
         stats.events += 1
         if day > end_day:
@@ -203,7 +239,8 @@ def _replay(
         for change in scorer.advance(state, as_of):
             emit(change)
             stats.changes += 1
+    stats.total = ordered.count
     if progress is not None:
-        progress(len(ordered))
+        progress(ordered.count or 0)
     stats.seconds = time.perf_counter() - started
     return ReplayResult(states, scorer, stats, as_of)

@@ -1,6 +1,7 @@
 """Write the JSON Schemas of tierstream's topics to schemas/ (``make schemas``).
 
-The pydantic models in scoring/events.py are the source; a test keeps the files current.
+The pydantic models in scoring/events.py (and the erasure request in tierstream/erasure.py)
+are the source; a test keeps the files current.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from scoring.events import DeadLetter, EngagementEvent, PurchaseEvent, TierChange
+from tierstream.erasure import ErasureRequest
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 MODELS: dict[str, type[BaseModel]] = {
@@ -19,6 +21,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "engagement.schema.json": EngagementEvent,
     "tier-change.schema.json": TierChange,
     "dead-letter.schema.json": DeadLetter,
+    "erasure.schema.json": ErasureRequest,
 }
 
 

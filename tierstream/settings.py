@@ -35,6 +35,8 @@ class Settings(KafkaSettings):
     topic_engagements: str = "engagements"
     topic_tier_changes: str = "tier-changes"
     topic_dead_letters: str = "dead-letters"
+    # Erasure requests (tierstream.erasure): keyed by customer id, partitioned like the inputs.
+    topic_erasures: str = "erasures"
     partitions: int = Field(default=4, ge=1)
     redis_namespace: str = "ts"
     # "wall": now is real time (production). "event": now is the latest event time seen,

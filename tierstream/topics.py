@@ -43,6 +43,7 @@ TOPIC_SETTINGS: dict[str, str] = {
     "TOPIC_ENGAGEMENTS": "engagements",
     "TOPIC_TIER_CHANGES": "tier-changes",
     "TOPIC_DEAD_LETTERS": "dead-letters",
+    "TOPIC_ERASURES": "erasures",
 }
 
 _ERROR_TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno

@@ -57,6 +57,7 @@ class Pipeline:
                 "engagements": partitions,
                 "tier-changes": partitions,
                 "dead-letters": 1,
+                "erasures": partitions,
             }
         )
         self.topics = names
@@ -75,6 +76,7 @@ class Pipeline:
             "TIERSTREAM_TOPIC_ENGAGEMENTS": names["engagements"],
             "TIERSTREAM_TOPIC_TIER_CHANGES": names["tier-changes"],
             "TIERSTREAM_TOPIC_DEAD_LETTERS": names["dead-letters"],
+            "TIERSTREAM_TOPIC_ERASURES": names["erasures"],
             "TIERSTREAM_CLOCK": "event",
             **({"TIERSTREAM_CONFIG": str(config)} if config else {}),
             **(env or {}),
@@ -152,7 +154,7 @@ class Pipeline:
 
     def applied_fraction(self) -> float:
         total = done = 0
-        for topic in ("purchases", "engagements"):
+        for topic in ("purchases", "engagements", "erasures"):
             for partition, end in self.end_offsets(topic).items():
                 total += end
                 done += min(end, self.store.offsets(partition).get(self.topics[topic], 0))

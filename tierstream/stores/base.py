@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from scoring.engine import Change, change_event_id
 from scoring.state import CustomerState
+from tierstream.erasure import Erasure
 from tierstream.jsonbytes import compact_json
 
 # How many tier changes a store keeps per customer by default (the API shows them).
@@ -71,6 +72,11 @@ class Batch:
     history: dict[str, list[bytes]] = field(default_factory=dict)
     # counter name -> increment, added to the shard's running totals (record_changes)
     tallies: dict[str, int] = field(default_factory=dict)
+    # customers erased by this batch (tierstream.erasure): their state, history, schedule
+    # entry and hook keys are deleted before ``states`` are written (a state of the same id
+    # in ``states`` is a fresh one, begun after the erasure), and their markers and audit
+    # records are kept under a salted hash
+    erasures: list[Erasure] = field(default_factory=list)
     # (lease epoch, lease commit number), stamped by the first commit() of this batch.
     # Committing the same Batch again after an error (outcome unknown) is then safe: the
     # store does nothing if that commit is the one it applied last.
@@ -204,6 +210,14 @@ class StateStore(Protocol):
         """Raise if the store cannot be reached (health checks, round-trip timing)."""
         ...
 
+    def erased(self, shard: int, digests: list[str]) -> list[bytes | None]:
+        """The shard's erasure markers of these salted id digests (None: not erased)."""
+        ...
+
+    def erased_count(self, shard: int) -> int:
+        """How many erasure markers the shard holds."""
+        ...
+
     def get_meta(self, name: str) -> bytes | None: ...
 
     def set_meta(self, name: str, value: bytes) -> None: ...
@@ -213,7 +227,7 @@ class StateStore(Protocol):
 
 # Step counters (ShardProcessor's StepResult.counts) worth keeping as cluster-wide totals:
 # committed with the state they describe, so each counts exactly once, whoever applied it.
-_TALLIED = frozenset({"applied", "duplicate", "outside_window", "rescored"})
+_TALLIED = frozenset({"applied", "duplicate", "outside_window", "rescored", "erased"})
 _TALLIED_PREFIXES = ("dead_letter:",)
 
 
@@ -265,18 +279,24 @@ def flow_key(kind: str, previous: str | None, new: str | None) -> str:
 
 
 def record_changes(
-    batch: Batch, changes: Iterable[Change], counts: Mapping[str, int] | None = None
+    batch: Batch,
+    changes: Iterable[Change],
+    counts: Mapping[str, int] | None = None,
+    *,
+    unrecorded: Collection[int] = (),
 ) -> None:
     """Add a step's tier changes to ``batch.history`` and its counters to ``batch.tallies``.
 
     Tallies: ``change:<cause>``, ``flow:tier:[from,to]``, ``flow:segment:[from,to]`` and
     ``flow:behaviour:[from,to]`` (behavioural segment labels) per change, plus the event
     outcomes and dead letters of ``counts`` (a step's ``StepResult.counts``). Call it once
-    per batch, just before ``commit``.
+    per batch, just before ``commit``. ``unrecorded``: ``id()`` of changes counted but kept
+    out of the history (an erased customer's, whose history key the erasure deletes).
     """
     tallies: Counter[str] = Counter(batch.tallies)
     for change in changes:
-        batch.history.setdefault(change.customer_id, []).append(history_entry(change))
+        if not unrecorded or id(change) not in unrecorded:
+            batch.history.setdefault(change.customer_id, []).append(history_entry(change))
         tallies[f"change:{change.cause}"] += 1
         if change.previous_tier != change.new_tier:
             tallies[flow_key("tier", change.previous_tier, change.new_tier)] += 1

@@ -34,6 +34,9 @@ class _Shard:
     # customer id -> recent history entries, newest first, at most history_length
     history: dict[str, list[bytes]] = field(default_factory=dict)
     tallies: Counter[str] = field(default_factory=Counter)
+    # salted digest -> erasure marker; the audit records (tierstream.erasure)
+    erased: dict[str, str] = field(default_factory=dict)
+    audit: list[bytes] = field(default_factory=list)
 
 
 class MemoryStore:
@@ -79,6 +82,13 @@ class MemoryStore:
             shard.last_commit = commit_id[1]
             for topic, offset in batch.offsets.items():
                 shard.offsets[topic] = max(offset, shard.offsets.get(topic, 0))
+            for erasure in batch.erasures:
+                cid = erasure.customer_id
+                shard.states.pop(cid, None)
+                shard.history.pop(cid, None)
+                shard.schedule.pop(cid, None)
+                shard.erased[erasure.digest] = erasure.marker
+                shard.audit.append(erasure.audit)
             for state in batch.states:
                 shard.states[state.customer_id] = state.copy()
             shard.outbox.extend(batch.changes)
@@ -155,6 +165,23 @@ class MemoryStore:
         with self._lock:
             snapshot = [s.copy() for shard in self._shards for s in shard.states.values()]
         return iter(snapshot)
+
+    def erased(self, shard: int, digests: list[str]) -> list[bytes | None]:
+        with self._lock:
+            markers = self._shards[shard].erased
+            return [markers[d].encode() if d in markers else None for d in digests]
+
+    def erased_count(self, shard: int) -> int:
+        with self._lock:
+            return len(self._shards[shard].erased)
+
+    def audit(self, shard: int) -> list[bytes]:
+        with self._lock:
+            return list(self._shards[shard].audit)
+
+    def set_meta_if_absent(self, name: str, value: bytes) -> None:
+        with self._lock:
+            self._meta.setdefault(name, value)
 
     def get_meta(self, name: str) -> bytes | None:
         with self._lock:

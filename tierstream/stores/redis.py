@@ -87,7 +87,10 @@ _APPLIED, _ALREADY_APPLIED, _FENCED, _STALE, _MOVED, _MALFORMED = 0, 1, -1, -2, 
 #   n, n x (topic, offset the batch was built on ('' = none stored), new offset) |
 #   n, n states (values in KEYS order) | n, n changes |
 #   n, n x (score, customer id) to schedule | n, n customer ids to unschedule |
-#   cap, n, n x (m, m history entries oldest first) | n, n x (tally name, increment)
+#   cap, n, n x (m, m history entries oldest first) | n, n x (tally name, increment) |
+#   n, n x (customer id, digest, marker, audit record, m extra keys) erasures
+# Erasures add KEYS after the history keys: the shard's erased hash and audit list, then
+# per erasure its state key, history key and m extra keys (tierstream.erasure).
 # Returns {code, commit number or current epoch, outbox end (entries ever queued)}.
 #
 # All or nothing: the "#!lua" line declares a script that writes, so Redis refuses it
@@ -122,6 +125,7 @@ local function count(at)
   end
   return n
 end
+local erase_at = 0
 local ok, problem = pcall(function()
   local i = 4
   local n = count(i)
@@ -141,7 +145,7 @@ local ok, problem = pcall(function()
   i = i + 1 + count(i)
   if tonumber(ARGV[i]) == nil then error('malformed commit: history cap') end
   n = count(i + 1)
-  if #KEYS ~= 4 + states + n then error('malformed commit: history keys') end
+  local keys = 4 + states + n
   i = i + 2
   for _ = 1, n do
     i = i + 1 + count(i)
@@ -151,6 +155,15 @@ local ok, problem = pcall(function()
     if tonumber(ARGV[i + 2 + 2 * k]) == nil then error('malformed commit: tally') end
   end
   i = i + 1 + 2 * n
+  erase_at = i
+  n = count(i)
+  if n > 0 then keys = keys + 2 end
+  for k = 0, n - 1 do
+    local m = count(i + 5 + 5 * k)
+    keys = keys + 2 + m
+  end
+  if #KEYS ~= keys then error('malformed commit: ' .. #KEYS .. ' keys, expected ' .. keys) end
+  i = i + 1 + 5 * n
   if i ~= #ARGV + 1 then
     error('malformed commit: ' .. #ARGV .. ' arguments, expected ' .. (i - 1))
   end
@@ -193,6 +206,29 @@ for _ = 1, n do
   i = i + 3
 end
 local states = tonumber(ARGV[i])
+-- Erasures first: a state of the same id in this batch is a fresh one, begun after it.
+local erasures = tonumber(ARGV[erase_at])
+if erasures > 0 then
+  -- The erasure keys are the last ones: count them back from the end.
+  local total = 2
+  for k = 0, erasures - 1 do
+    total = total + 2 + tonumber(ARGV[erase_at + 5 + 5 * k])
+  end
+  local at_key = #KEYS - total + 1
+  local erased, audit = KEYS[at_key], KEYS[at_key + 1]
+  at_key = at_key + 2
+  for k = 0, erasures - 1 do
+    local at = erase_at + 1 + 5 * k
+    local m = tonumber(ARGV[at + 4])
+    for j = 0, 1 + m do
+      redis.call('DEL', KEYS[at_key + j])
+    end
+    at_key = at_key + 2 + m
+    redis.call('ZREM', due, ARGV[at])
+    redis.call('HSET', erased, ARGV[at + 1], ARGV[at + 2])
+    redis.call('RPUSH', audit, ARGV[at + 3])
+  end
+end
 i = i + 1
 for k = 1, states do
   redis.call('SET', KEYS[4 + k], ARGV[i])
@@ -331,6 +367,12 @@ class RedisStore:
 
     def stats_key(self, shard: int) -> bytes:
         return self._tags[shard] + b":stats"
+
+    def erased_key(self, shard: int) -> bytes:
+        return self._tags[shard] + b":erased"
+
+    def audit_key(self, shard: int) -> bytes:
+        return self._tags[shard] + b":audit"
 
     def global_key(self, name: str) -> bytes:
         return f"{self.namespace}:meta:{name}".encode()
@@ -498,6 +540,23 @@ class RedisStore:
     def set_meta(self, name: str, value: bytes) -> None:
         self._client.set(self.global_key(name), value)
 
+    def set_meta_if_absent(self, name: str, value: bytes) -> None:
+        self._client.set(self.global_key(name), value, nx=True)
+
+    # -------------------------------------------------------------- erasures
+    def erased(self, shard: int, digests: list[str]) -> list[bytes | None]:
+        """The shard's erasure markers of these salted digests (None: not erased)."""
+        if not digests:
+            return []
+        return list(self._client.hmget(self.erased_key(shard), list(digests)))
+
+    def erased_count(self, shard: int) -> int:
+        return int(self._client.hlen(self.erased_key(shard)))
+
+    def audit(self, shard: int) -> list[bytes]:
+        """The shard's erasure audit records, oldest first."""
+        return list(self._client.lrange(self.audit_key(shard), 0, -1))
+
     # ------------------------------------------------------------ operations
     def wipe(self) -> int:
         """Delete every key of this namespace (all shards, any partition count); returns
@@ -548,6 +607,8 @@ class KeyLayout(Protocol):
     def due_key(self, shard: int) -> bytes: ...
     def outbox_key(self, shard: int) -> bytes: ...
     def stats_key(self, shard: int) -> bytes: ...
+    def erased_key(self, shard: int) -> bytes: ...
+    def audit_key(self, shard: int) -> bytes: ...
     def state_key(self, shard: int, customer_id: str) -> bytes: ...
     def history_key(self, shard: int, customer_id: str) -> bytes: ...
 
@@ -594,6 +655,15 @@ def commit_request(
     args.append(len(tallies))
     for name, n in tallies:
         args += [name.encode("utf-8"), n]
+    args.append(len(batch.erasures))
+    if batch.erasures:
+        keys += [layout.erased_key(shard), layout.audit_key(shard)]
+        for erasure in batch.erasures:
+            cid = erasure.customer_id
+            keys += [layout.state_key(shard, cid), layout.history_key(shard, cid)]
+            keys += erasure.extra_keys
+            args += [cid.encode("utf-8"), erasure.digest, erasure.marker, erasure.audit]
+            args.append(len(erasure.extra_keys))
     return keys, args
 
 

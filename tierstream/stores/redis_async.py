@@ -102,5 +102,14 @@ class AsyncRedisStore:
         if code == _FENCED:
             raise FencedError(lease, int(value))
 
+    async def erased(self, shard: int, digests: list[str]) -> list[bytes | None]:
+        """The shard's erasure markers of these salted digests (None: not erased)."""
+        if not digests:
+            return []
+        return list(await self._client.hmget(self.layout.erased_key(shard), digests))
+
+    async def erased_count(self, shard: int) -> int:
+        return int(await self._client.hlen(self.layout.erased_key(shard)))
+
     async def close(self) -> None:
         await self._client.aclose()  # type: ignore[attr-defined]  # the stubs lag redis-py

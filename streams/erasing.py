@@ -1,0 +1,47 @@
+"""Erasure requests on the input path: parsing them, and the dead letter of a suppressed id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from scoring.events import DeadLetter
+from streams.deadletters import MAX_EVENT_BYTES, RawMessage, Rejected
+from tierstream.erasure import ERASED_KIND, ErasureRequest
+
+
+def parse_erasure(message: RawMessage) -> ErasureRequest:
+    """The request in ``message``, or ``Rejected`` (as for events: same kinds of error)."""
+    raw = message.value
+    if raw is None:
+        raise Rejected("empty", "message has no value (tombstone)")
+    if len(raw) > MAX_EVENT_BYTES:
+        raise Rejected("oversized", f"{len(raw)} bytes > {MAX_EVENT_BYTES}")
+    try:
+        request = ErasureRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        if any(err["type"] in ("json_invalid", "utf8_decode") for err in errors):
+            raise Rejected("not_json", errors[0]["msg"]) from None
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in errors)
+        raise Rejected("invalid_event", detail) from None
+    if message.key is None or message.key != request.customer_id.encode("utf-8"):
+        # The key puts the request in the customer's partition, hence in its shard.
+        raise Rejected("key_mismatch", f"key {message.key!r} is not the customer_id")
+    return request
+
+
+def erased_dead_letter(message: RawMessage, received_at: datetime) -> DeadLetter:
+    """An event for a customer erased with suppression. Neither key nor payload is kept:
+    they hold the very data the customer asked to have erased."""
+    return DeadLetter(
+        source_topic=message.topic,
+        source_partition=message.partition,
+        source_offset=message.offset,
+        key_base64=None,
+        payload_base64="",
+        error_kind=ERASED_KIND,
+        error="the customer was erased with suppression; the event is not applied",
+        received_at=received_at,
+    )
