@@ -6,8 +6,10 @@ partitions therefore changes the home of most customers; this moves each custome
 (state, recent history, schedule entry) to its new home shard. Kafka keeps the numbers of
 existing partitions, so shard ``p < from`` keeps everything that is about the partition
 rather than the customers: its meta hash (epoch, applied offsets, outbox head), its
-running totals and its (emptied) outbox. A new shard ``q >= from`` starts with no applied
-offsets: its partition is new, so the worker reads it from the beginning.
+running totals and its (emptied) outbox. Erasure markers, keyed by a salted hash from
+which no shard can be computed, are copied to every shard. A new shard ``q >= from``
+starts with no applied offsets: its partition is new, so the worker reads it from the
+beginning.
 
 Safe to interrupt and run again. A progress marker in the store's metadata holds the plan
 (from, to) and a fingerprint of every customer taken before the first key moved. A
@@ -217,6 +219,7 @@ def repartition(
         report.moved += _move_shard(store, shard, stored.get(shard, []), target, after_chunk)
         progress(f"shard {shard}: moved; {report.moved:,} customers moved so far")
     _carry_sweep_markers(store, source, target)
+    _spread_erasure_markers(store, source, target)
     after = fingerprint(store, target)
     wrong = misplaced(store, target)
     if after != before or wrong:
@@ -317,6 +320,29 @@ def _carry_sweep_markers(store: RedisStore, source: int, target: int) -> None:
     oldest = min(int(version) for version in versions if version is not None)
     for shard in range(source, target):
         store.set_meta(SWEPT_META.format(shard=shard), str(oldest).encode())
+
+
+def _spread_erasure_markers(store: RedisStore, source: int, target: int) -> None:
+    """Give every shard the erasure markers of all old shards.
+
+    A marker is keyed by a salted hash of the customer id, so the id's new home shard
+    cannot be computed from it; a copy in every shard is where the new home finds it
+    (later events of the id continue its version numbers, or stay suppressed). Markers are
+    a few dozen bytes each; copying with HSETNX makes a resumed run a no-op for those
+    already copied and never overwrites a marker a shard already has.
+    """
+    client = store._client  # noqa: SLF001
+    markers: dict[bytes, bytes] = {}
+    for shard in range(source):
+        markers.update(client.hgetall(store.erased_key(shard)))
+    if not markers:
+        return
+    for shard in range(target):
+        key = store.erased_key(shard)
+        with client.pipeline(transaction=False) as pipe:
+            for digest, marker in markers.items():
+                pipe.hsetnx(key, digest, marker)
+            pipe.execute()
 
 
 # ------------------------------------------------------------------ helpers

@@ -193,3 +193,25 @@ def test_fewer_partitions_and_a_wrong_source_count_are_refused(stores, cdnow_par
     with pytest.raises(RepartitionError, match="already holds state"):
         repartition(wide, SOURCE, TARGET, lambda shard, entries: None)
     assert snapshot(wide) == before and pending(wide) is None
+
+
+def test_erasure_markers_reach_every_customers_new_home(stores, cdnow_part):
+    """An erased id's marker (keyed by a salted hash, so its new shard is unknown) is
+    found in whichever shard the id lives in after the move."""
+    from tierstream.erasure import customer_digest, erasure_salt, make_marker
+
+    wide, narrow = stores
+    fill(narrow, cdnow_part, outbox_per_shard=0)
+    salt = erasure_salt(narrow)
+    erased = {cid: v for v, cid in enumerate(["00001", "00002", "00007", "00011"], start=3)}
+    for cid, version in erased.items():
+        narrow._client.hset(
+            narrow.erased_key(shard_for(cid, SOURCE)),
+            customer_digest(salt, cid),
+            make_marker(version, suppressed=cid == "00007"),
+        )
+    repartition(wide, SOURCE, TARGET, lambda shard, entries: None)
+    for cid, version in erased.items():
+        [marker] = wide.erased(shard_for(cid, TARGET), [customer_digest(salt, cid)])
+        assert marker is not None, cid
+        assert marker.decode() == make_marker(version, suppressed=cid == "00007")
