@@ -19,6 +19,7 @@ from scoring.events import Cause, DeadLetter, EngagementEvent, InputEvent, Purch
 from scoring.state import CustomerState
 from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage, Rejected, dead_letter, parse_message
+from streams.learner import Learner
 from tierstream.jsonbytes import compact_json
 from tierstream.stores.base import Batch, Lease, StateStore, record_changes
 
@@ -99,6 +100,8 @@ class ShardLogic:
         self.event_time = isinstance(clock, EventClock)
         # next offset to apply per topic, as the store holds it after our last commit
         self.offsets = offsets
+        # Segments learned from the stream (streams/learner.py); None: not learning.
+        self.learner: Learner | None = None
 
     @property
     def shard(self) -> int:
@@ -200,6 +203,8 @@ class ShardLogic:
         batch.changes += [encode_change(change, emitted_at) for change in result.changes]
         for change in result.changes:
             result.counts[f"change:{change.cause}"] += 1
+        if self.learner is not None:  # learned statistics: same commit, same exactly-once
+            self.learner.learn(self.scorer, batch.states, batch.tallies, result.counts["applied"])
         # Recent-change history and running totals go in the same atomic commit.
         record_changes(batch, result.changes, result.counts)
         return Step(result, batch)

@@ -41,9 +41,11 @@ from streams.batchsend import BatchSender
 from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage
 from streams.failures import Backoff, Outcome, classify
+from streams.learner import Learner
 from streams.metrics import Metrics
 from streams.processor import ShardLogic, Step, StepResult
 from streams.publisher import Publisher, SendMany
+from streams.segment_learning import learning_coordinator
 from tierstream.segments import SNAPSHOT_META, SnapshotBehaviour
 from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
@@ -120,6 +122,7 @@ class Runtime:
         self._next_threshold_compute = 0.0
         self._next_segments_check = 0.0
         self._swept: dict[int, int] = {}  # shard -> segment model version it was swept with
+        self.learning = learning_coordinator(settings)  # None unless learn_segments
         # (monotonic time, applied offsets) per shard, waiting to be old enough to commit
         self._positions: dict[int, deque[tuple[float, dict[str, int]]]] = defaultdict(deque)
         self.locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -150,6 +153,8 @@ class Runtime:
         offsets = await self.store.offsets(shard)
         s = self.settings
         logic = ShardLogic(self.scorer, lease, offsets, self.event_kinds, self.clock_factory())
+        if self.learning is not None:
+            logic.learner = Learner(self.settings.learn_seed_customers)
         publisher = Publisher(
             shard, self._send, s.topic_tier_changes, s.topic_dead_letters, self._delivered
         )
@@ -296,7 +301,7 @@ class Runtime:
 
     # --------------------------------------------------------------- the timer
     async def tick(self) -> None:
-        for refresh in (self.refresh_thresholds, self.refresh_segments):
+        for refresh in (self.refresh_thresholds, self.refresh_segments, self.learn_segments):
             try:
                 await refresh()
             except Exception as exc:  # noqa: BLE001 - no input is at stake: try next tick
@@ -365,6 +370,11 @@ class Runtime:
         for shard in await self._adopt(self.scorer.with_thresholds(current)):
             await self._rescore_shard(shard, "threshold_update", because)
         self.counts["threshold_updates"] += 1
+
+    async def learn_segments(self) -> None:
+        """Segments learned from the stream: merge and publish (streams/segment_learning.py)."""
+        if self.learning is not None:
+            await self.learning.tick(self)
 
     async def _adopt(self, scorer: Scorer) -> list[int]:
         """Score with ``scorer`` from now on; the shards whose logic now uses it."""
