@@ -18,7 +18,7 @@ import json
 import sys
 import time
 from collections import defaultdict
-from datetime import datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -78,7 +78,18 @@ def run(
     pending: dict[int, list[RawMessage]] = defaultdict(list)
     offsets: dict[int, int] = defaultdict(int)
     versions: list[dict[str, Any]] = []
-    learn_seconds = 0.0
+    # Time of the learning step (Learner.learn) on the event path and in the sweeps.
+    spent = {"events": 0.0, "sweeps": 0.0}
+    phase = ["events"]
+    learn = Learner.learn
+
+    def timed(self: Learner, *args: Any) -> None:
+        started = time.perf_counter()
+        learn(self, *args)
+        spent[phase[0]] += time.perf_counter() - started
+
+    for processor in processors:
+        processor.learner.learn = partial(timed, processor.learner)  # type: ignore[method-assign,union-attr]
 
     def flush(shard: int) -> None:
         processors[shard].process(pending.pop(shard, []))
@@ -94,6 +105,7 @@ def run(
             {"version": snapshot.version, "events": events_in, "shift": status["shift"]}
         )
         model = scorer.with_behaviour(SnapshotBehaviour(snapshot))
+        phase[0] = "sweeps"
         for processor in processors:
             processor.scorer = model
             ids = store.customer_ids(processor.shard)
@@ -101,6 +113,7 @@ def run(
                 states = store.load(processor.shard, ids[start : start + 500])
                 processor._commit(processor.rescore(states, "model_update", "learned"))
             store.set_meta(f"segments_swept:{processor.shard}", str(snapshot.version).encode())
+        phase[0] = "events"
 
     for count, (is_purchase, key, value) in enumerate(keyed_records(events), 1):
         shard = shard_for(key.decode(), partitions)
@@ -127,11 +140,12 @@ def run(
     raw = store.get_meta(SNAPSHOT_META)
     assert raw is not None
     final = SegmentSnapshot.from_bytes(raw)
-    del learn_seconds
     return {
         "versions": versions,
         "final_version": final.version,
         "ari": batch_agreement(processors[0].scorer, store, final, k),
+        "learn_us_per_event": spent["events"] / max(len(events), 1) * 1e6,
+        "sweep_seconds": spent["sweeps"],
         "store": store,
         "snapshot": final,
     }
@@ -158,6 +172,8 @@ def main(argv: list[str]) -> int:
                 "seconds": round(time.monotonic() - started, 1),
                 "versions": result["versions"],
                 "ari": round(result["ari"], 4),
+                "learn_us_per_event": round(result["learn_us_per_event"], 2),
+                "sweep_learning_seconds": round(result["sweep_seconds"], 2),
                 "labels": [s.label for s in result["snapshot"].segments],
             },
             indent=1,

@@ -16,10 +16,11 @@ from which the coordinator seeds the first model.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from operator import mul, sub
 
 from models.features import DEFAULT_FEATURE_SPEC, FeatureSpec
-from models.learning import PREFIX, UNIT, Contribution, add_contribution, in_feature_order
+from models.learning import PREFIX, UNASSIGNED, UNIT, in_feature_order
 from models.snapshot import SegmentSnapshot
 from scoring.engine import Scorer
 from scoring.state import CustomerState
@@ -35,6 +36,7 @@ class Learner:
         self.cap = spec.recency_cap_days
         self.kinds = spec.engagement_kinds
         self.names = spec.names
+        self._no_engagement = (0,) * len(spec.engagement_kinds)
         self._snapshot: SegmentSnapshot | None = None
         self._assign: tuple[tuple[float, ...], tuple[float, ...], list[tuple[float, ...]]] = (
             (),
@@ -42,6 +44,7 @@ class Learner:
             [],
         )
         self._ids: list[int] = []
+        self._norms: list[float] = []
 
     def learn(
         self, scorer: Scorer, states: Iterable[CustomerState], tallies: dict[str, int], events: int
@@ -50,6 +53,9 @@ class Learner:
         snapshot = model.snapshot if isinstance(model, SnapshotBehaviour) else None
         if snapshot is not self._snapshot:
             self._prepare(snapshot)
+        # Per segment: [n, sums..., squares...], turned into tally names once per step.
+        delta: dict[int | None, list[int]] = {}
+        dims = len(self.names)
         learned = 0
         for state in states:
             if state.clock_day is None:
@@ -61,18 +67,24 @@ class Learner:
             if old == new:
                 continue
             if old is not None:
-                add_contribution(tallies, Contribution.from_list(old), -1)
+                _add(delta, None if old[0] < 0 else old[0], old[1:], -1, dims)
             elif snapshot is None and self.seeds_taken < self.seeds_wanted:
                 self.seeds_taken += 1
                 for j, value in enumerate(units):
                     tallies[f"{PREFIX}seed:{state.customer_id}:{j}"] = value
-            add_contribution(tallies, Contribution(segment, units), 1)
+            _add(delta, segment, units, 1, dims)
             state.learned = new
             learned += 1
+        for segment, row in delta.items():
+            name = UNASSIGNED if segment is None else str(segment)
+            _bump(tallies, f"{PREFIX}n:{name}", row[0])
+            for j in range(dims):
+                _bump(tallies, f"{PREFIX}s:{name}:{j}", row[1 + j])
+                _bump(tallies, f"{PREFIX}q:{name}:{j}", row[1 + dims + j])
         if learned:
-            tallies[PREFIX + "steps"] = tallies.get(PREFIX + "steps", 0) + learned
+            _bump(tallies, PREFIX + "steps", learned)
         if events:
-            tallies[PREFIX + "events"] = tallies.get(PREFIX + "events", 0) + events
+            _bump(tallies, PREFIX + "events", events)
 
     def _units(self, scorer: Scorer, state: CustomerState) -> tuple[int, ...]:
         # models.features.build_features, inlined into fixed point (the hot path).
@@ -90,8 +102,10 @@ class Learner:
             round(math.copysign(math.log1p(abs(average)), average) * UNIT) if average else 0,
         ]
         engagement = values.engagement
+        if not engagement:
+            return (*units, *self._no_engagement)
         for kind in self.kinds:
-            score = float(engagement.get(kind, 0)) if engagement else 0.0
+            score = float(engagement.get(kind, 0))
             units.append(round(math.log1p(score) * UNIT) if score > 0 else 0)
         return tuple(units)
 
@@ -105,17 +119,43 @@ class Learner:
         centres = [tuple(row) for row in snapshot.standardized_centroids().tolist()]
         self._assign = (mean, inv, centres)
         self._ids = [s.segment_id for s in snapshot.segments]
+        self._norms = [sum(c * c for c in centre) for centre in centres]
 
     def _segment(self, units: tuple[int, ...]) -> int:
-        """The nearest standardized centroid (models.snapshot.assign, on fixed point)."""
+        """The nearest standardized centroid (models.snapshot.assign, on fixed point).
+
+        argmin of |c|^2 - 2 z.c, with the products summed by ``map`` (C loops): the
+        hot path of the learning step. Ties go to the earlier segment, as in ``assign``.
+        """
         mean, inv, centres = self._assign
-        z = [(u - m) * s for u, m, s in zip(units, mean, inv, strict=True)]
+        z = list(map(mul, map(sub, units, mean), inv))
+        norms = self._norms
         best, best_distance = 0, math.inf
         for index, centre in enumerate(centres):
-            distance = 0.0
-            for value, c in zip(z, centre, strict=True):
-                diff = value - c
-                distance += diff * diff
+            distance = norms[index] - 2.0 * sum(map(mul, z, centre))
             if distance < best_distance:
                 best, best_distance = index, distance
         return self._ids[best]
+
+
+def _add(
+    delta: dict[int | None, list[int]],
+    segment: int | None,
+    units: Sequence[int],
+    sign: int,
+    dims: int,
+) -> None:
+    """Add (sign 1) or take out (-1) one contribution (models.learning.add_contribution)."""
+    row = delta.get(segment)
+    if row is None:
+        row = delta[segment] = [0] * (1 + 2 * dims)
+    row[0] += sign
+    for j, value in enumerate(units):
+        if value:  # unused engagement kinds are 0: most of a vector, often
+            row[1 + j] += sign * value
+            row[1 + dims + j] += sign * (value * value // UNIT)
+
+
+def _bump(tallies: dict[str, int], name: str, value: int) -> None:
+    if value:
+        tallies[name] = tallies.get(name, 0) + value
