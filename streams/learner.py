@@ -9,8 +9,8 @@ holds them and they are written by the same commit as the states and offsets: a 
 neither loses nor double-counts a learning step (models/learning.py, docs/state-layout.md).
 
 Before any model exists, the vectors of customers learned for the first time also become
-seeds (``learn:seed:<customer id>:<j>``), at most ``seeds_wanted`` per shard and lease,
-from which the coordinator seeds the first model.
+seeds (``learn:seed:<customer id>:<j>``), from which the coordinator seeds the first
+model
 """
 
 from __future__ import annotations
@@ -26,13 +26,21 @@ from scoring.engine import Scorer
 from scoring.state import CustomerState
 from tierstream.segments import SnapshotBehaviour
 
+# Per-shard count of seeds written: a new owner starts from it (Learner.seeds_taken), so
+# the seeds are the shard's first ``seeds_wanted`` customers whoever learned them.
+SEEDS_TALLY = PREFIX + "seeds"
+
 
 class Learner:
     """One shard's learning step (pure: it only fills a step's tallies)."""
 
-    def __init__(self, seeds_wanted: int, spec: FeatureSpec = DEFAULT_FEATURE_SPEC) -> None:
+    def __init__(
+        self, seeds_wanted: int, seeds_taken: int = 0, spec: FeatureSpec = DEFAULT_FEATURE_SPEC
+    ) -> None:
         self.seeds_wanted = seeds_wanted
-        self.seeds_taken = 0  # seeds this shard wrote under the current lease
+        # Seeds the shard has committed (its SEEDS_TALLY when the shard was taken), plus
+        # those of this owner's steps; a step thrown away is rebuilt by a new owner.
+        self.seeds_taken = seeds_taken
         self.cap = spec.recency_cap_days
         self.kinds = spec.engagement_kinds
         self.names = spec.names
@@ -56,7 +64,7 @@ class Learner:
         # Per segment: [n, sums..., squares...], turned into tally names once per step.
         delta: dict[int | None, list[int]] = {}
         dims = len(self.names)
-        learned = 0
+        learned = seeds = 0
         for state in states:
             if state.clock_day is None:
                 continue
@@ -70,6 +78,7 @@ class Learner:
                 _add(delta, None if old[0] < 0 else old[0], old[1:], -1, dims)
             elif snapshot is None and self.seeds_taken < self.seeds_wanted:
                 self.seeds_taken += 1
+                seeds += 1
                 for j, value in enumerate(units):
                     tallies[f"{PREFIX}seed:{state.customer_id}:{j}"] = value
             _add(delta, segment, units, 1, dims)
@@ -83,6 +92,8 @@ class Learner:
                 _bump(tallies, f"{PREFIX}q:{name}:{j}", row[1 + dims + j])
         if learned:
             _bump(tallies, PREFIX + "steps", learned)
+        # The shard's seed count, read back when a worker takes the shard (SEEDS_TALLY).
+        _bump(tallies, SEEDS_TALLY, seeds)
         if events:
             _bump(tallies, PREFIX + "events", events)
 

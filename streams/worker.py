@@ -41,7 +41,7 @@ from streams.batchsend import BatchSender
 from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage
 from streams.failures import Backoff, Outcome, classify
-from streams.learner import Learner
+from streams.learner import SEEDS_TALLY, Learner
 from streams.metrics import Metrics
 from streams.processor import ShardLogic, Step, StepResult
 from streams.publisher import Publisher, SendMany
@@ -153,8 +153,9 @@ class Runtime:
         offsets = await self.store.offsets(shard)
         s = self.settings
         logic = ShardLogic(self.scorer, lease, offsets, self.event_kinds, self.clock_factory())
-        if self.learning is not None:
-            logic.learner = Learner(self.settings.learn_seed_customers)
+        if self.learning is not None:  # the shard's seed count goes on from where it was
+            taken = await self._admin(partial(self._tally, shard, SEEDS_TALLY))
+            logic.learner = Learner(self.settings.learn_seed_customers, taken)
         publisher = Publisher(
             shard, self._send, s.topic_tier_changes, s.topic_dead_letters, self._delivered
         )
@@ -370,6 +371,10 @@ class Runtime:
         for shard in await self._adopt(self.scorer.with_thresholds(current)):
             await self._rescore_shard(shard, "threshold_update", because)
         self.counts["threshold_updates"] += 1
+
+    def _tally(self, shard: int, name: str) -> int:
+        read = getattr(self.admin_store, "shard_tally", None)
+        return int(read(shard, name)) if read is not None else 0
 
     async def learn_segments(self) -> None:
         """Segments learned from the stream: merge and publish (streams/segment_learning.py)."""
