@@ -16,12 +16,16 @@ model
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from decimal import Decimal
 from operator import mul, sub
+
+import numpy as np
 
 from models.features import DEFAULT_FEATURE_SPEC, FeatureSpec
 from models.learning import PREFIX, UNASSIGNED, UNIT, in_feature_order
 from models.snapshot import SegmentSnapshot
+from scoring.days import utc_day
 from scoring.engine import Scorer
 from scoring.state import CustomerState
 from tierstream.segments import SnapshotBehaviour
@@ -29,6 +33,11 @@ from tierstream.segments import SnapshotBehaviour
 # Per-shard count of seeds written: a new owner starts from it (Learner.seeds_taken), so
 # the seeds are the shard's first ``seeds_wanted`` customers whoever learned them.
 SEEDS_TALLY = PREFIX + "seeds"
+
+
+# Steps with at least this many customers are assigned and summed with numpy (one call
+# per step); smaller ones (a timer step for one customer) in plain Python.
+VECTOR_MIN = 16
 
 
 class Learner:
@@ -53,6 +62,9 @@ class Learner:
         )
         self._ids: list[int] = []
         self._norms: list[float] = []
+        self._norms_array = np.zeros(0)
+        self._centres_array = np.zeros((0, 0))
+        self._ids_array = np.zeros(0, dtype=np.int64)
 
     def learn(
         self, scorer: Scorer, states: Iterable[CustomerState], tallies: dict[str, int], events: int
@@ -61,50 +73,83 @@ class Learner:
         snapshot = model.snapshot if isinstance(model, SnapshotBehaviour) else None
         if snapshot is not self._snapshot:
             self._prepare(snapshot)
-        # Per segment: [n, sums..., squares...], turned into tally names once per step.
-        delta: dict[int | None, list[int]] = {}
-        dims = len(self.names)
-        learned = seeds = 0
+        keep: list[CustomerState] = []
+        rows: list[tuple[int, ...]] = []
         for state in states:
-            if state.clock_day is None:
-                continue
-            units = self._units(scorer, state)
-            segment = self._segment(units) if snapshot is not None else None
-            new = [-1 if segment is None else segment, *units]
+            if state.clock_day is not None:
+                keep.append(state)
+                rows.append(self._units(scorer, state))
+        if snapshot is None:
+            segments = [-1] * len(rows)
+        elif len(rows) >= VECTOR_MIN:
+            segments = self._segments(rows)
+        else:
+            segments = [self._segment(units) for units in rows]
+        added: list[list[int]] = []
+        removed: list[list[int]] = []
+        seeds = 0
+        for state, units, segment in zip(keep, rows, segments, strict=True):
+            new = [segment, *units]
             old = state.learned
             if old == new:
                 continue
             if old is not None:
-                _add(delta, None if old[0] < 0 else old[0], old[1:], -1, dims)
+                removed.append(old)
             elif snapshot is None and self.seeds_taken < self.seeds_wanted:
                 self.seeds_taken += 1
                 seeds += 1
                 for j, value in enumerate(units):
                     tallies[f"{PREFIX}seed:{state.customer_id}:{j}"] = value
-            _add(delta, segment, units, 1, dims)
+            added.append(new)
             state.learned = new
-            learned += 1
+        # Per segment: [n, sums..., squares...], turned into tally names once per step.
+        delta: dict[int, list[int]] = {}
+        dims = len(self.names)
+        _aggregate(delta, added, 1, dims)
+        _aggregate(delta, removed, -1, dims)
         for segment, row in delta.items():
-            name = UNASSIGNED if segment is None else str(segment)
+            name = UNASSIGNED if segment < 0 else str(segment)
             _bump(tallies, f"{PREFIX}n:{name}", row[0])
             for j in range(dims):
                 _bump(tallies, f"{PREFIX}s:{name}:{j}", row[1 + j])
                 _bump(tallies, f"{PREFIX}q:{name}:{j}", row[1 + dims + j])
-        if learned:
-            _bump(tallies, PREFIX + "steps", learned)
+        _bump(tallies, PREFIX + "steps", len(added))
         # The shard's seed count, read back when a worker takes the shard (SEEDS_TALLY).
         _bump(tallies, SEEDS_TALLY, seeds)
-        if events:
-            _bump(tallies, PREFIX + "events", events)
+        _bump(tallies, PREFIX + "events", events)
+
+    def _segments(self, rows: list[tuple[int, ...]]) -> list[int]:
+        """``_segment`` for a whole step at once (numpy: one product for all customers)."""
+        mean, inv, _ = self._assign
+        z = (np.array(rows, dtype=np.float64) - np.array(mean)) * np.array(inv)
+        scores = self._norms_array - 2.0 * (z @ self._centres_array.T)
+        nearest = scores.argmin(axis=1)  # the first of equals: the earlier segment
+        ids: list[int] = self._ids_array[nearest].tolist()
+        return ids
 
     def _units(self, scorer: Scorer, state: CustomerState) -> tuple[int, ...]:
         # models.features.build_features, inlined into fixed point (the hot path).
-        assert state.clock_day is not None
-        values = scorer.values(state, state.clock_day)
-        recency = values.recency_days
+        day = state.clock_day
+        assert day is not None
+        scored = state.scored
+        engagement: dict[str, Decimal] | None = None
+        if (
+            scored is not None
+            and scored[0] is scorer
+            and scored[1] == day
+            and not state.engagement_days
+        ):
+            # The scorer has just scored this day: its window totals are on the state.
+            frequency, money = scored[2], scored[3]
+            last = state.last_purchase_at
+            recency = None if last is None else day - utc_day(last)
+        else:
+            values = scorer.values(state, day)
+            recency, frequency, money = values.recency_days, values.frequency, values.monetary
+            engagement = values.engagement
         recency = self.cap if recency is None else min(max(recency, 0), self.cap)
-        frequency = max(values.frequency, 0)
-        monetary = float(values.monetary)
+        frequency = max(frequency, 0)
+        monetary = float(money)
         average = monetary / frequency if frequency > 0 else 0.0
         units = [
             round(math.log1p(recency) * UNIT),
@@ -112,7 +157,6 @@ class Learner:
             round(math.copysign(math.log1p(abs(monetary)), monetary) * UNIT) if monetary else 0,
             round(math.copysign(math.log1p(abs(average)), average) * UNIT) if average else 0,
         ]
-        engagement = values.engagement
         if not engagement:
             return (*units, *self._no_engagement)
         for kind in self.kinds:
@@ -131,6 +175,9 @@ class Learner:
         self._assign = (mean, inv, centres)
         self._ids = [s.segment_id for s in snapshot.segments]
         self._norms = [sum(c * c for c in centre) for centre in centres]
+        self._norms_array = np.array(self._norms)
+        self._centres_array = np.array(centres, dtype=np.float64)
+        self._ids_array = np.array(self._ids, dtype=np.int64)
 
     def _segment(self, units: tuple[int, ...]) -> int:
         """The nearest standardized centroid (models.snapshot.assign, on fixed point).
@@ -149,22 +196,37 @@ class Learner:
         return self._ids[best]
 
 
-def _add(
-    delta: dict[int | None, list[int]],
-    segment: int | None,
-    units: Sequence[int],
-    sign: int,
-    dims: int,
-) -> None:
-    """Add (sign 1) or take out (-1) one contribution (models.learning.add_contribution)."""
-    row = delta.get(segment)
-    if row is None:
-        row = delta[segment] = [0] * (1 + 2 * dims)
-    row[0] += sign
-    for j, value in enumerate(units):
-        if value:  # unused engagement kinds are 0: most of a vector, often
-            row[1 + j] += sign * value
-            row[1 + dims + j] += sign * (value * value // UNIT)
+def _aggregate(delta: dict[int, list[int]], rows: list[list[int]], sign: int, dims: int) -> None:
+    """Add (sign 1) or take out (-1) contributions ``[segment, units...]`` per segment
+    (models.learning.add_contribution, in integers: numpy's int64 sums are exact here)."""
+    if not rows:
+        return
+    if len(rows) < VECTOR_MIN:
+        for row in rows:
+            total = delta.get(row[0])
+            if total is None:
+                total = delta[row[0]] = [0] * (1 + 2 * dims)
+            total[0] += sign
+            for j in range(dims):
+                value = row[1 + j]
+                if value:  # unused engagement kinds are 0: most of a vector, often
+                    total[1 + j] += sign * value
+                    total[1 + dims + j] += sign * (value * value // UNIT)
+        return
+    block = np.array(rows, dtype=np.int64)
+    segments, units = block[:, 0], block[:, 1:]
+    squares = units * units // UNIT
+    for segment in np.unique(segments).tolist():
+        members = segments == segment
+        total = delta.get(segment)
+        if total is None:
+            total = delta[segment] = [0] * (1 + 2 * dims)
+        total[0] += sign * int(members.sum())
+        sums = units[members].sum(axis=0).tolist()
+        sq = squares[members].sum(axis=0).tolist()
+        for j in range(dims):
+            total[1 + j] += sign * sums[j]
+            total[1 + dims + j] += sign * sq[j]
 
 
 def _bump(tallies: dict[str, int], name: str, value: int) -> None:
