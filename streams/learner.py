@@ -107,16 +107,31 @@ class Learner:
         dims = len(self.names)
         _aggregate(delta, added, 1, dims)
         _aggregate(delta, removed, -1, dims)
+        self._tally(delta, tallies)
+        _bump(tallies, PREFIX + "steps", len(added))
+        # The shard's seed count, read back when a worker takes the shard (SEEDS_TALLY).
+        _bump(tallies, SEEDS_TALLY, seeds)
+        _bump(tallies, PREFIX + "events", events)
+
+    def forget(self, states: Iterable[CustomerState], tallies: dict[str, int]) -> None:
+        """Take the contributions of customers whose data is deleted (erasure) out of the
+        statistics, in the step that deletes them."""
+        removed = [state.learned for state in states if state.learned is not None]
+        delta: dict[int, list[int]] = {}
+        dims = len(self.names)
+        _aggregate(delta, removed, -1, dims)
+        self._tally(delta, tallies)
+        for state in states:
+            state.learned = None
+
+    def _tally(self, delta: dict[int, list[int]], tallies: dict[str, int]) -> None:
+        dims = len(self.names)
         for segment, row in delta.items():
             name = UNASSIGNED if segment < 0 else str(segment)
             _bump(tallies, f"{PREFIX}n:{name}", row[0])
             for j in range(dims):
                 _bump(tallies, f"{PREFIX}s:{name}:{j}", row[1 + j])
                 _bump(tallies, f"{PREFIX}q:{name}:{j}", row[1 + dims + j])
-        _bump(tallies, PREFIX + "steps", len(added))
-        # The shard's seed count, read back when a worker takes the shard (SEEDS_TALLY).
-        _bump(tallies, SEEDS_TALLY, seeds)
-        _bump(tallies, PREFIX + "events", events)
 
     def _segments(self, rows: list[tuple[int, ...]]) -> list[int]:
         """``_segment`` for a whole step at once (numpy: one product for all customers)."""

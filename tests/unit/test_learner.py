@@ -105,3 +105,22 @@ def test_a_customer_moving_segment_moves_its_contribution(default_config):
     assert population.segments["-"].n == 0
     assert all(v == 0 for v in population.segments["-"].sums)
     assert sum(p.n for p in population.segments.values()) == 5
+
+
+def test_forgetting_erased_customers_takes_their_contributions_out(default_config):
+    scorer = Scorer(default_config)
+    states = customers(scorer, 4)
+    learner = Learner(0)
+    tallies: dict[str, int] = {}
+    learner.learn(scorer, states, tallies, 4)
+    learner.forget(states[:3], tallies)
+    alone: dict[str, int] = {}
+    fresh = [s.copy() for s in states[3:]]
+    for state in fresh:
+        state.learned = None
+    Learner(0).learn(scorer, fresh, alone, 0)
+    stats = {k: v for k, v in tallies.items() if k.startswith(("learn:n:", "learn:s:", "learn:q:"))}
+    assert {k: v for k, v in stats.items() if v} == {
+        k: v for k, v in alone.items() if v and k.startswith(("learn:n:", "learn:s:", "learn:q:"))
+    }
+    assert all(s.learned is None for s in states[:3])
