@@ -21,6 +21,7 @@ from decimal import Decimal
 from operator import mul, sub
 
 import numpy as np
+from numpy.typing import NDArray
 
 from models.features import DEFAULT_FEATURE_SPEC, FeatureSpec
 from models.learning import PREFIX, UNASSIGNED, UNIT, in_feature_order
@@ -40,6 +41,9 @@ SEEDS_TALLY = PREFIX + "seeds"
 VECTOR_MIN = 16
 
 
+IntArray = NDArray[np.int64]
+
+
 class Learner:
     """One shard's learning step (pure: it only fills a step's tallies)."""
 
@@ -54,6 +58,9 @@ class Learner:
         self.kinds = spec.engagement_kinds
         self.names = spec.names
         self._no_engagement = (0,) * len(spec.engagement_kinds)
+        # round(log1p(n) * UNIT) for every whole n up to the recency cap (exactly the value
+        # the formula gives: the table is built with it).
+        self._log_units = [round(math.log1p(n) * UNIT) for n in range(max(self.cap, 1000) + 1)]
         self._snapshot: SegmentSnapshot | None = None
         self._assign: tuple[tuple[float, ...], tuple[float, ...], list[tuple[float, ...]]] = (
             (),
@@ -65,6 +72,8 @@ class Learner:
         self._norms_array = np.zeros(0)
         self._centres_array = np.zeros((0, 0))
         self._ids_array = np.zeros(0, dtype=np.int64)
+        self._mean_array = np.zeros(0)
+        self._inv_array = np.zeros(0)
 
     def learn(
         self, scorer: Scorer, states: Iterable[CustomerState], tallies: dict[str, int], events: int
@@ -79,16 +88,18 @@ class Learner:
             if state.clock_day is not None:
                 keep.append(state)
                 rows.append(self._units(scorer, state))
+        # A step of many customers is assigned and summed as one int64 block (numpy).
+        block = np.array(rows, dtype=np.int64) if len(rows) >= VECTOR_MIN else None
         if snapshot is None:
             segments = [-1] * len(rows)
-        elif len(rows) >= VECTOR_MIN:
-            segments = self._segments(rows)
+        elif block is not None:
+            segments = self._segments(block)
         else:
             segments = [self._segment(units) for units in rows]
-        added: list[list[int]] = []
+        changed: list[int] = []
         removed: list[list[int]] = []
         seeds = 0
-        for state, units, segment in zip(keep, rows, segments, strict=True):
+        for index, (state, units, segment) in enumerate(zip(keep, rows, segments, strict=True)):
             new = [segment, *units]
             old = state.learned
             if old == new:
@@ -100,15 +111,18 @@ class Learner:
                 seeds += 1
                 for j, value in enumerate(units):
                     tallies[f"{PREFIX}seed:{state.customer_id}:{j}"] = value
-            added.append(new)
+            changed.append(index)
             state.learned = new
         # Per segment: [n, sums..., squares...], turned into tally names once per step.
         delta: dict[int, list[int]] = {}
         dims = len(self.names)
-        _aggregate(delta, added, 1, dims)
+        if block is not None:
+            _sum_block(delta, np.array(segments, dtype=np.int64)[changed], block[changed], 1)
+        else:
+            _aggregate(delta, [[segments[i], *rows[i]] for i in changed], 1, dims)
         _aggregate(delta, removed, -1, dims)
         self._tally(delta, tallies)
-        _bump(tallies, PREFIX + "steps", len(added))
+        _bump(tallies, PREFIX + "steps", len(changed))
         # The shard's seed count, read back when a worker takes the shard (SEEDS_TALLY).
         _bump(tallies, SEEDS_TALLY, seeds)
         _bump(tallies, PREFIX + "events", events)
@@ -133,10 +147,9 @@ class Learner:
                 _bump(tallies, f"{PREFIX}s:{name}:{j}", row[1 + j])
                 _bump(tallies, f"{PREFIX}q:{name}:{j}", row[1 + dims + j])
 
-    def _segments(self, rows: list[tuple[int, ...]]) -> list[int]:
+    def _segments(self, block: IntArray) -> list[int]:
         """``_segment`` for a whole step at once (numpy: one product for all customers)."""
-        mean, inv, _ = self._assign
-        z = (np.array(rows, dtype=np.float64) - np.array(mean)) * np.array(inv)
+        z = (block - self._mean_array) * self._inv_array
         scores = self._norms_array - 2.0 * (z @ self._centres_array.T)
         nearest = scores.argmin(axis=1)  # the first of equals: the earlier segment
         ids: list[int] = self._ids_array[nearest].tolist()
@@ -166,9 +179,10 @@ class Learner:
         frequency = max(frequency, 0)
         monetary = float(money)
         average = monetary / frequency if frequency > 0 else 0.0
+        counts = self._log_units  # whole days and counts: looked up, not computed
         units = [
-            round(math.log1p(recency) * UNIT),
-            round(math.log1p(frequency) * UNIT),
+            counts[recency],
+            counts[frequency] if frequency < len(counts) else round(math.log1p(frequency) * UNIT),
             round(math.copysign(math.log1p(abs(monetary)), monetary) * UNIT) if monetary else 0,
             round(math.copysign(math.log1p(abs(average)), average) * UNIT) if average else 0,
         ]
@@ -193,6 +207,8 @@ class Learner:
         self._norms_array = np.array(self._norms)
         self._centres_array = np.array(centres, dtype=np.float64)
         self._ids_array = np.array(self._ids, dtype=np.int64)
+        self._mean_array = np.array(mean, dtype=np.float64)
+        self._inv_array = np.array(inv, dtype=np.float64)
 
     def _segment(self, units: tuple[int, ...]) -> int:
         """The nearest standardized centroid (models.snapshot.assign, on fixed point).
@@ -229,7 +245,15 @@ def _aggregate(delta: dict[int, list[int]], rows: list[list[int]], sign: int, di
                     total[1 + dims + j] += sign * (value * value // UNIT)
         return
     block = np.array(rows, dtype=np.int64)
-    segments, units = block[:, 0], block[:, 1:]
+    _sum_block(delta, block[:, 0], block[:, 1:], sign)
+
+
+def _sum_block(delta: dict[int, list[int]], segments: IntArray, units: IntArray, sign: int) -> None:
+    """Per segment: members, sums and sums of squares of an int64 block (exact: a unit is
+    below 4e7, its square below 2e15, a step's sum far below 2^63)."""
+    if len(segments) == 0:
+        return
+    dims = units.shape[1]
     squares = units * units // UNIT
     for segment in np.unique(segments).tolist():
         members = segments == segment
