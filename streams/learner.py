@@ -16,7 +16,7 @@ model
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from operator import mul, sub
 
@@ -82,14 +82,15 @@ class Learner:
         snapshot = model.snapshot if isinstance(model, SnapshotBehaviour) else None
         if snapshot is not self._snapshot:
             self._prepare(snapshot)
-        keep: list[CustomerState] = []
-        rows: list[tuple[int, ...]] = []
-        for state in states:
-            if state.clock_day is not None:
-                keep.append(state)
-                rows.append(self._units(scorer, state))
-        # A step of many customers is assigned and summed as one int64 block (numpy).
-        block = np.array(rows, dtype=np.int64) if len(rows) >= VECTOR_MIN else None
+        keep = [state for state in states if state.clock_day is not None]
+        # A step of many customers is featurized, assigned and summed as one int64 block
+        # (numpy); a small one (a timer step for a customer or two) in plain Python.
+        block: IntArray | None = None
+        if len(keep) >= VECTOR_MIN:
+            block = self._block(scorer, keep)
+            rows: list[Sequence[int]] = block.tolist()
+        else:
+            rows = [self._units(scorer, state) for state in keep]
         if snapshot is None:
             segments = [-1] * len(rows)
         elif block is not None:
@@ -155,8 +156,43 @@ class Learner:
         ids: list[int] = self._ids_array[nearest].tolist()
         return ids
 
+    def _block(self, scorer: Scorer, states: list[CustomerState]) -> IntArray:
+        """``_units`` of many customers: the counts from the tables, the money logs for
+        all at once (numpy's log1p and rint, which rounds half to even as ``round``)."""
+        counts: list[tuple[int, int]] = []
+        money: list[tuple[float, float]] = []
+        engaged: list[tuple[int, ...]] = []
+        raw = self._raw
+        for state in states:
+            recency, frequency, monetary, average, engagement = raw(scorer, state)
+            counts.append((recency, frequency))
+            money.append((monetary, average))
+            engaged.append(engagement)
+        amounts = np.array(money, dtype=np.float64)
+        logs = np.rint(np.copysign(np.log1p(np.abs(amounts)), amounts) * UNIT)
+        return np.hstack(
+            (
+                np.array(counts, dtype=np.int64),
+                logs.astype(np.int64),
+                np.array(engaged, dtype=np.int64).reshape(len(states), len(self.kinds)),
+            )
+        )
+
     def _units(self, scorer: Scorer, state: CustomerState) -> tuple[int, ...]:
-        # models.features.build_features, inlined into fixed point (the hot path).
+        recency, frequency, monetary, average, engagement = self._raw(scorer, state)
+        return (
+            recency,
+            frequency,
+            round(math.copysign(math.log1p(abs(monetary)), monetary) * UNIT) if monetary else 0,
+            round(math.copysign(math.log1p(abs(average)), average) * UNIT) if average else 0,
+            *engagement,
+        )
+
+    def _raw(
+        self, scorer: Scorer, state: CustomerState
+    ) -> tuple[int, int, float, float, tuple[int, ...]]:
+        """Recency and frequency units, monetary and average order value (not yet logged),
+        engagement units: ``models.features.build_features`` in fixed point (the hot path)."""
         day = state.clock_day
         assert day is not None
         scored = state.scored
@@ -180,18 +216,18 @@ class Learner:
         monetary = float(money)
         average = monetary / frequency if frequency > 0 else 0.0
         counts = self._log_units  # whole days and counts: looked up, not computed
-        units = [
-            counts[recency],
-            counts[frequency] if frequency < len(counts) else round(math.log1p(frequency) * UNIT),
-            round(math.copysign(math.log1p(abs(monetary)), monetary) * UNIT) if monetary else 0,
-            round(math.copysign(math.log1p(abs(average)), average) * UNIT) if average else 0,
-        ]
+        recency_units = counts[recency]
+        if frequency < len(counts):
+            frequency_units = counts[frequency]
+        else:
+            frequency_units = round(math.log1p(frequency) * UNIT)
         if not engagement:
-            return (*units, *self._no_engagement)
-        for kind in self.kinds:
-            score = float(engagement.get(kind, 0))
-            units.append(round(math.log1p(score) * UNIT) if score > 0 else 0)
-        return tuple(units)
+            return recency_units, frequency_units, monetary, average, self._no_engagement
+        engaged = tuple(
+            round(math.log1p(score) * UNIT) if (score := float(engagement.get(kind, 0))) > 0 else 0
+            for kind in self.kinds
+        )
+        return recency_units, frequency_units, monetary, average, engaged
 
     def _prepare(self, snapshot: SegmentSnapshot | None) -> None:
         self._snapshot = snapshot
