@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections import defaultdict
 
 import pytest
+from typer.testing import CliRunner
 
 from models.learning import Contribution, add_contribution
 from scoring.days import day_start
@@ -16,6 +18,8 @@ from streams.deadletters import RawMessage
 from streams.learner import SEEDS_TALLY, Learner
 from streams.processor import ShardProcessor
 from streams.producer import keyed_records
+from streams.segment_learning import LearningCoordinator
+from tierstream.cli import app
 from tierstream.readers import bundled_cdnow_path, read_events
 from tierstream.replay import ReplayStats, collect
 from tierstream.segments import customer_features
@@ -131,3 +135,27 @@ def test_a_commit_retried_after_a_lost_reply_learns_once(make_store, messages):
     once = learned(store)
     store.commit(owner.lease, step.batch)  # the same batch again: a no-op
     assert learned(store) == once
+
+
+def test_segments_show_reports_the_learned_model(make_store, messages, monkeypatch):
+    store = make_store("show")
+    monkeypatch.setenv("TIERSTREAM_REDIS_URL", store.url)
+    monkeypatch.setenv("TIERSTREAM_REDIS_NAMESPACE", store.namespace)
+    monkeypatch.setenv("TIERSTREAM_PARTITIONS", str(PARTITIONS))
+    runner = CliRunner()
+    nothing = runner.invoke(app, ["segments", "--show"])
+    assert nothing.exit_code == 2 and "no segment model yet" in nothing.output
+
+    run(store, messages)
+    status = LearningCoordinator(k=3, seeds=50, distance=0.05, every=0).merge(store)
+    assert status is not None and status["published"] and status["version"] == 1
+    shown = runner.invoke(app, ["segments", "--show", "--json"])
+    assert shown.exit_code == 0, shown.output
+    model = json.loads(shown.stdout)
+    assert model["version"] == 1
+    assert model["events_learned"] == store.tallies()["applied"]
+    assert model["customers_learned"] == len(list(store.scan()))
+    assert len(model["segments"]) == 3 and len({s["label"] for s in model["segments"]}) == 3
+    assert model["drift"]["published"] is True
+    table = runner.invoke(app, ["segments", "--show"])
+    assert table.exit_code == 0 and "model version 1" in table.output
