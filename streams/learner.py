@@ -246,7 +246,7 @@ class Learner:
         self._mean_array = np.array(mean, dtype=np.float64)
         self._inv_array = np.array(inv, dtype=np.float64)
 
-    def _segment(self, units: tuple[int, ...]) -> int:
+    def _segment(self, units: Sequence[int]) -> int:
         """The nearest standardized centroid (models.snapshot.assign, on fixed point).
 
         argmin of |c|^2 - 2 z.c, with the products summed by ``map`` (C loops): the
