@@ -98,10 +98,18 @@ def main(argv: list[str]) -> int:
         "parse", ShardLogic.parse, lambda self, messages: len(messages)
     )
     ShardLogic.apply = _timed("apply", ShardLogic.apply)  # type: ignore[method-assign]
-    # The learning step (TIERSTREAM_LEARN_SEGMENTS), per applied event it learned from.
-    Learner.learn = _timed(  # type: ignore[method-assign]
-        "learn", Learner.learn, lambda self, scorer, states, tallies, events: events
+    # The learning step (TIERSTREAM_LEARN_SEGMENTS): "learn" on steps of events (items:
+    # the applied events it learned from), "learn_rescore" on timer and sweep steps.
+    on_events = _timed("learn", Learner.learn, lambda self, scorer, states, tallies, n: n)
+    on_rescores = _timed(
+        "learn_rescore", Learner.learn, lambda self, scorer, states, tallies, n: len(states)
     )
+
+    def learn(self: Any, scorer: Any, states: Any, tallies: Any, events: int) -> None:
+        timed = on_events if events else on_rescores
+        timed(self, scorer, states, tallies, events)
+
+    Learner.learn = learn  # type: ignore[method-assign]
 
     def dump() -> None:
         with open(out_path, "w", encoding="utf-8") as out:
