@@ -9,6 +9,7 @@ wall-clock timers (nothing in streams/ is edited; the wrappers only measure):
 * ``Runtime._step``: one call per shard of a batch (shards of a batch run concurrently).
 * ``Runtime._process``: one shard's step: parse, await the load, score, await the commit.
 * ``ShardLogic.parse`` / ``ShardLogic.apply``: the pure parts of it (no I/O).
+* ``Learner.learn``: the learning step, when segments are learned from the stream.
 * ``Runtime._commit`` / ``Publisher.publish``: the commit script, then enqueueing the
   step's entries on the producer (no waiting for acknowledgements).
 
@@ -75,6 +76,7 @@ def snapshot() -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     out_path = argv[0]
     from streams import worker as worker_module
+    from streams.learner import Learner
     from streams.processor import ShardLogic
     from streams.publisher import Publisher
 
@@ -96,6 +98,18 @@ def main(argv: list[str]) -> int:
         "parse", ShardLogic.parse, lambda self, messages: len(messages)
     )
     ShardLogic.apply = _timed("apply", ShardLogic.apply)  # type: ignore[method-assign]
+    # The learning step (TIERSTREAM_LEARN_SEGMENTS): "learn" on steps of events (items:
+    # the applied events it learned from), "learn_rescore" on timer and sweep steps.
+    on_events = _timed("learn", Learner.learn, lambda self, scorer, states, tallies, n: n)
+    on_rescores = _timed(
+        "learn_rescore", Learner.learn, lambda self, scorer, states, tallies, n: len(states)
+    )
+
+    def learn(self: Any, scorer: Any, states: Any, tallies: Any, events: int) -> None:
+        timed = on_events if events else on_rescores
+        timed(self, scorer, states, tallies, events)
+
+    Learner.learn = learn  # type: ignore[method-assign]
 
     def dump() -> None:
         with open(out_path, "w", encoding="utf-8") as out:

@@ -65,6 +65,10 @@ class CustomerState:
     version: int = 0
     # totals of the purchase days pruned from the window (None: nothing pruned yet)
     archived: Archived | None = None
+    # What this customer adds to the learned segment statistics (segment id or -1, then
+    # its feature vector in fixed point), when segments are learned from the stream
+    # (models/learning.py): taken out again when it is re-learned. None: not learned.
+    learned: list[int] | None = None
     # Derived, never persisted: the scorer's cached time-driven candidate days.
     cached_moves: Moves | None = field(default=None, compare=False, repr=False)
     # Derived, never persisted: a lower bound of the days in ``days``, ``engagement_days``
@@ -116,6 +120,8 @@ class CustomerState:
         if self.archived is not None:
             a = self.archived
             out["a"] = [a.purchase_days, str(a.net), a.last_day]
+        if self.learned is not None:
+            out["l"] = self.learned
         return out
 
     @classmethod
@@ -141,6 +147,8 @@ class CustomerState:
         if "a" in raw:
             purchase_days, net, last_day = raw["a"]
             state.archived = Archived(purchase_days, Decimal(net), last_day)
+        if "l" in raw:
+            state.learned = [int(v) for v in raw["l"]]
         return state
 
 

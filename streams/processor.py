@@ -20,6 +20,7 @@ from scoring.state import CustomerState
 from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage, Rejected, dead_letter, parse_message
 from streams.erasing import erased_dead_letter, parse_erasure
+from streams.learner import Learner
 from tierstream.erasure import (
     ERASURE_HOOKS,
     Erasure,
@@ -41,6 +42,8 @@ class StepResult:
     erasures: list[Erasure] = field(default_factory=list)
     # id() of changes kept out of the recent history (an erased customer's)
     unrecorded: set[int] = field(default_factory=set)
+    # erased customers' states, whose learned contribution leaves the statistics
+    forgotten: list[CustomerState] = field(default_factory=list)
 
 
 # What the input topics carry: events of a kind, or erasure requests.
@@ -124,6 +127,8 @@ class ShardLogic:
         self.event_time = isinstance(clock, EventClock)
         # next offset to apply per topic, as the store holds it after our last commit
         self.offsets = offsets
+        # Segments learned from the stream (streams/learner.py); None: not learning.
+        self.learner: Learner | None = None
 
     @property
     def shard(self) -> int:
@@ -233,6 +238,8 @@ class ShardLogic:
         erasure = Erasure(cid, digest, marker, audit)
         for hook in ERASURE_HOOKS:
             hook(state, erasure)
+        if state is not None and state.learned is not None:
+            result.forgotten.append(state)
         # The erasure deletes the history key before the commit writes history: this
         # batch's earlier changes of the customer must not recreate it.
         result.unrecorded.update(id(c) for c in result.changes if c.customer_id == cid)
@@ -292,6 +299,10 @@ class ShardLogic:
         batch.changes += [encode_change(change, emitted_at) for change in result.changes]
         for change in result.changes:
             result.counts[f"change:{change.cause}"] += 1
+        if self.learner is not None:  # learned statistics: same commit, same exactly-once
+            if result.forgotten:  # erased customers: out of the statistics in this step
+                self.learner.forget(result.forgotten, batch.tallies)
+            self.learner.learn(self.scorer, batch.states, batch.tallies, result.counts["applied"])
         # Recent-change history and running totals go in the same atomic commit.
         batch.erasures = result.erasures
         record_changes(batch, result.changes, result.counts, unrecorded=result.unrecorded)

@@ -40,10 +40,12 @@ from streams.batchsend import BatchSender
 from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage
 from streams.failures import Backoff, Outcome, classify
+from streams.learner import SEEDS_TALLY, Learner
 from streams.metrics import Metrics
 from streams.processor import InputKind, ShardLogic, Step, StepResult
 from streams.publisher import Publisher, SendMany
 from streams.rollback import lost_offsets, past_gap
+from streams.segment_learning import learning_coordinator
 from tierstream.erasure import ErasureRequest, erasure_salt
 from tierstream.segments import SNAPSHOT_META, SnapshotBehaviour
 from tierstream.settings import Settings
@@ -128,6 +130,7 @@ class Runtime:
         self._next_threshold_compute = 0.0
         self._next_segments_check = 0.0
         self._swept: dict[int, int] = {}  # shard -> segment model version it was swept with
+        self.learning = learning_coordinator(settings)  # None unless learn_segments
         # (monotonic time, applied offsets) per shard, waiting to be old enough to commit
         self._positions: dict[int, deque[tuple[float, dict[str, int]]]] = defaultdict(deque)
         self.locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -171,6 +174,9 @@ class Runtime:
             salt=self._salt,
             erased_count=await self.store.erased_count(shard),
         )
+        if self.learning is not None:  # the shard's seed count goes on from where it was
+            taken = await self._admin(partial(self._tally, shard, SEEDS_TALLY))
+            logic.learner = Learner(self.settings.learn_seed_customers, taken)
         publisher = Publisher(
             shard, self._send, s.topic_tier_changes, s.topic_dead_letters, self._delivered
         )
@@ -364,7 +370,7 @@ class Runtime:
 
     # --------------------------------------------------------------- the timer
     async def tick(self) -> None:
-        for refresh in (self.refresh_thresholds, self.refresh_segments):
+        for refresh in (self.refresh_thresholds, self.refresh_segments, self.learn_segments):
             try:
                 await refresh()
             except Exception as exc:  # noqa: BLE001 - no input is at stake: try next tick
@@ -433,6 +439,15 @@ class Runtime:
         for shard in await self._adopt(self.scorer.with_thresholds(current)):
             await self._rescore_shard(shard, "threshold_update", because)
         self.counts["threshold_updates"] += 1
+
+    def _tally(self, shard: int, name: str) -> int:
+        read = getattr(self.admin_store, "shard_tally", None)
+        return int(read(shard, name)) if read is not None else 0
+
+    async def learn_segments(self) -> None:
+        """Segments learned from the stream: merge and publish (streams/segment_learning.py)."""
+        if self.learning is not None:
+            await self.learning.tick(self)
 
     async def _adopt(self, scorer: Scorer) -> list[int]:
         """Score with ``scorer`` from now on; the shards whose logic now uses it."""

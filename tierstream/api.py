@@ -520,6 +520,8 @@ async def flows(request: web.Request) -> web.Response:
             causes[name.removeprefix("change:")] = value
         elif name.startswith("dead_letter:"):
             dead_letters[name.removeprefix("dead_letter:")] = value
+        elif name.startswith("learn:"):
+            continue  # learned segment statistics (tierstream segments --show)
         else:
             events[name] = value
     return respond(

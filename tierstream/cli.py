@@ -461,8 +461,21 @@ def segments_command(
         typer.Option(help="Also write the snapshot to this file (for replay --segments)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    show: Annotated[
+        bool,
+        typer.Option("--show", help="Only show the model in force and what it was learned from"),
+    ] = False,
 ) -> None:
     """Learn the behavioural segments and show them: sizes, centroids, labels, drift."""
+    if show:
+        from tierstream.cli_learning import show_learned  # noqa: PLC0415
+
+        store_shown = _redis_store(load_settings())
+        try:
+            show_learned(store_shown, as_json)
+        finally:
+            store_shown.close()
+        return
     from models.features import to_original_units  # noqa: PLC0415
     from models.snapshot import SegmentSnapshot  # noqa: PLC0415
     from tierstream.segments import SNAPSHOT_META, learn_snapshot  # noqa: PLC0415

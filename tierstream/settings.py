@@ -67,6 +67,14 @@ class Settings(KafkaSettings):
     threshold_check_seconds: float = Field(default=5, gt=0)
     # How often workers look for a newer behavioural segment model (tierstream segments).
     segments_check_seconds: float = Field(default=5, gt=0)
+    # Segments learned from the stream by the workers themselves (docs/segments.md,
+    # "Learned from the stream"); off by default: it adds behavioural segments to output.
+    learn_segments: bool = False
+    learn_k: int = Field(default=5, ge=1, le=50)
+    learn_seed_customers: int = Field(default=1000, ge=1)  # first customers seeding v1
+    learn_merge_seconds: float = Field(default=5, gt=0)  # how often statistics are merged
+    # A new version is published when a centroid moved more than this (standardized units).
+    learn_publish_distance: float = Field(default=0.05, gt=0)
     # Where Faust keeps its (small) local data directory.
     data_dir: Path = Path(tempfile.gettempdir()) / "tierstream-faust"
 

@@ -149,3 +149,31 @@ def test_no_redis_key_or_value_holds_the_id_after_the_outbox_is_published(store,
         if needle in key or any(needle in v for v in values):
             found.append(key)
     assert found == []
+
+
+def test_erasure_takes_the_customer_out_of_the_learned_statistics(store, step):
+    """With segments learned from the stream, the erasing step also removes the erased
+    customer's contribution: the statistics equal those of the other customer alone."""
+    from streams.learner import Learner
+
+    shard, processor = step
+    processor.learner = Learner(0)
+    other = next(f"o{i}" for i in range(100) if shard_for(f"o{i}", store.partitions) == shard)
+    processor.process([purchase(0, VICTIM, shard), purchase(1, other, shard)])
+    processor.process([erasure(0, VICTIM, shard)])
+    learned = {
+        name: value
+        for name, value in store.tallies().items()
+        if name.startswith(("learn:n:", "learn:s:", "learn:q:")) and value
+    }
+
+    alone = store.get(other)
+    assert alone is not None
+    alone.learned = None
+    expected: dict[str, int] = {}
+    Learner(0).learn(processor.scorer, [alone], expected, 0)
+    assert learned == {
+        name: value
+        for name, value in expected.items()
+        if name.startswith(("learn:n:", "learn:s:", "learn:q:")) and value
+    }

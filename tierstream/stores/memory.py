@@ -154,6 +154,10 @@ class MemoryStore:
                 total.update(shard.tallies)
         return dict(total)
 
+    def shard_tally(self, shard: int, name: str) -> int:
+        with self._lock:
+            return self._shards[shard].tallies.get(name, 0)
+
     def ping(self) -> None:
         return None
 

@@ -462,6 +462,10 @@ class RedisStore:
                 total[name.decode("utf-8")] += int(value)
         return dict(total)
 
+    def shard_tally(self, shard: int, name: str) -> int:
+        """One running total of one shard (0 if it has none)."""
+        return int(self._client.hget(self.stats_key(shard), name) or 0)
+
     def ping(self) -> None:
         if self._probe is None:
             self._probe = sync_client(

@@ -1,0 +1,309 @@
+"""The worker's learning step: each re-scored customer updates its shard's segment statistics.
+
+Called once per atomic step (``ShardLogic._step``) with the states the step writes. For
+each, the customer's previous contribution (kept on its state) is taken out of the
+statistics and its current one put in: its feature vector as of the state's clock, in
+the segment the model in force assigns (or unassigned before there is a model). The
+increments go into ``Batch.tallies`` under ``learn:`` names, so the shard's ``stats`` hash
+holds them and they are written by the same commit as the states and offsets: a crash
+neither loses nor double-counts a learning step (models/learning.py, docs/state-layout.md).
+
+Before any model exists, the vectors of customers learned for the first time also become
+seeds (``learn:seed:<customer id>:<j>``), from which the coordinator seeds the first
+model
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from operator import mul, sub
+
+import numpy as np
+from numpy.typing import NDArray
+
+from models.features import DEFAULT_FEATURE_SPEC, FeatureSpec
+from models.learning import PREFIX, UNASSIGNED, UNIT, in_feature_order
+from models.snapshot import SegmentSnapshot
+from scoring.days import utc_day
+from scoring.engine import Scorer
+from scoring.state import CustomerState
+from tierstream.segments import SnapshotBehaviour
+
+# Per-shard count of seeds written: a new owner starts from it (Learner.seeds_taken), so
+# the seeds are the shard's first ``seeds_wanted`` customers whoever learned them.
+SEEDS_TALLY = PREFIX + "seeds"
+
+
+# Steps with at least this many customers are assigned and summed with numpy (one call
+# per step); smaller ones (a timer step for one customer) in plain Python.
+VECTOR_MIN = 16
+
+
+IntArray = NDArray[np.int64]
+
+
+class Learner:
+    """One shard's learning step (pure: it only fills a step's tallies)."""
+
+    def __init__(
+        self, seeds_wanted: int, seeds_taken: int = 0, spec: FeatureSpec = DEFAULT_FEATURE_SPEC
+    ) -> None:
+        self.seeds_wanted = seeds_wanted
+        # Seeds the shard has committed (its SEEDS_TALLY when the shard was taken), plus
+        # those of this owner's steps; a step thrown away is rebuilt by a new owner.
+        self.seeds_taken = seeds_taken
+        self.cap = spec.recency_cap_days
+        self.kinds = spec.engagement_kinds
+        self.names = spec.names
+        self._no_engagement = (0,) * len(spec.engagement_kinds)
+        # round(log1p(n) * UNIT) for every whole n up to the recency cap (exactly the value
+        # the formula gives: the table is built with it).
+        self._log_units = [round(math.log1p(n) * UNIT) for n in range(max(self.cap, 1000) + 1)]
+        self._snapshot: SegmentSnapshot | None = None
+        self._assign: tuple[tuple[float, ...], tuple[float, ...], list[tuple[float, ...]]] = (
+            (),
+            (),
+            [],
+        )
+        self._ids: list[int] = []
+        self._norms: list[float] = []
+        self._norms_array = np.zeros(0)
+        self._centres_array = np.zeros((0, 0))
+        self._ids_array = np.zeros(0, dtype=np.int64)
+        self._mean_array = np.zeros(0)
+        self._inv_array = np.zeros(0)
+
+    def learn(
+        self, scorer: Scorer, states: Iterable[CustomerState], tallies: dict[str, int], events: int
+    ) -> None:
+        model = scorer.behaviour
+        snapshot = model.snapshot if isinstance(model, SnapshotBehaviour) else None
+        if snapshot is not self._snapshot:
+            self._prepare(snapshot)
+        keep = [state for state in states if state.clock_day is not None]
+        # A step of many customers is featurized, assigned and summed as one int64 block
+        # (numpy); a small one (a timer step for a customer or two) in plain Python.
+        block: IntArray | None = None
+        if len(keep) >= VECTOR_MIN:
+            block = self._block(scorer, keep)
+            rows: list[Sequence[int]] = block.tolist()
+        else:
+            rows = [self._units(scorer, state) for state in keep]
+        if snapshot is None:
+            segments = [-1] * len(rows)
+        elif block is not None:
+            segments = self._segments(block)
+        else:
+            segments = [self._segment(units) for units in rows]
+        changed: list[int] = []
+        removed: list[list[int]] = []
+        seeds = 0
+        for index, (state, units, segment) in enumerate(zip(keep, rows, segments, strict=True)):
+            new = [segment, *units]
+            old = state.learned
+            if old == new:
+                continue
+            if old is not None:
+                removed.append(old)
+            elif snapshot is None and self.seeds_taken < self.seeds_wanted:
+                self.seeds_taken += 1
+                seeds += 1
+                for j, value in enumerate(units):
+                    tallies[f"{PREFIX}seed:{state.customer_id}:{j}"] = value
+            changed.append(index)
+            state.learned = new
+        # Per segment: [n, sums..., squares...], turned into tally names once per step.
+        delta: dict[int, list[int]] = {}
+        dims = len(self.names)
+        if block is not None:
+            _sum_block(delta, np.array(segments, dtype=np.int64)[changed], block[changed], 1)
+        else:
+            _aggregate(delta, [[segments[i], *rows[i]] for i in changed], 1, dims)
+        _aggregate(delta, removed, -1, dims)
+        self._tally(delta, tallies)
+        _bump(tallies, PREFIX + "steps", len(changed))
+        # The shard's seed count, read back when a worker takes the shard (SEEDS_TALLY).
+        _bump(tallies, SEEDS_TALLY, seeds)
+        _bump(tallies, PREFIX + "events", events)
+
+    def forget(self, states: Iterable[CustomerState], tallies: dict[str, int]) -> None:
+        """Take the contributions of customers whose data is deleted (erasure) out of the
+        statistics, in the step that deletes them."""
+        removed = [state.learned for state in states if state.learned is not None]
+        delta: dict[int, list[int]] = {}
+        dims = len(self.names)
+        _aggregate(delta, removed, -1, dims)
+        self._tally(delta, tallies)
+        for state in states:
+            state.learned = None
+
+    def _tally(self, delta: dict[int, list[int]], tallies: dict[str, int]) -> None:
+        dims = len(self.names)
+        for segment, row in delta.items():
+            name = UNASSIGNED if segment < 0 else str(segment)
+            _bump(tallies, f"{PREFIX}n:{name}", row[0])
+            for j in range(dims):
+                _bump(tallies, f"{PREFIX}s:{name}:{j}", row[1 + j])
+                _bump(tallies, f"{PREFIX}q:{name}:{j}", row[1 + dims + j])
+
+    def _segments(self, block: IntArray) -> list[int]:
+        """``_segment`` for a whole step at once (numpy: one product for all customers)."""
+        z = (block - self._mean_array) * self._inv_array
+        scores = self._norms_array - 2.0 * (z @ self._centres_array.T)
+        nearest = scores.argmin(axis=1)  # the first of equals: the earlier segment
+        ids: list[int] = self._ids_array[nearest].tolist()
+        return ids
+
+    def _block(self, scorer: Scorer, states: list[CustomerState]) -> IntArray:
+        """``_units`` of many customers: the counts from the tables, the money logs for
+        all at once (numpy's log1p and rint, which rounds half to even as ``round``)."""
+        counts: list[tuple[int, int]] = []
+        money: list[tuple[float, float]] = []
+        engaged: list[tuple[int, ...]] = []
+        raw = self._raw
+        for state in states:
+            recency, frequency, monetary, average, engagement = raw(scorer, state)
+            counts.append((recency, frequency))
+            money.append((monetary, average))
+            engaged.append(engagement)
+        amounts = np.array(money, dtype=np.float64)
+        logs = np.rint(np.copysign(np.log1p(np.abs(amounts)), amounts) * UNIT)
+        return np.hstack(
+            (
+                np.array(counts, dtype=np.int64),
+                logs.astype(np.int64),
+                np.array(engaged, dtype=np.int64).reshape(len(states), len(self.kinds)),
+            )
+        )
+
+    def _units(self, scorer: Scorer, state: CustomerState) -> tuple[int, ...]:
+        recency, frequency, monetary, average, engagement = self._raw(scorer, state)
+        return (
+            recency,
+            frequency,
+            round(math.copysign(math.log1p(abs(monetary)), monetary) * UNIT) if monetary else 0,
+            round(math.copysign(math.log1p(abs(average)), average) * UNIT) if average else 0,
+            *engagement,
+        )
+
+    def _raw(
+        self, scorer: Scorer, state: CustomerState
+    ) -> tuple[int, int, float, float, tuple[int, ...]]:
+        """Recency and frequency units, monetary and average order value (not yet logged),
+        engagement units: ``models.features.build_features`` in fixed point (the hot path)."""
+        day = state.clock_day
+        assert day is not None
+        scored = state.scored
+        engagement: dict[str, Decimal] | None = None
+        if (
+            scored is not None
+            and scored[0] is scorer
+            and scored[1] == day
+            and not state.engagement_days
+        ):
+            # The scorer has just scored this day: its window totals are on the state.
+            frequency, money = scored[2], scored[3]
+            last = state.last_purchase_at
+            recency = None if last is None else day - utc_day(last)
+        else:
+            values = scorer.values(state, day)
+            recency, frequency, money = values.recency_days, values.frequency, values.monetary
+            engagement = values.engagement
+        recency = self.cap if recency is None else min(max(recency, 0), self.cap)
+        frequency = max(frequency, 0)
+        monetary = float(money)
+        average = monetary / frequency if frequency > 0 else 0.0
+        counts = self._log_units  # whole days and counts: looked up, not computed
+        recency_units = counts[recency]
+        if frequency < len(counts):
+            frequency_units = counts[frequency]
+        else:
+            frequency_units = round(math.log1p(frequency) * UNIT)
+        if not engagement:
+            return recency_units, frequency_units, monetary, average, self._no_engagement
+        engaged = tuple(
+            round(math.log1p(score) * UNIT) if (score := float(engagement.get(kind, 0))) > 0 else 0
+            for kind in self.kinds
+        )
+        return recency_units, frequency_units, monetary, average, engaged
+
+    def _prepare(self, snapshot: SegmentSnapshot | None) -> None:
+        self._snapshot = snapshot
+        if snapshot is None:
+            return
+        snapshot = in_feature_order(snapshot, self.names)
+        mean = tuple(m * UNIT for m in snapshot.mean)
+        inv = tuple(1.0 / (s * UNIT) for s in snapshot.scale)
+        centres = [tuple(row) for row in snapshot.standardized_centroids().tolist()]
+        self._assign = (mean, inv, centres)
+        self._ids = [s.segment_id for s in snapshot.segments]
+        self._norms = [sum(c * c for c in centre) for centre in centres]
+        self._norms_array = np.array(self._norms)
+        self._centres_array = np.array(centres, dtype=np.float64)
+        self._ids_array = np.array(self._ids, dtype=np.int64)
+        self._mean_array = np.array(mean, dtype=np.float64)
+        self._inv_array = np.array(inv, dtype=np.float64)
+
+    def _segment(self, units: Sequence[int]) -> int:
+        """The nearest standardized centroid (models.snapshot.assign, on fixed point).
+
+        argmin of |c|^2 - 2 z.c, with the products summed by ``map`` (C loops): the
+        hot path of the learning step. Ties go to the earlier segment, as in ``assign``.
+        """
+        mean, inv, centres = self._assign
+        z = list(map(mul, map(sub, units, mean), inv))
+        norms = self._norms
+        best, best_distance = 0, math.inf
+        for index, centre in enumerate(centres):
+            distance = norms[index] - 2.0 * sum(map(mul, z, centre))
+            if distance < best_distance:
+                best, best_distance = index, distance
+        return self._ids[best]
+
+
+def _aggregate(delta: dict[int, list[int]], rows: list[list[int]], sign: int, dims: int) -> None:
+    """Add (sign 1) or take out (-1) contributions ``[segment, units...]`` per segment
+    (models.learning.add_contribution, in integers: numpy's int64 sums are exact here)."""
+    if not rows:
+        return
+    if len(rows) < VECTOR_MIN:
+        for row in rows:
+            total = delta.get(row[0])
+            if total is None:
+                total = delta[row[0]] = [0] * (1 + 2 * dims)
+            total[0] += sign
+            for j in range(dims):
+                value = row[1 + j]
+                if value:  # unused engagement kinds are 0: most of a vector, often
+                    total[1 + j] += sign * value
+                    total[1 + dims + j] += sign * (value * value // UNIT)
+        return
+    block = np.array(rows, dtype=np.int64)
+    _sum_block(delta, block[:, 0], block[:, 1:], sign)
+
+
+def _sum_block(delta: dict[int, list[int]], segments: IntArray, units: IntArray, sign: int) -> None:
+    """Per segment: members, sums and sums of squares of an int64 block (exact: a unit is
+    below 4e7, its square below 2e15, a step's sum far below 2^63)."""
+    if len(segments) == 0:
+        return
+    dims = units.shape[1]
+    squares = units * units // UNIT
+    for segment in np.unique(segments).tolist():
+        members = segments == segment
+        total = delta.get(segment)
+        if total is None:
+            total = delta[segment] = [0] * (1 + 2 * dims)
+        total[0] += sign * int(members.sum())
+        sums = units[members].sum(axis=0).tolist()
+        sq = squares[members].sum(axis=0).tolist()
+        for j in range(dims):
+            total[1 + j] += sign * sums[j]
+            total[1 + dims + j] += sign * sq[j]
+
+
+def _bump(tallies: dict[str, int], name: str, value: int) -> None:
+    if value:
+        tallies[name] = tallies.get(name, 0) + value

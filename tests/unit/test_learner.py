@@ -1,0 +1,126 @@
+"""The worker's learning step: features in fixed point, assignment, exact per-step deltas."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import numpy as np
+
+from models.features import DEFAULT_FEATURE_SPEC
+from models.learning import Contribution, PopulationStats, add_contribution, to_units
+from models.snapshot import Segment, SegmentSnapshot, assign
+from scoring.days import day_start
+from scoring.engine import Scorer
+from scoring.events import EngagementEvent
+from scoring.state import CustomerState
+from streams.learner import VECTOR_MIN, Learner
+from tests.unit.test_engine import purchase
+from tierstream.segments import SnapshotBehaviour, customer_features
+
+T0 = datetime(1998, 3, 2, tzinfo=UTC)
+NAMES = DEFAULT_FEATURE_SPEC.names
+
+
+def customers(scorer: Scorer, count: int) -> list[CustomerState]:
+    rng = np.random.default_rng(7)
+    states = []
+    for i in range(count):
+        state = CustomerState(f"c{i:03d}")
+        for n in range(int(rng.integers(1, 5))):
+            at = T0 + timedelta(days=int(rng.integers(0, 300)))
+            event = purchase(f"p{i}-{n}", at, str(round(float(rng.exponential(60)), 2)))
+            scorer.apply(state, event.model_copy(update={"customer_id": state.customer_id}), at)
+        if i % 3 == 0:  # some engage too: the slow path of the features
+            at = T0 + timedelta(days=301)
+            engagement = EngagementEvent(
+                event_id=f"e{i}",
+                customer_id=state.customer_id,
+                occurred_at=at,
+                kind="email_open",
+                weight=Decimal(3),
+            )
+            scorer.apply(state, engagement, at)
+        states.append(state)
+    return states
+
+
+def model() -> SegmentSnapshot:
+    rng = np.random.default_rng(3)
+    return SegmentSnapshot(
+        version=1,
+        created_at=T0,
+        feature_names=tuple(sorted(NAMES)),  # a batch-learned snapshot's column order
+        mean=tuple(rng.normal(size=len(NAMES)).tolist()),
+        scale=tuple((rng.random(len(NAMES)) + 0.5).tolist()),
+        segments=tuple(
+            Segment(10 + i, f"s{i}", tuple(rng.normal(2, 2, size=len(NAMES)).tolist()), 0.2, 1.0)
+            for i in range(4)
+        ),
+    )
+
+
+def test_units_are_the_feature_vector_and_segments_those_of_assign(default_config):
+    snapshot = model()
+    scorer = Scorer(default_config).with_behaviour(SnapshotBehaviour(snapshot))
+    states = customers(scorer, 3 * VECTOR_MIN)
+    learner = Learner(0)
+    tallies: dict[str, int] = {}
+    learner.learn(scorer, states, tallies, len(states))  # numpy path
+    one_by_one: dict[str, int] = {}
+    for state in states:
+        features = customer_features(scorer, state, day_start(state.clock_day))
+        expected_segment = assign(snapshot, features).segment_id
+        assert state.learned == [expected_segment, *to_units(list(features.values()))]
+        add_contribution(one_by_one, Contribution.from_list(state.learned), 1)
+    learned = {
+        k: v for k, v in tallies.items() if k.startswith(("learn:n:", "learn:s:", "learn:q:"))
+    }
+    assert learned == {k: v for k, v in one_by_one.items() if v}
+    assert tallies["learn:events"] == len(states) and tallies["learn:steps"] == len(states)
+
+    # Learning the same customers again adds nothing; small steps (plain Python) agree.
+    again: dict[str, int] = {}
+    learner.learn(scorer, states, again, 0)
+    assert again == {}
+    for state in states:
+        state.learned = None
+    small: dict[str, int] = {}
+    for state in states:
+        learner.learn(scorer, [state], small, 0)
+    assert {k: v for k, v in small.items() if v and k in learned} == learned
+
+
+def test_a_customer_moving_segment_moves_its_contribution(default_config):
+    scorer = Scorer(default_config)
+    states = customers(scorer, 5)
+    learner = Learner(seeds_wanted=2)
+    tallies: dict[str, int] = {}
+    learner.learn(scorer, states, tallies, 5)
+    assert tallies["learn:n:-"] == 5 and tallies["learn:seeds"] == 2
+    assert sum(1 for k in tallies if k.startswith("learn:seed:") and k.endswith(":0")) == 2
+    modelled = scorer.with_behaviour(SnapshotBehaviour(model()))
+    learner.learn(modelled, states, tallies, 0)
+    population = PopulationStats.from_tallies(tallies, len(NAMES))
+    assert population.segments["-"].n == 0
+    assert all(v == 0 for v in population.segments["-"].sums)
+    assert sum(p.n for p in population.segments.values()) == 5
+
+
+def test_forgetting_erased_customers_takes_their_contributions_out(default_config):
+    scorer = Scorer(default_config)
+    states = customers(scorer, 4)
+    learner = Learner(0)
+    tallies: dict[str, int] = {}
+    learner.learn(scorer, states, tallies, 4)
+    learner.forget(states[:3], tallies)
+    alone: dict[str, int] = {}
+    fresh = [s.copy() for s in states[3:]]
+    for state in fresh:
+        state.learned = None
+    Learner(0).learn(scorer, fresh, alone, 0)
+    stats = {k: v for k, v in tallies.items() if k.startswith(("learn:n:", "learn:s:", "learn:q:"))}
+    assert {k: v for k, v in stats.items() if v} == {
+        k: v for k, v in alone.items() if v and k.startswith(("learn:n:", "learn:s:", "learn:q:"))
+    }
+    assert all(s.learned is None for s in states[:3])
