@@ -96,6 +96,9 @@ class Webhook(_Frozen):
     timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     max_attempts: int = Field(default=8, ge=1, le=100)
     concurrency: int = Field(default=4, ge=1, le=256)  # requests in flight to this endpoint
+    # Waits between attempts: jittered, doubling from retry_base_seconds up to the cap.
+    retry_base_seconds: float = Field(default=0.5, gt=0, le=3600)
+    retry_cap_seconds: float = Field(default=60.0, gt=0, le=3600)
 
     @field_validator("url", mode="before")
     @classmethod

@@ -34,6 +34,7 @@ from tierstream.cli_input import (
 from tierstream.cli_kpis import clv_from_file, published_clv
 from tierstream.cli_kpis import register as register_kpi_commands
 from tierstream.clv import record_fields
+from tierstream.deliver_cli import register as register_deliver_command
 from tierstream.replay import ReplayStats, StrictReplayError, replay
 from tierstream.report import print_report
 from tierstream.settings import Settings
@@ -562,6 +563,7 @@ def customer_command(
 
 
 register_kpi_commands(app)  # clv fit, report, review (tierstream/cli_kpis.py)
+register_deliver_command(app)  # deliver (tierstream/deliver_cli.py)
 
 
 if __name__ == "__main__":
