@@ -39,6 +39,7 @@ log = logging.getLogger("tierstream.deliver")
 
 WEBHOOK_ERROR_KIND = "webhook"
 BATCH_RECORDS = 500
+MAX_ERROR_CHARS = 2_000  # as the worker's dead letters (docs/contracts.md)
 
 
 class DeliverySetupError(ValueError):
@@ -213,7 +214,7 @@ class SubscriptionLoop:
             key_base64=base64.b64encode(record.key).decode() if record.key else None,
             payload_base64=base64.b64encode(record.value).decode(),
             error_kind=WEBHOOK_ERROR_KIND,
-            error=f"subscription {self.subscription.name}: {error}",
+            error=f"subscription {self.subscription.name}: {error}"[:MAX_ERROR_CHARS],
             received_at=datetime.now(UTC),
         )
         value = letter.model_dump_json().encode("utf-8")
