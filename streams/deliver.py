@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 from aiohttp import ClientError, ClientSession, ClientTimeout
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from scoring.events import DeadLetter
 from scoring.reactions import Subscription, Webhook
@@ -142,7 +143,16 @@ class SubscriptionLoop:
             records = [record for batch in batches.values() for record in batch]
             if records:
                 await self.deliver(records)
-                await self.consumer.commit()
+                try:
+                    await self.consumer.commit()
+                except (CommitFailedError, IllegalStateError) as exc:
+                    # The group rebalanced meanwhile: the new owner delivers the batch
+                    # again (at least once), from the last committed offsets.
+                    log.warning(
+                        "subscription %s: offsets not committed (%s); they will be redelivered",
+                        self.subscription.name,
+                        exc,
+                    )
 
     async def deliver(self, records: list[Any]) -> None:
         matching = []

@@ -67,18 +67,23 @@ def deliver_command(
         secrets = webhook_secrets(config.subscriptions, os.environ)
     except DeliverySetupError as exc:
         fail(str(exc))
+    from aiokafka.errors import KafkaConnectionError  # noqa: PLC0415
+
     try:
         asyncio.run(deliver(settings, config, secrets, start))
     except DeliverySetupError as exc:
         fail(str(exc))
+    except KafkaConnectionError as exc:
+        fail(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}")
 
 
 async def deliver(
     settings: Settings, config: ScoringConfig, secrets: dict[str, bytes], start: str
 ) -> None:
     from aiohttp import ClientSession  # noqa: PLC0415
-    from streams.deliver import Endpoint, SubscriptionLoop, report_counts  # noqa: PLC0415
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: PLC0415
+
+    from streams.deliver import Endpoint, SubscriptionLoop, report_counts  # noqa: PLC0415
 
     options = settings.client_options()
     stopping = asyncio.Event()
@@ -88,7 +93,11 @@ async def deliver(
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True, **options
     )
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()  # release its connections before the one-line error
+        raise
     session = ClientSession()
     consumers: list[Any] = []
     try:

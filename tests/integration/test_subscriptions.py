@@ -252,3 +252,24 @@ def test_a_receiver_down_for_a_while_and_kill9_of_deliver_lose_nothing(
             assert {json.loads(r.body)["event_id"] for r in delivered} == ids
             assert_in_customer_order(delivered, changes)
     assert webhook_dead_letters(pipeline) == []
+
+
+def test_deliver_refuses_to_start_when_a_derived_topic_does_not_exist(
+    make_pipeline, unique_name, tmp_path: Path
+):
+    missing = unique_name("never-created")
+    config = subscriptions_config(tmp_path, [{"name": "v", "topic": missing}])
+    pipeline = make_pipeline(config=config)
+    result = subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "tierstream.cli", "deliver", "--loglevel", "warning"],
+        cwd=ROOT,
+        env=pipeline.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"topic(s) {missing} do not exist: run `tierstream topics create`" in " ".join(
+        result.stderr.split()
+    )
+    assert "Traceback" not in result.stderr
