@@ -168,8 +168,10 @@ def test_matching_changes_reach_webhooks_and_the_derived_topic_and_nothing_else(
         delivered = receiver.delivered(path)
         assert {json.loads(r.body)["event_id"] for r in delivered} == expected  # nothing else
         assert_in_customer_order(delivered, changes)
+    asked = {"/entered": entered, "/left": left}
     for request in receiver.requests:
         change = json.loads(request.body)
+        assert change["event_id"] in asked[request.path]  # failed attempts included
         assert request.signed_with(SECRET)
         assert request.headers["X-Tierstream-Event-Id"] == change["event_id"]
         assert request.headers["Content-Type"] == "application/json"
