@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from scoring.reactions import ServiceLevel, Subscription, check_reactions
+
 Score = Annotated[int, Field(ge=1, le=5)]
 
 
@@ -144,6 +146,9 @@ class ScoringConfig(_Frozen):
     kpis: KpiSettings = KpiSettings()
     clv: ClvSettings = ClvSettings()
     review: ReviewSettings = ReviewSettings()
+    # Reactions to tiers (scoring/reactions.py): they never change a score or a tier.
+    service_levels: dict[str, ServiceLevel] = Field(default_factory=dict)
+    subscriptions: tuple[Subscription, ...] = ()
 
     @property
     def kpi_period_days(self) -> int:
@@ -169,6 +174,13 @@ class ScoringConfig(_Frozen):
         for r, f, m in itertools.product(range(1, 6), repeat=3):
             if not any(rule.matches(r, f, m) for rule in self.segments):
                 raise ValueError(f"no segment rule matches r={r} f={f} m={m}; add a catch-all")
+        return self
+
+    @model_validator(mode="after")
+    def _reactions_name_known_tiers(self) -> ScoringConfig:
+        tiers = [level.name for level in self.tiers.levels]
+        segments = list(dict.fromkeys(rule.name for rule in self.segments))
+        check_reactions(self.service_levels, self.subscriptions, tiers, segments)
         return self
 
     def to_base(self, amount: Decimal, currency: str) -> Decimal:

@@ -5,7 +5,8 @@ metadata wait, a partitioner hash, a size estimate and a future. ``BatchSender``
 step's records by partition into ``BatchBuilder``s (``create_batch``/``send_batch``) and
 remembers each key's partition, computed as the default partitioner computes it (murmur2
 of the key, so a customer's changes land where a per-record send would put them).
-Records without a key (dead letters) go round-robin.
+Records without a key (dead letters) go round-robin. A record's third element is its
+Kafka headers (a list of (name, bytes) pairs; empty for none).
 """
 
 from __future__ import annotations
@@ -18,36 +19,37 @@ from typing import Any
 
 from aiokafka.partitioner import murmur2
 
+# (key, value, headers) of one record.
+Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
+
 # Keys whose partition is remembered per topic before the memo starts afresh.
 MEMO_LIMIT = 1_000_000
 
 
 class BatchSender:
-    """Sends lists of (key, value) records through an aiokafka producer, in batches."""
+    """Sends lists of (key, value, headers) records through an aiokafka producer, in batches."""
 
     def __init__(self, producer: Callable[[], Any]) -> None:
         self._producer = producer  # the started AIOKafkaProducer, looked up at each send
         self._memo: dict[str, tuple[int, dict[bytes, int]]] = {}
         self._round_robin = itertools.count()
 
-    async def __call__(
-        self, topic: str, records: list[tuple[bytes | None, bytes]]
-    ) -> list[asyncio.Future[Any]]:
+    async def __call__(self, topic: str, records: list[Record]) -> list[asyncio.Future[Any]]:
         producer = self._producer()
         partitions = sorted(await producer.partitions_for(topic))
         by_partition: dict[int, list[int]] = defaultdict(list)
-        for index, (key, _value) in enumerate(records):
+        for index, (key, _value, _headers) in enumerate(records):
             by_partition[self._partition(topic, key, partitions)].append(index)
         deliveries: list[asyncio.Future[Any] | None] = [None] * len(records)
         for partition, indexes in by_partition.items():
             batch, members = producer.create_batch(), list[int]()
             for index in indexes:
-                key, value = records[index]
-                if batch.append(key=key, value=value, timestamp=None) is None:
+                key, value, headers = records[index]
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                     # Full: send it and start another (order within a partition holds).
                     await self._submit(producer, batch, topic, partition, members, deliveries)
                     batch, members = producer.create_batch(), list[int]()
-                    if batch.append(key=key, value=value, timestamp=None) is None:
+                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                         raise ValueError(f"a record of {len(value)} bytes fits in no batch")
                 members.append(index)
             await self._submit(producer, batch, topic, partition, members, deliveries)

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from streams.change_headers import Headers, change_headers
 from streams.failures import Backoff
 from streams.processor import CHANGE_ENTRY, decode_entry
 
@@ -30,8 +31,10 @@ log = logging.getLogger("tierstream.publisher")
 # the memory held for re-sending while Kafka is slow.
 MAX_IN_FLIGHT = 20_000
 
-# Sends records (key, value) to a topic; one delivery future per record, in order.
-SendMany = Callable[[str, list[tuple[bytes | None, bytes]]], Awaitable[list[asyncio.Future[Any]]]]
+# Sends records (key, value, headers) to a topic; one delivery future per record, in order.
+SendMany = Callable[
+    [str, list[tuple[bytes | None, bytes, Headers]]], Awaitable[list[asyncio.Future[Any]]]
+]
 
 
 @dataclass(slots=True)
@@ -39,6 +42,7 @@ class _Pending:
     position: int  # absolute position in the shard's outbox
     entry: bytes
     delivery: asyncio.Future[Any] | None
+    headers: Headers | None = None  # a change's Kafka headers, built at its first send
 
 
 class Publisher:
@@ -120,12 +124,17 @@ class Publisher:
         await self._send(list(self._pending))
 
     async def _send(self, items: list[_Pending]) -> None:
-        by_topic: dict[str, list[tuple[_Pending, bytes | None, bytes]]] = defaultdict(list)
+        by_topic: dict[str, list[tuple[_Pending, bytes | None, bytes, Headers]]] = defaultdict(list)
         for item in items:
             kind, key, value = decode_entry(item.entry)
-            topic = self._tier_changes if kind == CHANGE_ENTRY else self._dead_letters
-            by_topic[topic].append((item, key, value))
+            if kind == CHANGE_ENTRY:
+                if item.headers is None:
+                    item.headers = change_headers(value)
+                by_topic[self._tier_changes].append((item, key, value, item.headers))
+            else:
+                by_topic[self._dead_letters].append((item, key, value, []))
         for topic, group in by_topic.items():
-            deliveries = await self._send_many(topic, [(key, value) for _, key, value in group])
-            for (item, _, _), delivery in zip(group, deliveries, strict=True):
+            records = [(key, value, headers) for _, key, value, headers in group]
+            deliveries = await self._send_many(topic, records)
+            for (item, _, _, _), delivery in zip(group, deliveries, strict=True):
                 item.delivery = delivery

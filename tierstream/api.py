@@ -5,6 +5,8 @@
 Routes (docs/api.md; the OpenAPI document is tierstream/openapi.py):
 
     GET /customers/{id}  state record as of now, why (the rules), recent tier changes
+    GET /customers/{id}/tier, POST /customers/lookup: tier, VIP, service level
+                         (tierstream/api_lookup.py)
     GET /tiers           customers per tier       } counted by a scan of every state,
     GET /segments        customers per segment    } reused for ``settings.sizes_ttl`` s
     GET /flows           running totals: tier/segment flows, changes by cause, outcomes
@@ -288,6 +290,9 @@ def create_api(
     from tierstream.api_privacy import add_privacy_routes  # noqa: PLC0415 - imports this module
 
     add_privacy_routes(app)
+    from tierstream.api_lookup import add_lookup_routes  # noqa: PLC0415 - it imports this module
+
+    add_lookup_routes(app)  # before /customers/{id}, which would match .../tier
     # Any character, newline included ("." would leave ids with %0A to a bare 404).
     app.router.add_get(r"/customers/{customer_id:[\s\S]*}", customer)
     app.router.add_get("/tiers", tiers)

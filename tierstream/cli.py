@@ -38,6 +38,7 @@ from tierstream.cli_kpis import clv_from_file, published_clv
 from tierstream.cli_kpis import register as register_kpi_commands
 from tierstream.cli_privacy import erase_command
 from tierstream.clv import record_fields
+from tierstream.deliver_cli import register as register_deliver_command
 from tierstream.ordering import TimeOrdered
 from tierstream.readers import Reject
 from tierstream.replay import ReplayStats, StrictReplayError, replay, valid_events
@@ -630,6 +631,7 @@ def customer_command(
 
 
 register_kpi_commands(app)  # clv fit, report, review (tierstream/cli_kpis.py)
+register_deliver_command(app)  # deliver (tierstream/deliver_cli.py)
 
 
 app.command("erase")(erase_command)

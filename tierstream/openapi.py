@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tierstream.openapi_lookup import LOOKUP_PATHS, LOOKUP_SCHEMAS
+
 NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
 NULLABLE_SCORE: dict[str, Any] = {"type": ["integer", "null"], "minimum": 1, "maximum": 5}
 
@@ -352,6 +354,9 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+SCHEMAS.update(LOOKUP_SCHEMAS)
+
+
 def _get(
     summary: str,
     ok: dict[str, Any],
@@ -379,6 +384,7 @@ OPENAPI: dict[str, Any] = {
     "servers": [{"url": "http://127.0.0.1:8080"}],
     "security": [{"bearer": []}],
     "paths": {
+        **LOOKUP_PATHS,
         "/customers/{customer_id}": {
             "get": {
                 "summary": "One customer's tier, segment, RFM, why, and recent tier changes",

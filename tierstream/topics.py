@@ -73,6 +73,13 @@ def topics_from_settings(settings: Settings) -> dict[str, int]:
         if name in topics and topics[name] != count:
             raise ValueError(f"topic {name!r} is configured twice with different partition counts")
         topics[name] = count
+    # Subscriptions' derived topics (tierstream deliver): partitioned like tier-changes.
+    for subscription in settings.scoring_config().subscriptions:
+        if subscription.topic is not None:
+            name = subscription.topic
+            if name in topics and topics[name] != settings.partitions:
+                raise ValueError(f"derived topic {name!r} is also a topic of another kind")
+            topics[name] = settings.partitions
     return topics
 
 

@@ -415,6 +415,7 @@ def test_openapi_document_is_served_and_matches_the_docs_copy(client):
     )
     served_paths = {"/customers/{customer_id}", "/tiers", "/segments", "/flows", "/model", "/kpis"}
     served_paths.add("/customers/{customer_id}/export")
+    served_paths |= {"/customers/{customer_id}/tier", "/customers/lookup"}
     assert served_paths | {"/healthz", "/metrics", "/openapi.json", "/"} == set(body["paths"])
 
 

@@ -18,10 +18,10 @@ class FakeKafka:
         self.sent: list[tuple[str, bytes | None, bytes, asyncio.Future[Any]]] = []
 
     async def __call__(
-        self, topic: str, records: list[tuple[bytes | None, bytes]]
+        self, topic: str, records: list[tuple[bytes | None, bytes, Any]]
     ) -> list[asyncio.Future[Any]]:
         futures = []
-        for key, value in records:
+        for key, value, _headers in records:
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self.sent.append((topic, key, value, future))
             futures.append(future)

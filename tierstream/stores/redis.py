@@ -417,6 +417,33 @@ class RedisStore:
             found = [value for value in pipe.execute() if value is not None]
         return _decode(customer_id, found[0]) if found else None
 
+    def get_many(self, customer_ids: Collection[str]) -> dict[str, CustomerState]:
+        """The states of ``customer_ids`` that exist: one pipelined round trip to their
+        home shards (a key per command, so it works on a Cluster too), and one more to
+        the other shards for those not found at home (as ``get`` does)."""
+        ids = list(dict.fromkeys(customer_ids))
+        homes = {cid: shard_for(cid, self.partitions) for cid in ids}
+        with self._client.pipeline(transaction=False) as pipe:
+            for cid in ids:
+                pipe.get(self.state_key(homes[cid], cid))
+            found = pipe.execute()
+        states = {cid: _decode(cid, data) for cid, data in zip(ids, found, strict=True) if data}
+        elsewhere = [
+            (cid, shard)
+            for cid in ids
+            if cid not in states
+            for shard in range(self.partitions)
+            if shard != homes[cid]
+        ]
+        if elsewhere:
+            with self._client.pipeline(transaction=False) as pipe:
+                for cid, shard in elsewhere:
+                    pipe.get(self.state_key(shard, cid))
+                for (cid, _), data in zip(elsewhere, pipe.execute(), strict=True):
+                    if data is not None and cid not in states:
+                        states[cid] = _decode(cid, data)
+        return states
+
     def history(
         self, customer_id: str, limit: int = DEFAULT_HISTORY_LENGTH
     ) -> list[dict[str, Any]]:
