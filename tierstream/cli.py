@@ -536,29 +536,9 @@ def segments_command(
         print(json.dumps({"version": snapshot.version, "segments": rows, "drift": drift}))
         return
     table = Table(title=f"Behavioural segments, model version {snapshot.version}")
-    for column in (
-        "id",
-        "label",
-        "customers",
-        "share",
-        "recency d",
-        "frequency",
-        "monetary",
-        "AOV",
-    ):
-        table.add_column(column, justify="left" if column == "label" else "right")
-    for row in rows:
-        c = row["centroid"]
-        table.add_row(
-            str(row["segment_id"]),
-            row["label"],
-            f"{row['customers']:,}",
-            f"{row['share']:.1%}",
-            f"{c.get('recency_days', 0):.0f}",
-            f"{c.get('frequency', 0):.1f}",
-            f"{c.get('monetary', 0):.2f}",
-            f"{c.get('avg_order_value', 0):.2f}",
-        )
+    from tierstream.cli_learning import fill_segment_table  # noqa: PLC0415
+
+    fill_segment_table(table, rows)
     Console(width=max(120, Console().width)).print(table)
     for item in drift:
         say(f"segment {item['segment_id']}: {', '.join(item['flags'])}", "default")

@@ -7,6 +7,7 @@ shards' learned statistics (``learn:`` totals of their ``stats`` hashes); writes
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from rich.table import Table
@@ -84,18 +85,17 @@ def show_learned(store: StateStore, as_json: bool) -> None:
             f"{'-' if shift is None else f'{shift:.3f}'} (standardized)"
         ),
     )
-    for column in (
-        "id",
-        "label",
-        "customers",
-        "share",
-        "recency d",
-        "frequency",
-        "monetary",
-        "AOV",
-    ):
+    fill_segment_table(table, model["segments"])
+    console.print(table)
+
+
+def fill_segment_table(table: Table, rows: Iterable[dict[str, Any]]) -> None:
+    """The columns and rows of a behavioural segment table (learned or batch model):
+    one row per segment, its centroid in original units."""
+    for column in ("id", "label", "customers", "share", "recency d", "frequency", "monetary"):
         table.add_column(column, justify="left" if column == "label" else "right")
-    for row in model["segments"]:
+    table.add_column("AOV", justify="right")
+    for row in rows:
         c = row["centroid"]
         table.add_row(
             str(row["segment_id"]),
@@ -107,4 +107,3 @@ def show_learned(store: StateStore, as_json: bool) -> None:
             f"{c.get('monetary', 0):.2f}",
             f"{c.get('avg_order_value', 0):.2f}",
         )
-    console.print(table)
