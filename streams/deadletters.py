@@ -32,6 +32,17 @@ class Rejected(Exception):  # noqa: N818 - a result, not a failure of ours
         self.detail = detail
 
 
+def message_value(message: RawMessage) -> bytes:
+    """The value of an input message (event or erasure request), or ``Rejected`` when it
+    has none or is over the size bound."""
+    raw = message.value
+    if raw is None:
+        raise Rejected("empty", "message has no value (tombstone)")
+    if len(raw) > MAX_EVENT_BYTES:
+        raise Rejected("oversized", f"{len(raw)} bytes > {MAX_EVENT_BYTES}")
+    return raw
+
+
 def parse_message(
     message: RawMessage,
     kind: type[PurchaseEvent] | type[EngagementEvent],
@@ -41,11 +52,7 @@ def parse_message(
     """The event in ``message``, or ``Rejected`` with an error kind and detail.
 
     ``latest``: the latest acceptable ``occurred_at`` (real time plus an allowance)."""
-    raw = message.value
-    if raw is None:
-        raise Rejected("empty", "message has no value (tombstone)")
-    if len(raw) > MAX_EVENT_BYTES:
-        raise Rejected("oversized", f"{len(raw)} bytes > {MAX_EVENT_BYTES}")
+    raw = message_value(message)
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:

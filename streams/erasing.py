@@ -7,17 +7,13 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from scoring.events import DeadLetter
-from streams.deadletters import MAX_EVENT_BYTES, RawMessage, Rejected
+from streams.deadletters import RawMessage, Rejected, message_value
 from tierstream.erasure import ERASED_KIND, ErasureRequest
 
 
 def parse_erasure(message: RawMessage) -> ErasureRequest:
     """The request in ``message``, or ``Rejected`` (as for events: same kinds of error)."""
-    raw = message.value
-    if raw is None:
-        raise Rejected("empty", "message has no value (tombstone)")
-    if len(raw) > MAX_EVENT_BYTES:
-        raise Rejected("oversized", f"{len(raw)} bytes > {MAX_EVENT_BYTES}")
+    raw = message_value(message)
     try:
         request = ErasureRequest.model_validate_json(raw)
     except ValidationError as exc:
