@@ -578,6 +578,10 @@ def build_app(
         topic_replication_factor=settings.replication_factor,  # Faust's own topics
         topic_partitions=settings.partitions,
         broker_commit_interval=1.0,
+        # A worker killed with SIGKILL leaves no goodbye: its partitions wait this long
+        # for it (Faust's default is 60 s) before a restarted or surviving worker gets them.
+        broker_session_timeout=settings.kafka_session_timeout,
+        broker_heartbeat_interval=settings.kafka_session_timeout / 3,
         # One fetch is one batch of steps (streams/intake.py).
         broker_max_poll_records=settings.batch_max,
         stream_wait_empty=False,

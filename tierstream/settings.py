@@ -47,6 +47,9 @@ class Settings(KafkaSettings):
     # Events dated further than this after real time are dead-lettered (under both clocks).
     max_future_seconds: float = Field(default=86_400, gt=0)
     batch_max: int = Field(default=500, ge=1)  # events per atomic step
+    # How long the consumer group waits for a silent worker (killed, frozen, cut off)
+    # before its partitions go to the others. Kafka's brokers accept 6-300 s by default.
+    kafka_session_timeout: float = Field(default=10.0, ge=6.0, le=300.0)
     batch_within: float = Field(default=0.02, gt=0)  # seconds to wait to fill a batch
     timer_interval: float = Field(default=0.5, gt=0)  # how often due rescoring runs
     web_port: int | None = None  # Faust's own web server (its /, /router, ...), off when unset
