@@ -77,10 +77,57 @@ class Batch:
     # in ``states`` is a fresh one, begun after the erasure), and their markers and audit
     # records are kept under a salted hash
     erasures: list[Erasure] = field(default_factory=list)
+    # audience (kind, name) -> (customer ids leaving it, customer ids joining it): the
+    # membership changes of this batch's states and erasures (see memberships_of), applied
+    # after ``states`` and ``erasures`` in the same atomic step
+    memberships: dict[Audience, tuple[list[str], list[str]]] = field(default_factory=dict)
     # (lease epoch, lease commit number), stamped by the first commit() of this batch.
     # Committing the same Batch again after an error (outcome unknown) is then safe: the
     # store does nothing if that commit is the one it applied last.
     commit_id: tuple[int, int] | None = None
+
+
+# Audiences: the customers of one tier ("tier"), RFM segment ("segment") or behaviour
+# segment ("behaviour", by label). Each store keeps one membership set per (kind, name) per
+# shard, written by the same commit as the states, so it is exact after any crash.
+AUDIENCE_KINDS = ("tier", "segment", "behaviour")
+Audience = tuple[str, str]  # (kind, name)
+
+
+def memberships_of(state: CustomerState | None) -> frozenset[Audience]:
+    """The audiences a (stored) state belongs to; none for no state."""
+    if state is None:
+        return frozenset()
+    found: list[Audience] = []
+    if state.tier is not None:
+        found.append(("tier", state.tier))
+    if state.segment is not None:
+        found.append(("segment", state.segment))
+    if state.behaviour is not None:
+        found.append(("behaviour", state.behaviour[1]))
+    return frozenset(found)
+
+
+def record_memberships(
+    batch: Batch,
+    before: Mapping[str, frozenset[Audience]],
+    erased: Iterable[str] = (),
+) -> None:
+    """Fill ``batch.memberships`` with the moves between ``before`` (customer id -> the
+    audiences of its state as loaded, absent: no state) and the batch's final states
+    (an erased id without a fresh state belongs to none). Only changes are written."""
+    after = {state.customer_id: state for state in batch.states}  # the last write wins
+    moves: dict[Audience, tuple[list[str], list[str]]] = {}
+    for cid in dict.fromkeys([*after, *erased]):
+        old = before.get(cid, frozenset())
+        new = memberships_of(after.get(cid))
+        if old == new:
+            continue
+        for audience in old - new:
+            moves.setdefault(audience, ([], []))[0].append(cid)
+        for audience in new - old:
+            moves.setdefault(audience, ([], []))[1].append(cid)
+    batch.memberships = moves
 
 
 class FencedError(RuntimeError):
