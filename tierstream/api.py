@@ -295,6 +295,9 @@ def create_api(
     add_lookup_routes(app)  # before /customers/{id}, which would match .../tier
     # Any character, newline included ("." would leave ids with %0A to a bare 404).
     app.router.add_get(r"/customers/{customer_id:[\s\S]*}", customer)
+    from tierstream.api_audiences import add_audience_routes  # noqa: PLC0415 - imports this module
+
+    add_audience_routes(app)  # GET /tiers/{tier}/members, /segments/.., /behaviours/..
     app.router.add_get("/tiers", tiers)
     app.router.add_get("/segments", segments)
     app.router.add_get("/flows", flows)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tierstream.openapi_audiences import AUDIENCE_PATHS, AUDIENCE_SCHEMAS
 from tierstream.openapi_lookup import LOOKUP_PATHS, LOOKUP_SCHEMAS
 
 NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
@@ -355,6 +356,7 @@ SCHEMAS: dict[str, Any] = {
 
 
 SCHEMAS.update(LOOKUP_SCHEMAS)
+SCHEMAS.update(AUDIENCE_SCHEMAS)
 
 
 def _get(
@@ -385,6 +387,7 @@ OPENAPI: dict[str, Any] = {
     "security": [{"bearer": []}],
     "paths": {
         **LOOKUP_PATHS,
+        **AUDIENCE_PATHS,
         "/customers/{customer_id}": {
             "get": {
                 "summary": "One customer's tier, segment, RFM, why, and recent tier changes",
