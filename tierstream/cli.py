@@ -17,6 +17,7 @@ from rich.table import Table
 
 from scoring.days import utc_day
 from scoring.engine import AsOfError, Change, Scorer
+from tierstream.audience_cli import register as register_audience_command
 from tierstream.cli_backfill import backfill_command
 from tierstream.cli_input import (
     console,
@@ -612,6 +613,7 @@ def customer_command(
 
 register_kpi_commands(app)  # clv fit, report, review (tierstream/cli_kpis.py)
 register_deliver_command(app)  # deliver (tierstream/deliver_cli.py)
+register_audience_command(app)  # audience (tierstream/audience_cli.py)
 
 
 app.command("erase")(erase_command)
