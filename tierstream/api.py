@@ -98,6 +98,7 @@ class Sizes:
     computed_at: datetime
     monotonic: float
     seconds: float  # how long the scan took
+    method: str = "scan"  # or "counts": the running sizes kept by the commit (audiences)
 
 
 class SizesCache:
@@ -143,6 +144,11 @@ class SizesCache:
         return sizes
 
     def _scan(self) -> Sizes:
+        from tierstream.audiences import counted_sizes  # noqa: PLC0415 - it imports this module
+
+        counted = counted_sizes(self.store)  # None: a store whose sizes are not kept
+        if counted is not None:
+            return counted
         started = time.monotonic()
         tiers: Counter[str | None] = Counter()
         segments: Counter[str | None] = Counter()
@@ -470,7 +476,7 @@ def _sizes_body(api: ApiState, sizes: Sizes) -> dict[str, Any]:
         "age_seconds": round(time.monotonic() - sizes.monotonic, 3),
         "max_age_seconds": api.sizes.ttl,
         "scan_seconds": round(sizes.seconds, 3),
-        "method": "scan",
+        "method": sizes.method,
     }
 
 
@@ -530,6 +536,8 @@ async def flows(request: web.Request) -> web.Response:
             dead_letters[name.removeprefix("dead_letter:")] = value
         elif name.startswith("learn:"):
             continue  # learned segment statistics (tierstream segments --show)
+        elif name.startswith("size:") or name == "customers":
+            continue  # audience sizes and the customer count (GET /tiers, /segments)
         else:
             events[name] = value
     return respond(

@@ -19,12 +19,25 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
 
 from scoring.state import CustomerState
-from tierstream.stores.base import AUDIENCE_KINDS, Audience, memberships_of
+from tierstream.stores.base import (
+    AUDIENCE_KINDS,
+    AUDIENCES_META,
+    CUSTOMERS_TALLY,
+    SIZE_TALLY_PREFIX,
+    Audience,
+    memberships_of,
+    size_tally,
+)
+
+if TYPE_CHECKING:
+    from tierstream.api import Sizes
 
 # A page of members: the API's default and most.
 DEFAULT_PAGE = 100
@@ -102,4 +115,76 @@ def differences(store: AudienceStore) -> list[str]:
                     f"{kind} {name!r}: {len(got - want)} extra, {len(want - got)} missing, "
                     f"size {store.audience_size(kind, name)} (states say {len(want)})"
                 )
+    # The running sizes (GET /tiers) of a store that keeps them.
+    get_meta, tallies = getattr(store, "get_meta", None), getattr(store, "tallies", None)
+    if get_meta is not None and tallies is not None and get_meta(AUDIENCES_META):
+        totals: dict[str, int] = tallies()
+        counted = {n: v for n, v in totals.items() if v and n.startswith(SIZE_TALLY_PREFIX)}
+        wanted = {size_tally(audience): len(ids) for audience, ids in expected.items()}
+        if counted != wanted:
+            problems.append(
+                f"running sizes differ from the states: {len(counted)} vs {len(wanted)}"
+            )
+        customers = sum(1 for _ in store.scan())
+        if totals.get(CUSTOMERS_TALLY, 0) != customers:
+            problems.append(f"customers: {totals.get(CUSTOMERS_TALLY, 0)}, states say {customers}")
     return problems
+
+
+def counted_sizes(store: object) -> Sizes | None:
+    """Customers per tier and segment from the running sizes the commit keeps (one read of
+    every shard's totals), or None when the store is not marked as keeping them (a store
+    written before audiences, until ``tierstream audience --rebuild``): then GET /tiers
+    and /segments scan the states instead."""
+    from tierstream.api import Sizes  # noqa: PLC0415 - the api imports this module
+
+    get_meta = getattr(store, "get_meta", None)
+    tallies = getattr(store, "tallies", None)
+    if get_meta is None or tallies is None or not get_meta(AUDIENCES_META):
+        return None
+    started = time.monotonic()
+    totals: dict[str, int] = tallies()
+    customers = totals.get(CUSTOMERS_TALLY, 0)
+    counts: dict[str, Counter[str | None]] = {"tier": Counter(), "segment": Counter()}
+    for name, value in totals.items():
+        if value and name.startswith(SIZE_TALLY_PREFIX):
+            kind, _, audience = name.removeprefix(SIZE_TALLY_PREFIX).partition(":")
+            if kind in counts:
+                counts[kind][audience] += value
+    for counter in counts.values():
+        counter[None] = customers - sum(counter.values())  # customers with no tier/segment
+    finished = time.monotonic()
+    return Sizes(
+        counts["tier"],
+        counts["segment"],
+        customers,
+        datetime.now(UTC),
+        finished,
+        finished - started,
+        method="counts",
+    )
+
+
+def mark_if_fresh(store: object) -> bool:
+    """Mark an empty store as keeping its audiences (``AUDIENCES_META``): everything it
+    will hold is written by commits that keep the sets and sizes, so GET /tiers can read
+    the sizes from its first customer on. A store that holds anything (applied offsets or
+    running totals) is left alone: only ``tierstream audience --rebuild`` marks it.
+    Workers and backfills call this before their first commit; True: marked now."""
+    get_meta = getattr(store, "get_meta", None)
+    if get_meta is None or get_meta(AUDIENCES_META):
+        return False
+    partitions: int = getattr(store, "partitions", 0)
+    offsets = getattr(store, "offsets", None)
+    tallies = getattr(store, "tallies", None)
+    if offsets is None or tallies is None:
+        return False
+    if any(offsets(shard) for shard in range(partitions)) or tallies():
+        return False
+    # No offsets and no totals: only states committed some other way could be there.
+    scan = getattr(store, "scan", None)
+    if scan is None or next(iter(scan()), None) is not None:
+        return False
+    setter = getattr(store, "set_meta_if_absent", None) or store.set_meta  # type: ignore[attr-defined]
+    setter(AUDIENCES_META, b"1")
+    return True

@@ -238,10 +238,13 @@ def _check_layout(store: RedisStore, partitions: int) -> None:
     the middle of a repartition (tierstream/repartition.py)."""
     from redis.exceptions import RedisError  # noqa: PLC0415
 
+    from tierstream.audiences import mark_if_fresh  # noqa: PLC0415
     from tierstream.repartition import layout_problem  # noqa: PLC0415
 
     try:
         problem = layout_problem(store, partitions)
+        if problem is None:
+            mark_if_fresh(store)  # an empty store keeps its audience sizes from the start
     except RedisError as exc:  # Redis not up yet: the worker waits for it as for anything
         console.print(f"[yellow]partition layout not checked ({exc})[/yellow]")
         return

@@ -223,7 +223,11 @@ SCHEMAS: dict[str, Any] = {
             "age_seconds": {"type": "number"},
             "max_age_seconds": {"type": "number"},
             "scan_seconds": {"type": "number"},
-            "method": {"const": "scan"},
+            "method": {
+                "enum": ["scan", "counts"],
+                "description": "scan: counted from every state; counts: the running sizes "
+                "the commit keeps (a store marked by tierstream audience --rebuild)",
+            },
             "unplaced": {"type": "integer", "description": "customers with no tier/segment"},
             "tiers": {"type": "array", "items": _ref("SizeRow")},
             "segments": {"type": "array", "items": _ref("SizeRow")},

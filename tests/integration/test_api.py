@@ -638,3 +638,26 @@ def test_members_routes_refuse_bad_requests_with_one_line(client, replayed, path
     tier = quote(replayed.scorer.config.tiers.levels[0].name)
     got, body, _ = client.get(path.format(tier=tier))
     assert got == status and isinstance(body["error"], str) and "\n" not in body["error"]
+
+
+def test_sizes_from_the_kept_counts_equal_the_scan(replayed, kafka_bootstrap):
+    """A store marked as keeping its audience sizes answers GET /tiers and /segments from
+    them (method "counts"), with the numbers a scan of the same states gives."""
+    from tierstream.stores import MemoryStore
+
+    store = MemoryStore(partitions=4)
+    commit_states(store, replayed.states.values(), replayed.changes)
+    app = create_api(store, replayed.scorer, settings_for(kafka_bootstrap))
+    with Served(app) as server:
+        c = Client(server.port)
+        scanned = {path: c.get(path)[1] for path in ("/tiers", "/segments")}
+        store.rebuild_audiences()  # marks the store
+    app = create_api(store, replayed.scorer, settings_for(kafka_bootstrap))
+    with Served(app) as server:
+        c = Client(server.port)
+        for path, before in scanned.items():
+            status, body, _ = c.get(path)
+            assert status == 200 and before["method"] == "scan" and body["method"] == "counts"
+            for field in ("customers", "unplaced", "tiers", "segments"):
+                assert body.get(field) == before.get(field), (path, field)
+        c.close()

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from tierstream.audiences import differences, mark_if_fresh
 from tierstream.erasure import Erasure
 from tierstream.stores import Batch, shard_for
-from tierstream.stores.base import AUDIENCE_KINDS, memberships_of, record_memberships
+from tierstream.stores.base import (
+    AUDIENCE_KINDS,
+    AUDIENCES_META,
+    memberships_of,
+    record_memberships,
+)
 
 from .test_contract import scored_state
 
@@ -81,6 +87,8 @@ def test_memberships_follow_states_moves_and_erasures(store):
             states.append(_place(scored_state(rest[1]), "Bronze"))
         _commit(store, shard, states, before, erased)
     _check_equal_to_scan(store)
+    store.set_meta(AUDIENCES_META, b"1")  # written by membership-keeping commits only
+    assert differences(store) == []  # the running sizes and customer count too
     assert store.audience_size("tier", "Nowhere") == 0
     assert store.audience_page("tier", "Nowhere", None, 10) == []
 
@@ -100,7 +108,15 @@ def test_rebuild_recomputes_sets_from_the_states(store):
         batch = Batch(states=[_place(scored_state(cid), "Gold", "Loyal")])  # no memberships
         store.commit(store.acquire(shard), batch)
     assert store.audience_names("tier") == {}
+    assert mark_if_fresh(store) is False  # it holds customers: only a rebuild marks it
     assert store.rebuild_audiences() == len(IDS)
     _check_equal_to_scan(store)
+    assert store.get_meta(AUDIENCES_META) and differences(store) == []
     assert store.rebuild_audiences() == len(IDS)  # again: the same sets
     _check_equal_to_scan(store)
+
+
+def test_an_empty_store_is_marked_as_keeping_sizes(store):
+    assert mark_if_fresh(store) is True
+    assert mark_if_fresh(store) is False  # once
+    assert store.get_meta(AUDIENCES_META)

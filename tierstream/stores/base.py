@@ -94,6 +94,19 @@ AUDIENCE_KINDS = ("tier", "segment", "behaviour")
 Audience = tuple[str, str]  # (kind, name)
 
 
+# Running totals kept with the memberships: stored customers, and each audience's size.
+CUSTOMERS_TALLY = "customers"
+# Global metadata set by a rebuild of the sets: from then on every commit keeps them and
+# their sizes exact, so GET /tiers and /segments read the sizes instead of scanning.
+AUDIENCES_META = "audiences"
+SIZE_TALLY_PREFIX = "size:"
+
+
+def size_tally(audience: Audience) -> str:
+    """Tally name of an audience's size: ``size:<kind>:<name>`` (the name is the rest)."""
+    return f"{SIZE_TALLY_PREFIX}{audience[0]}:{audience[1]}"
+
+
 def memberships_of(state: CustomerState | None) -> frozenset[Audience]:
     """The audiences a (stored) state belongs to; none for no state."""
     if state is None:
@@ -118,16 +131,25 @@ def record_memberships(
     (an erased id without a fresh state belongs to none). Only changes are written."""
     after = {state.customer_id: state for state in batch.states}  # the last write wins
     moves: dict[Audience, tuple[list[str], list[str]]] = {}
+    sizes: Counter[str] = Counter()
     for cid in dict.fromkeys([*after, *erased]):
+        # Stored customers: one more for a new state, one fewer for an erased one.
+        sizes[CUSTOMERS_TALLY] += (cid in after) - (cid in before)
         old = before.get(cid, frozenset())
         new = memberships_of(after.get(cid))
         if old == new:
             continue
         for audience in old - new:
             moves.setdefault(audience, ([], []))[0].append(cid)
+            sizes[size_tally(audience)] -= 1
         for audience in new - old:
             moves.setdefault(audience, ([], []))[1].append(cid)
+            sizes[size_tally(audience)] += 1
     batch.memberships = moves
+    # The sizes ride on the running totals (same commit): GET /tiers reads them at once.
+    tallies = Counter(batch.tallies)
+    tallies.update(sizes)
+    batch.tallies = {name: n for name, n in tallies.items() if n}
 
 
 class FencedError(RuntimeError):

@@ -11,7 +11,10 @@ from typing import Any
 
 from scoring.state import CustomerState
 from tierstream.stores.base import (
+    AUDIENCES_META,
+    CUSTOMERS_TALLY,
     DEFAULT_HISTORY_LENGTH,
+    SIZE_TALLY_PREFIX,
     Audience,
     Batch,
     FencedError,
@@ -21,6 +24,7 @@ from tierstream.stores.base import (
     decode_history,
     memberships_of,
     shard_for,
+    size_tally,
     stamp,
 )
 
@@ -209,10 +213,15 @@ class MemoryStore:
             seen = 0
             for shard in self._shards:
                 shard.members = {}
+                for name in [n for n in shard.tallies if n.startswith(SIZE_TALLY_PREFIX)]:
+                    del shard.tallies[name]
                 for cid, state in shard.states.items():
                     seen += 1
                     for audience in memberships_of(state):
                         shard.members.setdefault(audience, set()).add(cid)
+                        shard.tallies[size_tally(audience)] += 1
+                shard.tallies[CUSTOMERS_TALLY] = len(shard.states)
+            self._meta[AUDIENCES_META] = b"1"
             return seen
 
     def erased(self, shard: int, digests: list[str]) -> list[bytes | None]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -41,7 +41,10 @@ from redis.retry import Retry
 from scoring.state import CustomerState
 from tierstream.jsonbytes import compact_json
 from tierstream.stores.base import (
+    AUDIENCES_META,
+    CUSTOMERS_TALLY,
     DEFAULT_HISTORY_LENGTH,
+    SIZE_TALLY_PREFIX,
     Batch,
     FencedError,
     Lease,
@@ -50,6 +53,7 @@ from tierstream.stores.base import (
     decode_history,
     memberships_of,
     shard_for,
+    size_tally,
     stamp,
 )
 from tierstream.stores.redis_connect import sync_client
@@ -655,17 +659,33 @@ class RedisStore:
             for key in self._client.scan_iter(match=pattern, count=SCAN_COUNT):
                 self._client.unlink(key)
             ids = self.customer_ids(shard)
+            sizes: Counter[str] = Counter()
             for begin in range(0, len(ids), CHUNK):
                 states = self.load(shard, ids[begin : begin + CHUNK])
                 members: dict[bytes, dict[bytes, float]] = defaultdict(dict)
                 for cid, state in states.items():
                     for kind, name in memberships_of(state):
                         members[self.members_key(shard, kind, name)][cid.encode("utf-8")] = 0
+                        sizes[size_tally((kind, name))] += 1
                 with self._client.pipeline(transaction=False) as pipe:
                     for key, mapping in members.items():
                         pipe.zadd(key, mapping)
                     pipe.execute()
+                sizes[CUSTOMERS_TALLY] += len(states)
                 seen += len(states)
+            # The running sizes of the shard (GET /tiers), replaced by the counted ones.
+            stats = self.stats_key(shard)
+            stale = [
+                f for f in self._client.hkeys(stats) if f.startswith(SIZE_TALLY_PREFIX.encode())
+            ]
+            with self._client.pipeline(transaction=True) as pipe:
+                if stale:
+                    pipe.hdel(stats, *stale)
+                pipe.hset(stats, CUSTOMERS_TALLY, sizes.pop(CUSTOMERS_TALLY, 0))
+                if sizes:
+                    pipe.hset(stats, mapping=dict(sizes))
+                pipe.execute()
+        self.set_meta(AUDIENCES_META, b"1")
         return seen
 
     # -------------------------------------------------------------- erasures
