@@ -32,11 +32,11 @@ from tierstream.erasure import (
 )
 from tierstream.jsonbytes import compact_json
 from tierstream.stores.base import (
-    Audience,
     Batch,
     Lease,
+    Placement,
     StateStore,
-    memberships_of,
+    placement_of,
     record_changes,
     record_memberships,
 )
@@ -299,7 +299,7 @@ class ShardLogic:
         extra_schedule: dict[str, float | None] | None = None,
         *,
         emitted_at: datetime | None,
-        before: dict[str, frozenset[Audience]],
+        before: dict[str, Placement],
     ) -> Step:
         expected = {topic: self.offsets.get(topic) for topic in offsets}
         batch = Batch(offsets=offsets, expected=expected, schedule=dict(extra_schedule or {}))
@@ -329,9 +329,9 @@ class ShardLogic:
         return Step(result, batch)
 
 
-def _placements(states: dict[str, CustomerState]) -> dict[str, frozenset[Audience]]:
-    """The audiences of the states as loaded, before a step changes them in place."""
-    return {cid: memberships_of(state) for cid, state in states.items()}
+def _placements(states: dict[str, CustomerState]) -> dict[str, Placement]:
+    """The placements of the states as loaded, before a step changes them in place."""
+    return {cid: placement_of(state) for cid, state in states.items()}
 
 
 class ShardProcessor(ShardLogic):

@@ -11,6 +11,7 @@ from tierstream.stores.base import (
     AUDIENCE_KINDS,
     AUDIENCES_META,
     memberships_of,
+    placement_of,
     record_memberships,
 )
 
@@ -76,7 +77,7 @@ def test_memberships_follow_states_moves_and_erasures(store):
     # Move some, unplace one, erase one, and erase-then-recreate one, shard by shard.
     for shard, ids in by_shard.items():
         loaded = store.load(shard, ids)
-        before = {cid: memberships_of(s) for cid, s in loaded.items()}
+        before = {cid: placement_of(s) for cid, s in loaded.items()}
         first, rest = ids[0], ids[1:]
         states = [_place(loaded[first], "Silver", "Loyal")]
         erased = []
@@ -97,7 +98,7 @@ def test_an_unchanged_placement_writes_no_membership(store):
     shard = shard_for("a", store.partitions)
     _commit(store, shard, [_place(scored_state("a"), "Gold")], {})
     loaded = store.load(shard, ["a"])
-    batch = _commit(store, shard, [loaded["a"]], {"a": memberships_of(loaded["a"])})
+    batch = _commit(store, shard, [loaded["a"]], {"a": placement_of(loaded["a"])})
     assert batch.memberships == {}
     assert store.audience_size("tier", "Gold") == 1
 

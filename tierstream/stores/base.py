@@ -107,38 +107,54 @@ def size_tally(audience: Audience) -> str:
     return f"{SIZE_TALLY_PREFIX}{audience[0]}:{audience[1]}"
 
 
+# Where a state stands, as the audiences see it: (tier, segment, behaviour label).
+Placement = tuple[str | None, str | None, str | None]
+UNPLACED: Placement = (None, None, None)
+
+
+def placement_of(state: CustomerState | None) -> Placement:
+    """The state's (tier, segment, behaviour label); all None for no state. A plain tuple,
+    cheap to take for every loaded state and to compare in the hot path."""
+    if state is None:
+        return UNPLACED
+    behaviour = state.behaviour[1] if state.behaviour is not None else None
+    return (state.tier, state.segment, behaviour)
+
+
+def audiences_of(placement: Placement) -> frozenset[Audience]:
+    return frozenset(
+        (kind, name)
+        for kind, name in zip(AUDIENCE_KINDS, placement, strict=True)
+        if name is not None
+    )
+
+
 def memberships_of(state: CustomerState | None) -> frozenset[Audience]:
     """The audiences a (stored) state belongs to; none for no state."""
-    if state is None:
-        return frozenset()
-    found: list[Audience] = []
-    if state.tier is not None:
-        found.append(("tier", state.tier))
-    if state.segment is not None:
-        found.append(("segment", state.segment))
-    if state.behaviour is not None:
-        found.append(("behaviour", state.behaviour[1]))
-    return frozenset(found)
+    return audiences_of(placement_of(state))
 
 
 def record_memberships(
     batch: Batch,
-    before: Mapping[str, frozenset[Audience]],
+    before: Mapping[str, Placement],
     erased: Iterable[str] = (),
 ) -> None:
     """Fill ``batch.memberships`` with the moves between ``before`` (customer id -> the
-    audiences of its state as loaded, absent: no state) and the batch's final states
-    (an erased id without a fresh state belongs to none). Only changes are written."""
+    placement of its state as loaded, ``placement_of``; absent: no state) and the batch's
+    final states (an erased id without a fresh state belongs to none), and add them to the
+    running sizes in ``batch.tallies``. Only changes are written."""
     after = {state.customer_id: state for state in batch.states}  # the last write wins
     moves: dict[Audience, tuple[list[str], list[str]]] = {}
     sizes: Counter[str] = Counter()
     for cid in dict.fromkeys([*after, *erased]):
+        stored = before.get(cid)
         # Stored customers: one more for a new state, one fewer for an erased one.
-        sizes[CUSTOMERS_TALLY] += (cid in after) - (cid in before)
-        old = before.get(cid, frozenset())
-        new = memberships_of(after.get(cid))
-        if old == new:
+        sizes[CUSTOMERS_TALLY] += (cid in after) - (stored is not None)
+        old_place = stored if stored is not None else UNPLACED
+        new_place = placement_of(after.get(cid))
+        if old_place == new_place:
             continue
+        old, new = audiences_of(old_place), audiences_of(new_place)
         for audience in old - new:
             moves.setdefault(audience, ([], []))[0].append(cid)
             sizes[size_tally(audience)] -= 1
