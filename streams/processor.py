@@ -31,7 +31,15 @@ from tierstream.erasure import (
     parse_marker,
 )
 from tierstream.jsonbytes import compact_json
-from tierstream.stores.base import Batch, Lease, StateStore, record_changes
+from tierstream.stores.base import (
+    Batch,
+    Lease,
+    Placement,
+    StateStore,
+    placement_of,
+    record_changes,
+    record_memberships,
+)
 
 
 @dataclass
@@ -182,6 +190,7 @@ class ShardLogic:
         with something new (``parsed.offsets``): a batch of redeliveries has no step.
         ``markers``: customer id -> erasure marker, for erased ids without a state."""
         result = parsed.result
+        before = _placements(states)
         touched: dict[str, CustomerState] = {}
         clock, scorer, counts = self.clock, self.scorer, result.counts
         event_clock = clock if isinstance(clock, EventClock) else None
@@ -214,7 +223,9 @@ class ShardLogic:
             if applied.outcome is not Outcome.DUPLICATE or applied.changes:
                 touched[state.customer_id] = state
             result.changes.extend(applied.changes)
-        return self._step(result, touched.values(), parsed.offsets, emitted_at=parsed.emitted_at)
+        return self._step(
+            result, touched.values(), parsed.offsets, emitted_at=parsed.emitted_at, before=before
+        )
 
     def _erase(
         self,
@@ -252,6 +263,7 @@ class ShardLogic:
     def advance(self, due: Sequence[str], states: dict[str, CustomerState]) -> Step:
         """Re-score customers whose scheduled moment has passed (time-driven changes)."""
         result = StepResult()
+        before = _placements(states)
         now = self.clock.now()
         for state in states.values():
             result.changes.extend(self.scorer.advance(state, now))
@@ -259,17 +271,20 @@ class ShardLogic:
         # Customers that vanished (erased) are unscheduled by the commit.
         schedule_only: dict[str, float | None] = {cid: None for cid in due if cid not in states}
         emitted_at = None if self.event_time else now
-        return self._step(result, states.values(), {}, schedule_only, emitted_at=emitted_at)
+        return self._step(
+            result, states.values(), {}, schedule_only, emitted_at=emitted_at, before=before
+        )
 
     def rescore(self, states: dict[str, CustomerState], cause: Cause, because: str) -> Step:
         """Re-score customers after a change of cut points or model (not of their data)."""
         result = StepResult()
+        before = _placements(states)
         now = self.clock.now()
         for state in states.values():
             result.changes.extend(self.scorer.rescore(state, now, cause, because))
         result.counts["rescored"] += len(states)
         emitted_at = None if self.event_time else now
-        return self._step(result, states.values(), {}, emitted_at=emitted_at)
+        return self._step(result, states.values(), {}, emitted_at=emitted_at, before=before)
 
     def committed(self, step: Step) -> None:
         """Record that ``step`` is in the store: its offsets are now the applied ones."""
@@ -284,6 +299,7 @@ class ShardLogic:
         extra_schedule: dict[str, float | None] | None = None,
         *,
         emitted_at: datetime | None,
+        before: dict[str, Placement],
     ) -> Step:
         expected = {topic: self.offsets.get(topic) for topic in offsets}
         batch = Batch(offsets=offsets, expected=expected, schedule=dict(extra_schedule or {}))
@@ -306,7 +322,16 @@ class ShardLogic:
         # Recent-change history and running totals go in the same atomic commit.
         batch.erasures = result.erasures
         record_changes(batch, result.changes, result.counts, unrecorded=result.unrecorded)
+        # Audience memberships: the moves between the states as loaded and as written (an
+        # erased customer leaves every audience), in the same commit.
+        erased = [erasure.customer_id for erasure in result.erasures]
+        record_memberships(batch, before, erased)
         return Step(result, batch)
+
+
+def _placements(states: dict[str, CustomerState]) -> dict[str, Placement]:
+    """The placements of the states as loaded, before a step changes them in place."""
+    return {cid: placement_of(state) for cid, state in states.items()}
 
 
 class ShardProcessor(ShardLogic):

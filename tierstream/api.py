@@ -98,6 +98,7 @@ class Sizes:
     computed_at: datetime
     monotonic: float
     seconds: float  # how long the scan took
+    method: str = "scan"  # or "counts": the running sizes kept by the commit (audiences)
 
 
 class SizesCache:
@@ -143,6 +144,11 @@ class SizesCache:
         return sizes
 
     def _scan(self) -> Sizes:
+        from tierstream.audiences import counted_sizes  # noqa: PLC0415 - it imports this module
+
+        counted = counted_sizes(self.store)  # None: a store whose sizes are not kept
+        if counted is not None:
+            return counted
         started = time.monotonic()
         tiers: Counter[str | None] = Counter()
         segments: Counter[str | None] = Counter()
@@ -295,6 +301,9 @@ def create_api(
     add_lookup_routes(app)  # before /customers/{id}, which would match .../tier
     # Any character, newline included ("." would leave ids with %0A to a bare 404).
     app.router.add_get(r"/customers/{customer_id:[\s\S]*}", customer)
+    from tierstream.api_audiences import add_audience_routes  # noqa: PLC0415 - imports this module
+
+    add_audience_routes(app)  # GET /tiers/{tier}/members, /segments/.., /behaviours/..
     app.router.add_get("/tiers", tiers)
     app.router.add_get("/segments", segments)
     app.router.add_get("/flows", flows)
@@ -467,7 +476,7 @@ def _sizes_body(api: ApiState, sizes: Sizes) -> dict[str, Any]:
         "age_seconds": round(time.monotonic() - sizes.monotonic, 3),
         "max_age_seconds": api.sizes.ttl,
         "scan_seconds": round(sizes.seconds, 3),
-        "method": "scan",
+        "method": sizes.method,
     }
 
 
@@ -527,6 +536,8 @@ async def flows(request: web.Request) -> web.Response:
             dead_letters[name.removeprefix("dead_letter:")] = value
         elif name.startswith("learn:"):
             continue  # learned segment statistics (tierstream segments --show)
+        elif name.startswith("size:") or name == "customers":
+            continue  # audience sizes and the customer count (GET /tiers, /segments)
         else:
             events[name] = value
     return respond(

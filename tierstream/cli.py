@@ -17,6 +17,7 @@ from rich.table import Table
 
 from scoring.days import utc_day
 from scoring.engine import AsOfError, Change, Scorer
+from tierstream.audience_cli import register as register_audience_command
 from tierstream.cli_backfill import backfill_command
 from tierstream.cli_input import (
     console,
@@ -237,10 +238,13 @@ def _check_layout(store: RedisStore, partitions: int) -> None:
     the middle of a repartition (tierstream/repartition.py)."""
     from redis.exceptions import RedisError  # noqa: PLC0415
 
+    from tierstream.audiences import mark_if_fresh  # noqa: PLC0415
     from tierstream.repartition import layout_problem  # noqa: PLC0415
 
     try:
         problem = layout_problem(store, partitions)
+        if problem is None:
+            mark_if_fresh(store)  # an empty store keeps its audience sizes from the start
     except RedisError as exc:  # Redis not up yet: the worker waits for it as for anything
         console.print(f"[yellow]partition layout not checked ({exc})[/yellow]")
         return
@@ -612,6 +616,7 @@ def customer_command(
 
 register_kpi_commands(app)  # clv fit, report, review (tierstream/cli_kpis.py)
 register_deliver_command(app)  # deliver (tierstream/deliver_cli.py)
+register_audience_command(app)  # audience (tierstream/audience_cli.py)
 
 
 app.command("erase")(erase_command)

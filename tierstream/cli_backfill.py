@@ -62,6 +62,9 @@ def backfill_command(
     stats = ReplayStats()
     store = _redis_store(settings)
     try:
+        from tierstream.audiences import mark_if_fresh  # noqa: PLC0415
+
+        mark_if_fresh(store)  # an empty store keeps its audience sizes from the start
         job = Backfill(store, Scorer(config), source, queue_changes=queue_changes)
         events = TimeOrdered(valid_events(parsed, stats, strict=False))
         with Progress(

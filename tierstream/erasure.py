@@ -7,9 +7,9 @@ writer, in order with the customer's events, inside the same atomic commit as th
 offsets that pass it (so a crash can neither lose it nor apply it twice).
 
 Applying it removes everything held about the customer (state with its remembered event
-ids, recent history, schedule entry, and whatever ``ERASURE_HOOKS`` contribute: accounts,
-audiences, traits) and emits one tier change with cause ``erasure`` and ``new_tier``
-null. What stays is keyed by a salted hash of the id, never the id:
+ids, recent history, schedule entry, audience memberships, and whatever
+``ERASURE_HOOKS`` contribute: accounts, traits) and emits one tier change with cause
+``erasure`` and ``new_tier`` null. What stays is keyed by a salted hash of the id, never the id:
 
 * the shard's ``erased`` hash: digest -> ``<last change version>`` (``:s`` appended when
   later events are to be suppressed). A fresh state for the id continues the version
@@ -127,7 +127,9 @@ def audit_record(
 # Hooks for data kept outside the customer's state (accounts, audiences, traits): each is
 # called with the customer's state as it was before the erasure (None: none held) and the
 # Erasure being built, and may add keys of the same shard to delete in the same commit
-# (``Erasure.extra_keys``), e.g. the customer's audience memberships, or subtract the
-# customer's contribution from an account. None exist yet.
+# (``Erasure.extra_keys``), or subtract the customer's contribution from an account. None
+# exist yet. Audience memberships need no hook: they live in shared sets, not in keys of
+# their own, and the step's membership moves (``Batch.memberships``) take an erased
+# customer out of every set in the erasing commit.
 ErasureHook = Callable[[CustomerState | None, Erasure], None]
 ERASURE_HOOKS: list[ErasureHook] = []

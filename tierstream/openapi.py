@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tierstream.openapi_audiences import AUDIENCE_PATHS, AUDIENCE_SCHEMAS
 from tierstream.openapi_lookup import LOOKUP_PATHS, LOOKUP_SCHEMAS
 
 NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
@@ -222,7 +223,11 @@ SCHEMAS: dict[str, Any] = {
             "age_seconds": {"type": "number"},
             "max_age_seconds": {"type": "number"},
             "scan_seconds": {"type": "number"},
-            "method": {"const": "scan"},
+            "method": {
+                "enum": ["scan", "counts"],
+                "description": "scan: counted from every state; counts: the running sizes "
+                "the commit keeps (a store marked by tierstream audience --rebuild)",
+            },
             "unplaced": {"type": "integer", "description": "customers with no tier/segment"},
             "tiers": {"type": "array", "items": _ref("SizeRow")},
             "segments": {"type": "array", "items": _ref("SizeRow")},
@@ -355,6 +360,7 @@ SCHEMAS: dict[str, Any] = {
 
 
 SCHEMAS.update(LOOKUP_SCHEMAS)
+SCHEMAS.update(AUDIENCE_SCHEMAS)
 
 
 def _get(
@@ -385,6 +391,7 @@ OPENAPI: dict[str, Any] = {
     "security": [{"bearer": []}],
     "paths": {
         **LOOKUP_PATHS,
+        **AUDIENCE_PATHS,
         "/customers/{customer_id}": {
             "get": {
                 "summary": "One customer's tier, segment, RFM, why, and recent tier changes",

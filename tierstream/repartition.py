@@ -3,13 +3,13 @@
 Shard ``p`` holds the customers whose events arrive on input partition ``p``, and Kafka's
 default partitioner sends customer ``c`` to ``murmur2(c) mod partitions``. Adding input
 partitions therefore changes the home of most customers; this moves each customer's keys
-(state, recent history, schedule entry) to its new home shard. Kafka keeps the numbers of
-existing partitions, so shard ``p < from`` keeps everything that is about the partition
-rather than the customers: its meta hash (epoch, applied offsets, outbox head), its
-running totals and its (emptied) outbox. Erasure markers, keyed by a salted hash from
-which no shard can be computed, are copied to every shard. A new shard ``q >= from``
-starts with no applied offsets: its partition is new, so the worker reads it from the
-beginning.
+(state, recent history, schedule entry) and its entries in the audience membership sets
+to its new home shard. Kafka keeps the numbers of existing partitions, so shard
+``p < from`` keeps everything that is about the partition rather than the customers: its
+meta hash (epoch, applied offsets, outbox head), its running totals and its (emptied)
+outbox. Erasure markers, keyed by a salted hash from which no shard can be computed, are
+copied to every shard. A new shard ``q >= from`` starts with no applied offsets: its
+partition is new, so the worker reads it from the beginning.
 
 Safe to interrupt and run again. A progress marker in the store's metadata holds the plan
 (from, to) and a fingerprint of every customer taken before the first key moved. A
@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tierstream.stores.base import Lease, shard_for
+from tierstream.stores.base import Lease, memberships_of, shard_for
 from tierstream.stores.redis import RedisStore
 
 # Global metadata: the partition count the stored layout is in, and the progress marker.
@@ -286,6 +286,9 @@ def _move(store: RedisStore, shard: int, target: int, ids: Sequence[str]) -> Non
             pipe.dump(store.history_key(shard, cid))
             pipe.zscore(store.due_key(shard), cid.encode("utf-8"))
         found = pipe.execute()
+    # The audiences each customer belongs to (memberships_of its state): its entries in
+    # the shard's membership sets move with it.
+    audiences = {cid: memberships_of(state) for cid, state in store.load(shard, ids).items()}
     by_home: dict[int, list[tuple[str, Any, Any, Any]]] = defaultdict(list)
     for k, cid in enumerate(ids):
         by_home[shard_for(cid, target)].append((cid, *found[3 * k : 3 * k + 3]))
@@ -299,10 +302,15 @@ def _move(store: RedisStore, shard: int, target: int, ids: Sequence[str]) -> Non
                     pipe.restore(store.history_key(home, cid), 0, history, replace=True)
                 if score is not None:
                     pipe.zadd(store.due_key(home), {cid.encode("utf-8"): score})
+                for kind, name in audiences.get(cid, ()):
+                    pipe.zadd(store.members_key(home, kind, name), {cid.encode("utf-8"): 0})
             pipe.execute()
     # 2. Delete from the old shard, states last: a state still there means "not done".
     with client.pipeline(transaction=False) as pipe:
         pipe.zrem(store.due_key(shard), *(cid.encode("utf-8") for cid in ids))
+        for cid, memberships in audiences.items():
+            for kind, name in memberships:
+                pipe.zrem(store.members_key(shard, kind, name), cid.encode("utf-8"))
         # One key per UNLINK: a Cluster client's pipeline takes no multi-key UNLINK.
         for cid in ids:
             pipe.unlink(store.history_key(shard, cid))

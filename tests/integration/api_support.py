@@ -23,7 +23,7 @@ from tierstream.api import start_api
 from tierstream.readers import bundled_cdnow_path, read_events
 from tierstream.replay import ReplayStats, collect, replay
 from tierstream.settings import load_scoring_config
-from tierstream.stores import Batch, StateStore, record_changes, shard_for
+from tierstream.stores import Batch, StateStore, record_changes, record_memberships, shard_for
 
 AS_OF = datetime(1998, 7, 1, tzinfo=UTC)
 BATCH = 500
@@ -71,6 +71,7 @@ def commit_states(
             batch = Batch(states=[state.copy() for state in chunk])
             step = [c for state in chunk for c in changes_of.get(state.customer_id, ())]
             record_changes(batch, step, counts if start == 0 and shard == min(by_shard) else None)
+            record_memberships(batch, {})  # fresh states, as the worker's first commit
             store.commit(lease, batch)
 
 

@@ -320,3 +320,17 @@ def assert_applied_exactly_once(pipeline: Pipeline, frame: Any, events: list[Inp
     changes = pipeline.changes()
     assert_chains_consistent(changes, pipeline.store)
     assert_totals_exact(pipeline, len(events), changes)
+    assert_audiences_exact(pipeline.store)
+
+
+def assert_audiences_exact(store: Any) -> None:
+    """Every audience's maintained membership set (tierstream/audiences.py) equals the one
+    computed from a scan of the stored states, and the sets are not trivially empty."""
+    from tierstream.audiences import differences  # noqa: PLC0415
+    from tierstream.stores.base import AUDIENCES_META  # noqa: PLC0415
+
+    # The store was empty when the first worker (or backfill) started: it was marked as
+    # keeping the running sizes, so differences() checks those too.
+    assert store.get_meta(AUDIENCES_META)
+    assert differences(store) == []
+    assert store.audience_names("tier") and store.audience_names("segment")

@@ -416,6 +416,8 @@ def test_openapi_document_is_served_and_matches_the_docs_copy(client):
     served_paths = {"/customers/{customer_id}", "/tiers", "/segments", "/flows", "/model", "/kpis"}
     served_paths.add("/customers/{customer_id}/export")
     served_paths |= {"/customers/{customer_id}/tier", "/customers/lookup"}
+    served_paths |= {"/tiers/{tier}/members", "/segments/{segment}/members"}
+    served_paths.add("/behaviours/{label}/members")
     assert served_paths | {"/healthz", "/metrics", "/openapi.json", "/"} == set(body["paths"])
 
 
@@ -579,3 +581,83 @@ def test_the_api_adopts_published_quintile_cut_points(redis_url, kafka_bootstrap
     finally:
         store.wipe()
         store.close()
+
+
+# ------------------------------------------------------------------ audiences
+
+
+def test_members_pages_list_every_customer_of_a_tier_once(client, replayed):
+    from urllib.parse import quote
+
+    tier = replayed.scorer.config.tiers.levels[0].name
+    expected = sorted((cid for cid, s in replayed.states.items() if s.tier == tier), key=str.encode)
+    assert expected
+    listed, cursor, size = [], None, None
+    while True:
+        path = f"/tiers/{quote(tier)}/members?limit=1000"
+        if cursor is not None:
+            path += f"&cursor={cursor}"
+        status, body, _ = client.get(path)
+        assert status == 200, body
+        size = body["size"]
+        listed += body["members"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert listed == expected and size == len(expected)
+
+    segment = next(s.segment for s in replayed.states.values() if s.segment is not None)
+    status, body, _ = client.get(f"/segments/{quote(segment)}/members?limit=5")
+    members = sorted(
+        (c for c, s in replayed.states.items() if s.segment == segment), key=str.encode
+    )
+    assert status == 200 and body["members"] == members[:5] and body["size"] == len(members)
+    status, body, _ = client.get(
+        f"/segments/{quote(segment)}/members?limit=5&cursor={body['next_cursor']}"
+    )
+    assert body["members"] == members[5:10]
+    status, body, _ = client.get("/behaviours/anything/members")
+    assert status == 200 and body["members"] == [] and body["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/tiers/NoSuchTier/members", 404),
+        ("/segments/NoSuchSegment/members", 404),
+        ("/tiers/{tier}/members?limit=0", 400),
+        ("/tiers/{tier}/members?limit=abc", 400),
+        ("/tiers/{tier}/members?limit=1001", 400),
+        ("/tiers/{tier}/members?cursor=%%%", 400),
+        ("/tiers/{tier}/members?cursor=_w", 400),  # not UTF-8
+    ],
+)
+def test_members_routes_refuse_bad_requests_with_one_line(client, replayed, path, status):
+    from urllib.parse import quote
+
+    tier = quote(replayed.scorer.config.tiers.levels[0].name)
+    got, body, _ = client.get(path.format(tier=tier))
+    assert got == status and isinstance(body["error"], str) and "\n" not in body["error"]
+
+
+def test_sizes_from_the_kept_counts_equal_the_scan(replayed, kafka_bootstrap):
+    """A store marked as keeping its audience sizes answers GET /tiers and /segments from
+    them (method "counts"), with the numbers a scan of the same states gives."""
+    from tierstream.stores import MemoryStore
+
+    store = MemoryStore(partitions=4)
+    commit_states(store, replayed.states.values(), replayed.changes)
+    app = create_api(store, replayed.scorer, settings_for(kafka_bootstrap))
+    with Served(app) as server:
+        c = Client(server.port)
+        scanned = {path: c.get(path)[1] for path in ("/tiers", "/segments")}
+        store.rebuild_audiences()  # marks the store
+    app = create_api(store, replayed.scorer, settings_for(kafka_bootstrap))
+    with Served(app) as server:
+        c = Client(server.port)
+        for path, before in scanned.items():
+            status, body, _ = c.get(path)
+            assert status == 200 and before["method"] == "scan" and body["method"] == "counts"
+            for field in ("customers", "unplaced", "tiers", "segments"):
+                assert body.get(field) == before.get(field), (path, field)
+        c.close()

@@ -20,7 +20,7 @@ import pytest
 
 from scoring.engine import Scorer
 from streams.producer import event_json
-from tests.integration.pipeline import AS_OF, ROOT, assert_exact
+from tests.integration.pipeline import AS_OF, ROOT, assert_audiences_exact, assert_exact
 from tierstream.backfill import CHECKPOINT_PREFIX
 from tierstream.replay import ReplayStats, replay
 from tierstream.settings import load_scoring_config
@@ -111,6 +111,7 @@ def test_backfill_resumes_after_kill_9_and_equals_a_replay(store, cdnow_events, 
         if state.to_dict() != expected.to_dict():
             different.append((customer_id, state.to_dict(), expected.to_dict()))
     assert different == [], f"{len(different)} states differ, e.g. {different[:1]}"
+    assert_audiences_exact(store)  # the shared commit path keeps the sets across kill -9
     # A third run finds everything done.
     again = finished(backfill(env, path))
     assert again["already_backfilled"] == len(events) and again["applied"] == 0

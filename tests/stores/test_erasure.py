@@ -129,7 +129,11 @@ def test_no_redis_key_or_value_holds_the_id_after_the_outbox_is_published(store,
         pytest.skip("Redis only: scans the keyspace")
     shard, processor = step
     processor.process([purchase(0, VICTIM, shard), purchase(1, VICTIM, shard)])
+    placed = store.get(VICTIM)
+    assert placed is not None and placed.tier is not None  # a member of its tier's set
+    assert VICTIM in store.audience_page("tier", placed.tier, None, 1000)
     processor.process([erasure(0, VICTIM, shard)])
+    assert store.audience_size("tier", placed.tier) == 0
     store.outbox(shard, 1000)
     store.ack(processor.lease, len(store.outbox(shard, 1000)))  # published and trimmed
     client = store._client

@@ -18,6 +18,7 @@ import pytest
 
 from scoring.engine import Change, Scorer
 from streams.processor import encode_change
+from tierstream.audiences import differences
 from tierstream.readers import bundled_cdnow_path, read_events
 from tierstream.repartition import (
     LAYOUT_META,
@@ -30,6 +31,7 @@ from tierstream.repartition import (
 )
 from tierstream.replay import ReplayResult, ReplayStats, collect, replay
 from tierstream.stores import Batch, record_changes, shard_for
+from tierstream.stores.base import AUDIENCE_KINDS, record_memberships
 from tierstream.stores.redis import RedisStore
 
 pytestmark = pytest.mark.integration
@@ -98,6 +100,7 @@ def fill(store: RedisStore, cdnow, outbox_per_shard: int = 30) -> list[bytes]:
                 batch.schedule[state.customer_id] = None if moment is None else moment.timestamp()
             chunk_changes = [c for state in chunk for c in changes[state.customer_id]]
             record_changes(batch, chunk_changes, {"applied": len(chunk)})
+            record_memberships(batch, {})  # fresh customers: they join their audiences
             if start + 500 >= len(group):  # the shard's last batch: left in the outbox
                 batch.changes = [encode_change(c, AS_OF) for c in chunk_changes[-outbox_per_shard:]]
                 queued += batch.changes
@@ -118,6 +121,21 @@ def snapshot(store: RedisStore) -> dict[str, tuple]:
                 client.zscore(store.due_key(shard), cid.encode()),
             )
     return found
+
+
+def assert_memberships_at_home(store: RedisStore, partitions: int) -> None:
+    """The audience sets equal a scan of the states, and every shard's sets hold only
+    customers whose home shard it is."""
+    assert differences(store) == []
+    client = store._client
+    for kind in AUDIENCE_KINDS:
+        names = store.audience_names(kind)
+        for name in names:
+            for shard in range(partitions):
+                ids = client.zrange(store.members_key(shard, kind, name), 0, -1)
+                away = [cid for cid in ids if shard_for(cid.decode(), partitions) != shard]
+                assert away == [], (kind, name, shard, away[:3])
+    assert store.audience_names("tier")
 
 
 def test_moving_cdnow_from_4_to_12_partitions_keeps_every_customer(stores, url, cdnow, cdnow_part):
@@ -152,6 +170,7 @@ def test_moving_cdnow_from_4_to_12_partitions_keeps_every_customer(stores, url, 
     assert [wide.offsets(shard) for shard in range(SOURCE)] == offsets_before
     assert all(wide.offsets(shard) == {} for shard in range(SOURCE, TARGET))
     assert wide.tallies() == totals_before
+    assert_memberships_at_home(wide, TARGET)
     assert wide.get_meta(LAYOUT_META) == b"12" and pending(wide) is None
     # Lookups find every customer in its home shard now (one GET).
     assert wide.get("00042") is not None
@@ -180,6 +199,7 @@ def test_an_interrupted_move_resumes_and_verifies(stores, cdnow_part):
     report = repartition(wide, source, TARGET, lambda shard, entries: None, resumed=True)
     assert report.customers == before.customers
     assert fingerprint(wide, TARGET) == before
+    assert_memberships_at_home(wide, TARGET)
     assert pending(wide) is None
 
 

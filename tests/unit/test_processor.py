@@ -153,3 +153,36 @@ def test_dates_at_the_ends_of_the_calendar_are_dead_letters(default_config, mome
     assert result.counts["dead_letter:invalid_event"] == 1 and result.counts["applied"] == 1
     letter = json.loads(decode_entry(store.outbox(0, 10)[0])[2])
     assert "occurred_at" in letter["error"]
+
+
+def test_audience_sets_follow_applies_timer_steps_and_erasures(default_config):
+    """After every kind of step the membership sets equal a scan of the states."""
+    from tierstream.audiences import differences
+    from tierstream.erasure import ErasureRequest
+
+    kinds = KINDS | {"erasures": ErasureRequest}
+
+    def erase(offset: int, customer: str) -> RawMessage:
+        body = {"event_id": f"r{offset}", "customer_id": customer, "requested_at": NOW.isoformat()}
+        return RawMessage("erasures", 0, offset, customer.encode(), json.dumps(body).encode())
+
+    store = MemoryStore(partitions=1)
+    first = ShardProcessor(store, Scorer(default_config), store.acquire(0), kinds, WallClock(NOW))
+    amounts = ["5.00", "40.00", "400.00", "4000.00"]
+    first.process([purchase(k, f"c{k}", amount=amount) for k, amount in enumerate(amounts)])
+    assert differences(store) == [] and len(store.audience_names("tier")) > 1
+    tiers_before = store.audience_names("tier")
+    first.process([purchase(4, "c0", amount="9000.00", event_id="big")])  # c0 moves up
+    assert differences(store) == [] and store.audience_names("tier") != tiers_before
+    # c1 erased; c2 erased and back in the same batch
+    first.process([erase(0, "c1"), erase(1, "c2"), purchase(5, "c2", event_id="again")])
+    assert differences(store) == []
+    names = store.audience_names("tier")
+    assert sum(names.values()) == 3 and "c1" not in {
+        cid for name in names for cid in store.audience_page("tier", name, None, 10)
+    }
+    later = ShardProcessor(
+        store, Scorer(default_config), store.acquire(0), kinds, WallClock(NOW + timedelta(days=400))
+    )
+    assert later.advance_due().counts["rescored"] == 3  # inactivity moves every tier
+    assert differences(store) == []

@@ -11,6 +11,7 @@ from tierstream.stores.base import (
     decode_history,
     history_entry,
     record_changes,
+    record_memberships,
     shard_for,
 )
 from tierstream.stores.memory import MemoryStore
@@ -27,5 +28,6 @@ __all__ = [
     "decode_history",
     "history_entry",
     "record_changes",
+    "record_memberships",
     "shard_for",
 ]

@@ -77,10 +77,95 @@ class Batch:
     # in ``states`` is a fresh one, begun after the erasure), and their markers and audit
     # records are kept under a salted hash
     erasures: list[Erasure] = field(default_factory=list)
+    # audience (kind, name) -> (customer ids leaving it, customer ids joining it): the
+    # membership changes of this batch's states and erasures (see memberships_of), applied
+    # after ``states`` and ``erasures`` in the same atomic step
+    memberships: dict[Audience, tuple[list[str], list[str]]] = field(default_factory=dict)
     # (lease epoch, lease commit number), stamped by the first commit() of this batch.
     # Committing the same Batch again after an error (outcome unknown) is then safe: the
     # store does nothing if that commit is the one it applied last.
     commit_id: tuple[int, int] | None = None
+
+
+# Audiences: the customers of one tier ("tier"), RFM segment ("segment") or behaviour
+# segment ("behaviour", by label). Each store keeps one membership set per (kind, name) per
+# shard, written by the same commit as the states, so it is exact after any crash.
+AUDIENCE_KINDS = ("tier", "segment", "behaviour")
+Audience = tuple[str, str]  # (kind, name)
+
+
+# Running totals kept with the memberships: stored customers, and each audience's size.
+CUSTOMERS_TALLY = "customers"
+# Global metadata set by a rebuild of the sets: from then on every commit keeps them and
+# their sizes exact, so GET /tiers and /segments read the sizes instead of scanning.
+AUDIENCES_META = "audiences"
+SIZE_TALLY_PREFIX = "size:"
+
+
+def size_tally(audience: Audience) -> str:
+    """Tally name of an audience's size: ``size:<kind>:<name>`` (the name is the rest)."""
+    return f"{SIZE_TALLY_PREFIX}{audience[0]}:{audience[1]}"
+
+
+# Where a state stands, as the audiences see it: (tier, segment, behaviour label).
+Placement = tuple[str | None, str | None, str | None]
+UNPLACED: Placement = (None, None, None)
+
+
+def placement_of(state: CustomerState | None) -> Placement:
+    """The state's (tier, segment, behaviour label); all None for no state. A plain tuple,
+    cheap to take for every loaded state and to compare in the hot path."""
+    if state is None:
+        return UNPLACED
+    behaviour = state.behaviour[1] if state.behaviour is not None else None
+    return (state.tier, state.segment, behaviour)
+
+
+def audiences_of(placement: Placement) -> frozenset[Audience]:
+    return frozenset(
+        (kind, name)
+        for kind, name in zip(AUDIENCE_KINDS, placement, strict=True)
+        if name is not None
+    )
+
+
+def memberships_of(state: CustomerState | None) -> frozenset[Audience]:
+    """The audiences a (stored) state belongs to; none for no state."""
+    return audiences_of(placement_of(state))
+
+
+def record_memberships(
+    batch: Batch,
+    before: Mapping[str, Placement],
+    erased: Iterable[str] = (),
+) -> None:
+    """Fill ``batch.memberships`` with the moves between ``before`` (customer id -> the
+    placement of its state as loaded, ``placement_of``; absent: no state) and the batch's
+    final states (an erased id without a fresh state belongs to none), and add them to the
+    running sizes in ``batch.tallies``. Only changes are written."""
+    after = {state.customer_id: state for state in batch.states}  # the last write wins
+    moves: dict[Audience, tuple[list[str], list[str]]] = {}
+    sizes: Counter[str] = Counter()
+    for cid in dict.fromkeys([*after, *erased]):
+        stored = before.get(cid)
+        # Stored customers: one more for a new state, one fewer for an erased one.
+        sizes[CUSTOMERS_TALLY] += (cid in after) - (stored is not None)
+        old_place = stored if stored is not None else UNPLACED
+        new_place = placement_of(after.get(cid))
+        if old_place == new_place:
+            continue
+        old, new = audiences_of(old_place), audiences_of(new_place)
+        for audience in old - new:
+            moves.setdefault(audience, ([], []))[0].append(cid)
+            sizes[size_tally(audience)] -= 1
+        for audience in new - old:
+            moves.setdefault(audience, ([], []))[1].append(cid)
+            sizes[size_tally(audience)] += 1
+    batch.memberships = moves
+    # The sizes ride on the running totals (same commit): GET /tiers reads them at once.
+    tallies = Counter(batch.tallies)
+    tallies.update(sizes)
+    batch.tallies = {name: n for name, n in tallies.items() if n}
 
 
 class FencedError(RuntimeError):

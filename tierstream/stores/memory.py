@@ -11,14 +11,20 @@ from typing import Any
 
 from scoring.state import CustomerState
 from tierstream.stores.base import (
+    AUDIENCES_META,
+    CUSTOMERS_TALLY,
     DEFAULT_HISTORY_LENGTH,
+    SIZE_TALLY_PREFIX,
+    Audience,
     Batch,
     FencedError,
     Lease,
     StaleBatchError,
     check_expected,
     decode_history,
+    memberships_of,
     shard_for,
+    size_tally,
     stamp,
 )
 
@@ -37,6 +43,8 @@ class _Shard:
     # salted digest -> erasure marker; the audit records (tierstream.erasure)
     erased: dict[str, str] = field(default_factory=dict)
     audit: list[bytes] = field(default_factory=list)
+    # (kind, name) -> the customer ids of that audience (Batch.memberships)
+    members: dict[Audience, set[str]] = field(default_factory=dict)
 
 
 class MemoryStore:
@@ -102,6 +110,12 @@ class MemoryStore:
                     recent = list(reversed(entries)) + shard.history.get(customer_id, [])
                     shard.history[customer_id] = recent[: self.history_length]
             shard.tallies.update(batch.tallies)
+            for audience, (leaving, joining) in batch.memberships.items():
+                members = shard.members.setdefault(audience, set())
+                members.difference_update(leaving)
+                members.update(joining)
+                if not members:
+                    del shard.members[audience]  # as Redis drops an emptied sorted set
 
     def due(self, shard: int, until: float, limit: int) -> list[str]:
         with self._lock:
@@ -169,6 +183,46 @@ class MemoryStore:
         with self._lock:
             snapshot = [s.copy() for shard in self._shards for s in shard.states.values()]
         return iter(snapshot)
+
+    def audience_size(self, kind: str, name: str) -> int:
+        """How many customers the audience holds (all shards)."""
+        with self._lock:
+            return sum(len(s.members.get((kind, name), ())) for s in self._shards)
+
+    def audience_names(self, kind: str) -> dict[str, int]:
+        """Every audience of ``kind`` with members: name -> size."""
+        sizes: Counter[str] = Counter()
+        with self._lock:
+            for shard in self._shards:
+                for (k, name), members in shard.members.items():
+                    if k == kind:
+                        sizes[name] += len(members)
+        return dict(sizes)
+
+    def audience_page(self, kind: str, name: str, after: str | None, limit: int) -> list[str]:
+        """Up to ``limit`` members after ``after``, in the order of their UTF-8 bytes."""
+        start = after.encode("utf-8") if after is not None else None
+        with self._lock:
+            ids = [cid for s in self._shards for cid in s.members.get((kind, name), ())]
+        keyed = sorted((cid.encode("utf-8"), cid) for cid in ids)
+        return [cid for raw, cid in keyed if start is None or raw > start][: max(limit, 0)]
+
+    def rebuild_audiences(self) -> int:
+        """Recompute every membership set from the states; returns the customers seen."""
+        with self._lock:
+            seen = 0
+            for shard in self._shards:
+                shard.members = {}
+                for name in [n for n in shard.tallies if n.startswith(SIZE_TALLY_PREFIX)]:
+                    del shard.tallies[name]
+                for cid, state in shard.states.items():
+                    seen += 1
+                    for audience in memberships_of(state):
+                        shard.members.setdefault(audience, set()).add(cid)
+                        shard.tallies[size_tally(audience)] += 1
+                shard.tallies[CUSTOMERS_TALLY] = len(shard.states)
+            self._meta[AUDIENCES_META] = b"1"
+            return seen
 
     def erased(self, shard: int, digests: list[str]) -> list[bytes | None]:
         with self._lock:

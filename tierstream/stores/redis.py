@@ -9,6 +9,7 @@ shard ``p`` (= Kafka input partition):
     {ns:p<p>}:outbox            list: serialized tier changes not yet published
     {ns:p<p>}:h:<customer id>   list: the customer's latest tier changes, newest first, capped
     {ns:p<p>}:stats             hash: running totals (changes by cause, tier flows, outcomes)
+    {ns:p<p>}:m:<kind>:<name>   sorted set (scores 0): the customers of one audience
     ns:meta:<name>              string: global metadata (thresholds, model snapshot, ...)
 
 Every key of one shard starts with the same hash tag ``{ns:p<p>}``. Redis Cluster hashes
@@ -25,8 +26,10 @@ bumps the epoch once more.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -38,14 +41,19 @@ from redis.retry import Retry
 from scoring.state import CustomerState
 from tierstream.jsonbytes import compact_json
 from tierstream.stores.base import (
+    AUDIENCES_META,
+    CUSTOMERS_TALLY,
     DEFAULT_HISTORY_LENGTH,
+    SIZE_TALLY_PREFIX,
     Batch,
     FencedError,
     Lease,
     OffsetsMovedError,
     StaleBatchError,
     decode_history,
+    memberships_of,
     shard_for,
+    size_tally,
     stamp,
 )
 from tierstream.stores.redis_connect import sync_client
@@ -88,9 +96,11 @@ _APPLIED, _ALREADY_APPLIED, _FENCED, _STALE, _MOVED, _MALFORMED = 0, 1, -1, -2, 
 #   n, n states (values in KEYS order) | n, n changes |
 #   n, n x (score, customer id) to schedule | n, n customer ids to unschedule |
 #   cap, n, n x (m, m history entries oldest first) | n, n x (tally name, increment) |
-#   n, n x (customer id, digest, marker, audit record, m extra keys) erasures
+#   n, n x (customer id, digest, marker, audit record, m extra keys) erasures |
+#   n, n x (m, m customer ids leaving, k, k customer ids joining) audience memberships
 # Erasures add KEYS after the history keys: the shard's erased hash and audit list, then
-# per erasure its state key, history key and m extra keys (tierstream.erasure).
+# per erasure its state key, history key and m extra keys (tierstream.erasure). Then one
+# KEY per audience whose membership changes (its sorted set, see members_key), last.
 # Returns {code, commit number or current epoch, outbox end (entries ever queued)}.
 #
 # All or nothing: the "#!lua" line declares a script that writes, so Redis refuses it
@@ -125,7 +135,7 @@ local function count(at)
   end
   return n
 end
-local erase_at = 0
+local erase_at, erase_key_at, members_at, members_key_at = 0, 0, 0, 0
 local ok, problem = pcall(function()
   local i = 4
   local n = count(i)
@@ -146,6 +156,7 @@ local ok, problem = pcall(function()
   if tonumber(ARGV[i]) == nil then error('malformed commit: history cap') end
   n = count(i + 1)
   local keys = 4 + states + n
+  erase_key_at = keys + 1
   i = i + 2
   for _ = 1, n do
     i = i + 1 + count(i)
@@ -162,8 +173,17 @@ local ok, problem = pcall(function()
     local m = count(i + 5 + 5 * k)
     keys = keys + 2 + m
   end
-  if #KEYS ~= keys then error('malformed commit: ' .. #KEYS .. ' keys, expected ' .. keys) end
   i = i + 1 + 5 * n
+  members_at = i
+  members_key_at = keys + 1
+  n = count(i)
+  keys = keys + n
+  i = i + 1
+  for _ = 1, n do
+    i = i + 1 + count(i)
+    i = i + 1 + count(i)
+  end
+  if #KEYS ~= keys then error('malformed commit: ' .. #KEYS .. ' keys, expected ' .. keys) end
   if i ~= #ARGV + 1 then
     error('malformed commit: ' .. #ARGV .. ' arguments, expected ' .. (i - 1))
   end
@@ -209,12 +229,7 @@ local states = tonumber(ARGV[i])
 -- Erasures first: a state of the same id in this batch is a fresh one, begun after it.
 local erasures = tonumber(ARGV[erase_at])
 if erasures > 0 then
-  -- The erasure keys are the last ones: count them back from the end.
-  local total = 2
-  for k = 0, erasures - 1 do
-    total = total + 2 + tonumber(ARGV[erase_at + 5 + 5 * k])
-  end
-  local at_key = #KEYS - total + 1
+  local at_key = erase_key_at
   local erased, audit = KEYS[at_key], KEYS[at_key + 1]
   at_key = at_key + 2
   for k = 0, erasures - 1 do
@@ -258,6 +273,20 @@ i = i + 1
 for _ = 1, n do
   redis.call('HINCRBY', stats, ARGV[i], ARGV[i + 1])
   i = i + 2
+end
+-- Audience memberships: sorted sets of score 0, so members page in byte order (BYLEX).
+n = tonumber(ARGV[members_at])
+i = members_at + 1
+for k = 0, n - 1 do
+  local key = KEYS[members_key_at + k]
+  local m = tonumber(ARGV[i])
+  slices('ZREM', key, i + 1, m)
+  i = i + 1 + m
+  m = tonumber(ARGV[i])
+  for j = 1, m do
+    redis.call('ZADD', key, 0, ARGV[i + j])
+  end
+  i = i + 1 + m
 end
 redis.call('HSET', meta, 'seq', ARGV[2])
 return {0, number, outbox_end()}
@@ -367,6 +396,11 @@ class RedisStore:
 
     def stats_key(self, shard: int) -> bytes:
         return self._tags[shard] + b":stats"
+
+    def members_key(self, shard: int, kind: str, name: str) -> bytes:
+        """The sorted set of one audience's customers in one shard (kind: tier, segment,
+        behaviour; the name, free text, is the rest of the key)."""
+        return self._tags[shard] + b":m:" + kind.encode() + b":" + name.encode("utf-8")
 
     def erased_key(self, shard: int) -> bytes:
         return self._tags[shard] + b":erased"
@@ -574,6 +608,86 @@ class RedisStore:
     def set_meta_if_absent(self, name: str, value: bytes) -> None:
         self._client.set(self.global_key(name), value, nx=True)
 
+    # ------------------------------------------------------------- audiences
+    def audience_size(self, kind: str, name: str) -> int:
+        """How many customers the audience holds: a ZCARD per shard, one round trip."""
+        with self._client.pipeline(transaction=False) as pipe:
+            for shard in range(self.partitions):
+                pipe.zcard(self.members_key(shard, kind, name))
+            return sum(int(n) for n in pipe.execute())
+
+    def audience_names(self, kind: str) -> dict[str, int]:
+        """Every audience of ``kind`` with members: name -> size (a SCAN for the keys)."""
+        pattern = _glob_escape(f"{{{self.namespace}:p".encode()) + b"*}:m:" + kind.encode()
+        marker = b":m:" + kind.encode() + b":"
+        names: dict[bytes, str] = {}
+        for key in self._client.scan_iter(match=pattern + b":*", count=SCAN_COUNT):
+            tag_end = key.index(b"}") + 1
+            if key.startswith(marker, tag_end):  # not a customer id holding "}:m:"
+                names[key] = key[tag_end + len(marker) :].decode("utf-8")
+        keys = sorted(names)
+        with self._client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zcard(key)
+            counts = pipe.execute()
+        sizes: dict[str, int] = defaultdict(int)
+        for key, n in zip(keys, counts, strict=True):
+            sizes[names[key]] += int(n)
+        return dict(sizes)
+
+    def audience_page(self, kind: str, name: str, after: str | None, limit: int) -> list[str]:
+        """Up to ``limit`` members after ``after`` in the order of their UTF-8 bytes: the
+        first ``limit`` of each shard (ZRANGE BYLEX), merged."""
+        if limit <= 0:
+            return []
+        start = b"(" + after.encode("utf-8") if after is not None else b"-"
+        with self._client.pipeline(transaction=False) as pipe:
+            for shard in range(self.partitions):
+                key = self.members_key(shard, kind, name)
+                pipe.zrangebylex(key, start, b"+", start=0, num=limit)
+            pages: list[list[bytes]] = pipe.execute()
+        merged = heapq.merge(*pages)
+        return [raw.decode("utf-8") for raw in itertools.islice(merged, limit)]
+
+    def rebuild_audiences(self) -> int:
+        """Recompute every membership set from the stored states (a store written before
+        audiences existed). Stop the workers first: it is not atomic with their commits.
+        Returns the number of customers seen."""
+        seen = 0
+        for shard in range(self.partitions):
+            pattern = _glob_escape(self._tags[shard]) + b":m:*"
+            for key in self._client.scan_iter(match=pattern, count=SCAN_COUNT):
+                self._client.unlink(key)
+            ids = self.customer_ids(shard)
+            sizes: Counter[str] = Counter()
+            for begin in range(0, len(ids), CHUNK):
+                states = self.load(shard, ids[begin : begin + CHUNK])
+                members: dict[bytes, dict[bytes, float]] = defaultdict(dict)
+                for cid, state in states.items():
+                    for kind, name in memberships_of(state):
+                        members[self.members_key(shard, kind, name)][cid.encode("utf-8")] = 0
+                        sizes[size_tally((kind, name))] += 1
+                with self._client.pipeline(transaction=False) as pipe:
+                    for key, mapping in members.items():
+                        pipe.zadd(key, mapping)
+                    pipe.execute()
+                sizes[CUSTOMERS_TALLY] += len(states)
+                seen += len(states)
+            # The running sizes of the shard (GET /tiers), replaced by the counted ones.
+            stats = self.stats_key(shard)
+            stale = [
+                f for f in self._client.hkeys(stats) if f.startswith(SIZE_TALLY_PREFIX.encode())
+            ]
+            with self._client.pipeline(transaction=True) as pipe:
+                if stale:
+                    pipe.hdel(stats, *stale)
+                pipe.hset(stats, CUSTOMERS_TALLY, sizes.pop(CUSTOMERS_TALLY, 0))
+                if sizes:
+                    pipe.hset(stats, mapping=dict(sizes))
+                pipe.execute()
+        self.set_meta(AUDIENCES_META, b"1")
+        return seen
+
     # -------------------------------------------------------------- erasures
     def erased(self, shard: int, digests: list[str]) -> list[bytes | None]:
         """The shard's erasure markers of these salted digests (None: not erased)."""
@@ -642,6 +756,7 @@ class KeyLayout(Protocol):
     def audit_key(self, shard: int) -> bytes: ...
     def state_key(self, shard: int, customer_id: str) -> bytes: ...
     def history_key(self, shard: int, customer_id: str) -> bytes: ...
+    def members_key(self, shard: int, kind: str, name: str) -> bytes: ...
 
 
 def commit_request(
@@ -695,6 +810,13 @@ def commit_request(
             keys += erasure.extra_keys
             args += [cid.encode("utf-8"), erasure.digest, erasure.marker, erasure.audit]
             args.append(len(erasure.extra_keys))
+    args.append(len(batch.memberships))
+    for (kind, name), (leaving, joining) in batch.memberships.items():
+        keys.append(layout.members_key(shard, kind, name))
+        args.append(len(leaving))
+        args += [cid.encode("utf-8") for cid in leaving]
+        args.append(len(joining))
+        args += [cid.encode("utf-8") for cid in joining]
     return keys, args
 
 
