@@ -136,11 +136,29 @@ class SubscriptionLoop:
         self.endpoint = endpoint
         self.dead_letters = dead_letters
         self.counts = Counts()
+        self._behind = 0  # records fetched or not yet fetched, not delivered and committed
+
+    def lag(self) -> int:
+        return self._behind
+
+    async def _unfetched(self) -> int:
+        """Records on the assigned partitions beyond what was fetched."""
+        behind = 0
+        for partition in self.consumer.assignment():
+            highwater = self.consumer.highwater(partition)
+            try:
+                position = await self.consumer.position(partition)
+            except IllegalStateError:  # revoked meanwhile (a rebalance): not ours to count
+                continue
+            if highwater is not None:
+                behind += max(0, highwater - position)
+        return behind
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             batches = await self.consumer.getmany(timeout_ms=500, max_records=BATCH_RECORDS)
             records = [record for batch in batches.values() for record in batch]
+            self._behind = await self._unfetched() + len(records)
             if records:
                 await self.deliver(records)
                 try:
@@ -153,6 +171,7 @@ class SubscriptionLoop:
                         self.subscription.name,
                         exc,
                     )
+                self._behind = await self._unfetched()
 
     async def deliver(self, records: list[Any]) -> None:
         matching = []

@@ -43,7 +43,11 @@ def compose() -> dict[str, Any]:
     return data
 
 
-@pytest.mark.parametrize("profile_args", [[], ["--profile", "demo"]], ids=["default", "demo"])
+@pytest.mark.parametrize(
+    "profile_args",
+    [[], ["--profile", "demo"], ["--profile", "deliver"]],
+    ids=["default", "demo", "deliver"],
+)
 def test_docker_compose_config_is_valid(profile_args: list[str]) -> None:
     command = _compose_command()
     if command is None:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from scoring.engine import Scorer
+from streams.deliver_metrics import delivery_registry
 from streams.metrics import Metrics
 from tierstream.api import STATE_KEY, create_api
 from tierstream.settings import Settings, load_scoring_config
@@ -72,14 +73,15 @@ def test_the_dashboard_json_is_generated_from_its_panel_list() -> None:
 
 
 def exposed_metric_names() -> set[str]:
-    """Every metric family a worker's /metrics can serve (its own and the API's)."""
+    """Every metric family a worker's /metrics can serve (its own and the API's), and
+    ``tierstream deliver``'s."""
     metrics = Metrics()
     metrics.watch_shards(dict)  # as the worker does (tierstream_outbox_depth, owned shards)
     store = MemoryStore(partitions=2)
     app = create_api(store, Scorer(load_scoring_config(None)), Settings(), metrics)
     asyncio.run(app[STATE_KEY].sizes.get())  # tier sizes are exposed once counted
     names = set()
-    for registry in (metrics.registry, app[STATE_KEY].registry):
+    for registry in (metrics.registry, app[STATE_KEY].registry, delivery_registry([])):
         names |= {family.name for family in registry.collect()}
     return names
 
@@ -148,6 +150,9 @@ def test_prometheus_scrapes_the_worker_and_the_api_where_they_listen() -> None:
     api_port = services["api"]["environment"]["TIERSTREAM_API_PORT"]
     assert jobs["api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
     assert services["worker"]["environment"]["TIERSTREAM_API_HOST"] == "0.0.0.0"  # noqa: S104
+    deliver_command = services["deliver"]["command"]
+    deliver_port = int(deliver_command[deliver_command.index("--metrics-port") + 1])
+    assert jobs["deliver"]["dns_sd_configs"][0]["port"] == deliver_port
     assert config["rule_files"] == ["alerts.yml"]
 
 

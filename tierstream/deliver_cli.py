@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -45,6 +46,13 @@ def deliver_command(
             "earliest (every retained change) or latest (changes from now on)"
         ),
     ] = "earliest",
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            envvar="TIERSTREAM_DELIVER_METRICS_PORT",
+            help="Serve Prometheus metrics on this port at /metrics (0: off)",
+        ),
+    ] = 0,
 ) -> None:
     """Deliver the subscriptions' tier changes to derived topics and webhooks.
 
@@ -56,6 +64,8 @@ def deliver_command(
 
     if start not in ("earliest", "latest"):
         fail(f"--start must be earliest or latest, got {start!r}")
+    if not 0 <= metrics_port <= 65535:
+        fail(f"--metrics-port must be between 0 and 65535, got {metrics_port}")
     logging.basicConfig(
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -70,7 +80,7 @@ def deliver_command(
     from aiokafka.errors import KafkaConnectionError  # noqa: PLC0415
 
     try:
-        asyncio.run(deliver(settings, config, secrets, start))
+        asyncio.run(deliver(settings, config, secrets, start, metrics_port))
     except DeliverySetupError as exc:
         fail(str(exc))
     except KafkaConnectionError as exc:
@@ -78,7 +88,11 @@ def deliver_command(
 
 
 async def deliver(
-    settings: Settings, config: ScoringConfig, secrets: dict[str, bytes], start: str
+    settings: Settings,
+    config: ScoringConfig,
+    secrets: dict[str, bytes],
+    start: str,
+    metrics_port: int = 0,
 ) -> None:
     from aiohttp import ClientSession  # noqa: PLC0415
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: PLC0415
@@ -100,6 +114,7 @@ async def deliver(
         raise
     session = ClientSession()
     consumers: list[Any] = []
+    stop_metrics: Callable[[], Awaitable[None]] | None = None
     try:
         loops: list[SubscriptionLoop] = []
         for subscription in config.subscriptions:
@@ -129,6 +144,8 @@ async def deliver(
                     subscription, consumer, producer, endpoint, settings.topic_dead_letters
                 )
             )
+        if metrics_port:
+            stop_metrics = await serve_metrics(loops, metrics_port)
         names = ", ".join(s.name for s in config.subscriptions)
         log.info("delivering %d subscription(s): %s", len(loops), names)
         tasks = [asyncio.create_task(each.run(stopping)) for each in loops]
@@ -141,10 +158,41 @@ async def deliver(
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
     finally:
+        if stop_metrics is not None:
+            await stop_metrics()
         for consumer in consumers:
             await consumer.stop()
         await session.close()
         await producer.stop()
+
+
+async def serve_metrics(loops: list[Any], port: int) -> Callable[[], Awaitable[None]]:
+    """GET /metrics (Prometheus text) on 0.0.0.0:port; returns the stop function."""
+    from aiohttp import web  # noqa: PLC0415
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # noqa: PLC0415
+
+    from streams.deliver_metrics import delivery_registry  # noqa: PLC0415
+
+    registry = delivery_registry(loops)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "0.0.0.0", port).start()  # noqa: S104 - scraped from outside
+    except OSError as exc:
+        await runner.cleanup()
+        from streams.deliver import DeliverySetupError  # noqa: PLC0415
+
+        raise DeliverySetupError(f"cannot serve metrics on port {port}: {exc}") from exc
+    log.info("metrics on http://0.0.0.0:%d/metrics", port)
+    return runner.cleanup
 
 
 async def _check_topics(consumer: Any, settings: Settings, config: ScoringConfig) -> None:

@@ -125,6 +125,23 @@ PANELS: list[tuple[str, str, list[tuple[str, str]], str]] = [
         [("{{service}}", "min by (service) (tierstream_up)")],
         "1: the last scrape reached Redis / Kafka.",
     ),
+    (
+        "Subscriptions: deliveries/s and lag",
+        "short",
+        [
+            (
+                "delivered {{subscription}}",
+                "sum by (subscription) (rate(tierstream_deliver_delivered_total[1m]))",
+            ),
+            (
+                "dead-lettered {{subscription}}",
+                "sum by (subscription) (rate(tierstream_deliver_dead_lettered_total[1m]))",
+            ),
+            ("lag {{subscription}}", "max by (subscription) (tierstream_deliver_lag)"),
+        ],
+        "tierstream deliver (compose profile deliver): webhook deliveries, changes "
+        "dead-lettered after the last attempt, and tier changes not yet delivered.",
+    ),
 ]
 
 

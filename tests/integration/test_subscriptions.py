@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +59,10 @@ def hook(url: str, **extra: Any) -> dict[str, Any]:
     return {"url": url, "secret_env": "TEST_HOOK_SECRET", **retry, **extra}
 
 
-def start_deliver(pipeline, log: Path) -> subprocess.Popen[bytes]:
+def start_deliver(pipeline, log: Path, metrics_port: int = 0) -> subprocess.Popen[bytes]:
     return subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "tierstream.cli", "deliver", "--loglevel", "warning"],
+        [sys.executable, "-m", "tierstream.cli", "deliver", "--loglevel", "warning"]
+        + ["--metrics-port", str(metrics_port)],
         cwd=ROOT,
         env={**pipeline.env, "TEST_HOOK_SECRET": SECRET.decode()},
         stdout=log.open("ab"),
@@ -141,7 +143,8 @@ def test_matching_changes_reach_webhooks_and_the_derived_topic_and_nothing_else(
         lost_cause |= {e for e in entered if changes[e]["customer_id"] == doomed}
         assert entered and left and lost_cause and len(entered) < len(changes) / 10
         log = tmp_path / "deliver.log"
-        deliver = start_deliver(pipeline, log)
+        metrics_port = free_port()
+        deliver = start_deliver(pipeline, log, metrics_port)
         try:
             wait_for(
                 lambda: (
@@ -158,6 +161,21 @@ def test_matching_changes_reach_webhooks_and_the_derived_topic_and_nothing_else(
                 lambda: len(webhook_dead_letters(pipeline)) >= len(lost_cause),
                 60,
                 "the failing endpoint's changes were not dead-lettered",
+                log,
+            )
+            expected_metrics = {
+                ("delivered", "vip-entered"): len(entered - lost_cause),
+                ("delivered", "vip-left"): len(left),
+                ("dead_lettered", "vip-entered"): len(lost_cause),
+                ("dead_lettered", "vip-left"): 0,
+                ("to_topic", "vip-entered"): len(entered),
+                ("lag", "vip-entered"): 0,
+                ("lag", "vip-left"): 0,
+            }
+            wait_for(
+                lambda: deliver_metrics(metrics_port, expected_metrics) == expected_metrics,
+                30,
+                f"the metrics did not reach {expected_metrics}",
                 log,
             )
         finally:
@@ -190,6 +208,20 @@ def test_matching_changes_reach_webhooks_and_the_derived_topic_and_nothing_else(
         change = json.loads(record.value)
         assert record.key == change["customer_id"].encode()
         assert header_dict(record.headers)["tier"] == "VIP"
+
+
+def deliver_metrics(port: int, wanted: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+    """The wanted (metric, subscription) values of deliver's /metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    found: dict[tuple[str, str], int] = {}
+    for line in text.splitlines():
+        for metric, subscription in wanted:
+            suffix = "" if metric == "lag" else "_total"
+            if line.startswith(
+                f'tierstream_deliver_{metric}{suffix}{{subscription="{subscription}"}} '
+            ):
+                found[(metric, subscription)] = int(float(line.rsplit(" ", 1)[1]))
+    return found
 
 
 def webhook_dead_letters(pipeline) -> list[dict[str, Any]]:
