@@ -252,6 +252,22 @@ def _check_layout(store: RedisStore, partitions: int) -> None:
         fail(f"worker not started: {problem}")
 
 
+def _check_topics(settings: Settings) -> None:
+    """Refuse to start a worker whose input topics are missing or partitioned unlike the
+    shards; a cluster that cannot be asked yet is waited for by the worker itself."""
+    from kafka.errors import KafkaError  # noqa: PLC0415 - kafka-python's import is slow
+
+    from tierstream.topics import worker_topic_problem  # noqa: PLC0415
+
+    try:
+        problem = worker_topic_problem(settings)
+    except KafkaError as exc:
+        console.print(f"[yellow]topics not checked ({type(exc).__name__}: {exc})[/yellow]")
+        return
+    if problem is not None:
+        fail(f"worker not started: {problem}")
+
+
 def _segment_snapshot(store: StateStore) -> Any:
     """The published behavioural segment snapshot, if one was learned."""
     from models.snapshot import SegmentSnapshot  # noqa: PLC0415
@@ -327,6 +343,7 @@ def worker_command(
 
     store = _redis_store(settings)
     _check_layout(store, settings.partitions)
+    _check_topics(settings)
     try:
         snapshot = _segment_snapshot(store)
     except (OSError, RedisError) as exc:  # the worker's timer adopts the model later

@@ -57,7 +57,8 @@ def _run(settings: Settings, target: int) -> None:
             )
         security = kafka_security_from_env()
         bootstrap = settings.kafka_bootstrap
-        inputs = [settings.topic_purchases, settings.topic_engagements]
+        # Erasure requests are keyed and sharded like events: the topic moves with them.
+        inputs = [settings.topic_purchases, settings.topic_engagements, settings.topic_erasures]
         check_no_workers(bootstrap, settings.app_id, security)
         check_partitions(bootstrap, inputs, target, security)
         stale = old_layout_messages(bootstrap, store, inputs, source, target, security)

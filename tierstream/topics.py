@@ -210,6 +210,39 @@ def create_topics(settings: Settings, *, timeout_s: float = 30.0) -> dict[str, i
     return topics
 
 
+# The topics a worker consumes: keyed by customer id, one partition per shard, so each
+# must have exactly TIERSTREAM_PARTITIONS partitions (the shard of an id is its partition).
+INPUT_TOPIC_SETTINGS = ("TOPIC_PURCHASES", "TOPIC_ENGAGEMENTS", "TOPIC_ERASURES")
+
+
+def worker_topic_problem(settings: Settings, *, timeout_s: float = 10.0) -> str | None:
+    """Why a worker cannot run on the cluster's topics (one line), or None.
+
+    Without this a missing input topic is only a log line of the consumer's ("Ignoring
+    missing topic") and the worker runs without it: its events wait, unscored, while
+    everything looks healthy. Raises what ``_admin`` and kafka-python raise when the
+    cluster cannot be asked (the caller decides whether that may wait).
+    """
+    names = {setting: getattr(settings, setting.lower()) for setting in TOPIC_SETTINGS}
+    admin = _admin(settings.kafka_bootstrap, timeout_s, **settings.client_options())
+    try:
+        counts = _partition_counts(admin, sorted(set(names.values())))
+    finally:
+        admin.close()
+    missing = sorted({name for name in names.values() if name not in counts})
+    if missing:
+        return f"topic(s) {', '.join(missing)} do not exist: run `tierstream topics create`"
+    for setting in INPUT_TOPIC_SETTINGS:
+        name = names[setting]
+        if counts[name] != settings.partitions:
+            return (
+                f"topic {name} has {counts[name]} partitions but TIERSTREAM_PARTITIONS is "
+                f"{settings.partitions}: input topics need one partition per shard "
+                "(after adding partitions, run `tierstream repartition`: docs/operations.md)"
+            )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tierstream.topics",
