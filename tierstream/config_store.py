@@ -77,7 +77,7 @@ def config_in_force(settings: Settings, store: RedisStore | None) -> tuple[Scori
     try:
         entry = published(store)
     except (RedisError, OSError) as exc:
-        say(f"Redis unreachable ({exc}): comparing with the local config", "yellow")
+        say(f"Redis unreachable ({exc}): using the local config", "yellow")
         return local, local_label(settings)
     if entry is None:
         return local, f"{local_label(settings)} (no version published)"
@@ -189,3 +189,27 @@ def window_growth(before: ScoringConfig, after: ScoringConfig) -> str | None:
         f"window_days grows from {old} days to {target}: purchases older than {old} days "
         "were dropped from the state and would count only once they are replayed"
     )
+
+
+def worker_config(settings: Settings, store: RedisStore) -> tuple[ScoringConfig, int]:
+    """The config a starting worker scores with, and its published version (0: none).
+
+    The published version wins over the local file; a local file that says otherwise is
+    named in one line, so an operator sees at once which rules are in force.
+    """
+    local = settings_config(settings)
+    try:
+        entry = published(store)
+    except (RedisError, OSError) as exc:  # Redis not up yet: the worker's timer adopts it
+        say(f"published config not read yet ({exc}); will retry", "yellow")
+        return local, 0
+    if entry is None:
+        return local, 0
+    config = parsed_published(entry, settings)
+    if config != local:
+        say(
+            f"the local config ({local_label(settings)}) differs from the published version "
+            f"{entry.version} (applied {entry.applied_at}); using the published version",
+            "yellow",
+        )
+    return config, entry.version
