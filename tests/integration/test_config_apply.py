@@ -9,14 +9,17 @@ sweeping the shards whose marker lags (what a kill -9 mid-sweep leaves).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from scoring.config import ScoringConfig
+from tests.integration.api_support import Client, Served
 from tests.integration.pipeline import (
     ROOT,
     Pipeline,
@@ -24,8 +27,9 @@ from tests.integration.pipeline import (
     assert_totals_exact,
     subset,
 )
+from tierstream.api import create_api
 from tierstream.config_versions import published
-from tierstream.settings import DEFAULT_CONFIG, load_scoring_config
+from tierstream.settings import DEFAULT_CONFIG, Settings, load_scoring_config
 
 # Adoption within the default check interval (5 s), and the small sweep, in this bound.
 ADOPTED_WITHIN = 10.0
@@ -56,6 +60,15 @@ def cli(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         check=False,
+    )
+
+
+def pipeline_settings(pipeline: Pipeline) -> Settings:
+    return Settings(
+        kafka_bootstrap=pipeline.bootstrap,
+        partitions=pipeline.partitions,
+        redis_namespace=pipeline.namespace,
+        clock="event",
     )
 
 
@@ -91,6 +104,14 @@ def test_apply_retiers_every_customer_on_running_workers(make_pipeline, cdnow_ev
     before = {s.customer_id: (s.tier, s.segment) for s in pipeline.store.scan()}
 
     rules = new_rules(tmp_path)
+    # What-if on the live state first. Its as-of lies before every state's clock, so each
+    # customer is re-scored at its own clock day, as the workers' sweep (all timers fired).
+    proposal = cli(pipeline, "propose", str(rules), "--live", "--as-of", "1997-01-01", "--json",
+                   "--changes-out", str(tmp_path / "moves.jsonl"))  # fmt: skip
+    assert proposal.returncode == 0, proposal.stderr
+    predicted = json.loads(proposal.stdout)
+
+    api = create_api(pipeline.store, pipeline.scorer, pipeline_settings(pipeline))
     applied = cli(pipeline, "apply", str(rules))
     assert applied.returncode == 0, applied.stderr
     assert "version 1" in applied.stdout
@@ -109,6 +130,25 @@ def test_apply_retiers_every_customer_on_running_workers(make_pipeline, cdnow_ev
         assert state.segment == before[state.customer_id][1]  # segment rules unchanged
         moved += state.tier != before[state.customer_id][0]
     assert moved > 50  # the new rules move customers: the test has teeth
+    after = Counter(s.tier for s in states)
+    assert predicted["customers"] == len(states)
+    assert predicted["tier_changes"] == moved
+    columns: Counter[str] = Counter()
+    for row in predicted["tiers"]["from_to"].values():
+        columns.update(row)
+    assert +columns == after
+    moves = [json.loads(line) for line in (tmp_path / "moves.jsonl").read_text().splitlines()]
+    assert {m["customer_id"]: m["tier_after"] for m in moves} == {
+        s.customer_id: s.tier for s in states if s.tier != before[s.customer_id][0]
+    }
+
+    # The lookup API serves the published version's service levels (its own local config
+    # is the packaged default, where a VIP is answered the same day).
+    vip = next(s.customer_id for s in states if s.tier == "VIP")
+    with Served(api) as served:
+        status, body, _ = Client(served.port).get(f"/customers/{vip}/tier")
+    assert status == 200 and body["is_vip"], body
+    assert body["service_level"]["response_time"] == "within 2 hours", body
 
     changes = pipeline.changes()
     updates = {c["event_id"]: c for c in changes if c["cause"] == "config_update"}
