@@ -211,3 +211,38 @@ def test_a_worker_with_another_local_file_uses_the_published_version(
         assert state.scores is not None
         assert state.tier == expected_tier(config, state.scores), state.customer_id
     assert_chains_consistent(pipeline.changes(), pipeline.store)
+
+
+def test_a_sweep_cut_by_kill_9_is_finished_by_the_next_owner(make_pipeline, cdnow_events, tmp_path):
+    pipeline = make_pipeline()
+    events = subset(cdnow_events, "06000")
+    pipeline.produce(events)
+    first = pipeline.start_worker()
+    pipeline.wait_applied(1.0)
+    pipeline.wait_quiet()
+    before = {s.customer_id: s.tier for s in pipeline.store.scan()}
+
+    assert cli(pipeline, "apply", str(new_rules(tmp_path))).returncode == 0
+    deadline = time.monotonic() + 30
+    markers = [f"config_swept:{shard}" for shard in range(pipeline.partitions)]
+    while not pipeline.store.tallies().get("change:config_update"):
+        assert time.monotonic() < deadline, f"no sweep started\n{pipeline.logs()}"
+        time.sleep(0.02)
+    pipeline.kill(first)  # SIGKILL, in the middle of the sweep
+    unswept = [m for m in markers if pipeline.store.get_meta(m) != b"1"]
+    assert unswept, "the sweep finished before the kill: nothing left to resume"
+
+    pipeline.start_worker()
+    wait_swept(pipeline, 1, timeout=120)
+    pipeline.wait_quiet()
+    config = load_scoring_config(new_rules(tmp_path))
+    states = list(pipeline.store.scan())
+    assert len(states) == len(before)
+    for state in states:
+        assert state.scores is not None
+        assert state.tier == expected_tier(config, state.scores), state.customer_id
+    changes = pipeline.changes()
+    updates = {c["event_id"] for c in changes if c["cause"] == "config_update"}
+    assert len(updates) == sum(s.tier != before[s.customer_id] for s in states)
+    assert_chains_consistent(changes, pipeline.store)
+    assert_totals_exact(pipeline, len(events), changes)
