@@ -73,9 +73,10 @@ def test_propose_equals_two_replays_customer_by_customer(
     result = cli(
         "config", "propose", str(new), "--replay", str(cdnow_part), "--format", "cdnow",
         "--as-of", AS_OF, "--current", str(DEFAULT_CONFIG), "--json",
-        "--changes-out", str(changes),
+        "--changes-out", str(changes), "--plot", str(tmp_path / "moves.png"),
     )  # fmt: skip
     proposal = json.loads(result.stdout)
+    assert (tmp_path / "moves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     before = replay_states(cdnow_part, Path(str(DEFAULT_CONFIG)), tmp_path / "before.jsonl")
     after = replay_states(cdnow_part, new, tmp_path / "after.jsonl")
