@@ -229,4 +229,4 @@ def propose_command(
     if as_json:
         print(json.dumps(comparison.to_json()))
     else:
-        print_comparison(comparison, Console(width=max(120, Console().width)))
+        print_comparison(comparison, Console(width=max(220, Console().width)))

@@ -30,20 +30,12 @@ from tierstream.settings import DEFAULT_CONFIG, Settings
 if TYPE_CHECKING:
     from tierstream.stores.redis import RedisStore
 
-# A config command waits this long for Redis before saying it cannot reach it.
-CONFIG_REDIS_TIMEOUT = 5.0
-
 
 def meta_store(settings: Settings) -> RedisStore:
-    from tierstream.stores.redis import RedisStore  # noqa: PLC0415 - Redis only when needed
+    """The store, with the API's short timeouts: an unreachable Redis is one line, soon."""
+    from tierstream.serve import api_store  # noqa: PLC0415 - Redis only when needed
 
-    return RedisStore(
-        settings.redis_url,
-        partitions=settings.partitions,
-        namespace=settings.redis_namespace,
-        socket_timeout=CONFIG_REDIS_TIMEOUT,
-        socket_connect_timeout=CONFIG_REDIS_TIMEOUT,
-    )
+    return api_store(settings)
 
 
 def local_label(settings: Settings) -> str:
@@ -58,6 +50,16 @@ def read_published(store: RedisStore) -> PublishedConfig | None:
         fail(f"cannot read the published config from Redis: {exc}")
     except (ValueError, KeyError, TypeError) as exc:
         fail(f"the published config in Redis does not parse: {exc}")
+
+
+def earlier_version(store: RedisStore, version: int) -> PublishedConfig:
+    try:
+        entry = published_version(store, version)
+    except (RedisError, OSError) as exc:
+        fail(f"cannot read the published config from Redis: {exc}")
+    if entry is None:
+        fail(f"no published config version {version}")
+    return entry
 
 
 def parsed_published(entry: PublishedConfig, settings: Settings) -> ScoringConfig:
@@ -94,12 +96,7 @@ def show_command(
     settings = load_settings()
     store = meta_store(settings)
     try:
-        if version is not None:
-            entry = published_version(store, version)
-            if entry is None:
-                fail(f"no published config version {version}")
-        else:
-            entry = read_published(store)
+        entry = read_published(store) if version is None else earlier_version(store, version)
     finally:
         store.close()
     if entry is None:
@@ -140,10 +137,7 @@ def apply_command(
     store = meta_store(settings)
     try:
         if version is not None:
-            entry = published_version(store, version)
-            if entry is None:
-                fail(f"no published config version {version}")
-            text, source = entry.text, f"version {version}"
+            text, source = earlier_version(store, version).text, f"version {version}"
         else:
             assert path is not None
             try:
