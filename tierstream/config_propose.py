@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from redis.exceptions import RedisError
 from rich.console import Console
 from rich.table import Table
 
@@ -199,6 +200,12 @@ def propose_command(
     proposed = with_window(scoring_config(new), settings.window_days)
     handle = open_output(changes_out) if changes_out is not None else None
     store = meta_store(settings) if live or current is None else None
+    if live:
+        assert store is not None
+        try:
+            store.ping()
+        except RedisError as exc:
+            fail(f"--live needs Redis: {exc}")
     if current is not None:
         in_force, label = with_window(scoring_config(current), settings.window_days), str(current)
     else:
@@ -209,6 +216,8 @@ def propose_command(
         try:
             scorer = _published_thresholds(store, Scorer(in_force))
             before, after = live_placements(store, moment, scorer, proposed)
+        except RedisError as exc:
+            fail(f"cannot read the state from Redis: {exc}")
         finally:
             store.close()
     else:

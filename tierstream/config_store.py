@@ -197,6 +197,8 @@ def worker_config(settings: Settings, store: RedisStore) -> tuple[ScoringConfig,
     except (RedisError, OSError) as exc:  # Redis not up yet: the worker's timer adopts it
         say(f"published config not read yet ({exc}); will retry", "yellow")
         return local, 0
+    except (ValueError, KeyError, TypeError) as exc:
+        fail(f"the published config in Redis does not parse: {exc}")
     if entry is None:
         return local, 0
     config = parsed_published(entry, settings)
