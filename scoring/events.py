@@ -37,6 +37,7 @@ Cause = Literal[
     "inactivity",
     "threshold_update",
     "model_update",
+    "config_update",
     "erasure",
 ]
 

@@ -38,6 +38,7 @@ from scoring.scores import Thresholds
 from streams import intake
 from streams.batchsend import BatchSender
 from streams.clock import Clock, EventClock
+from streams.config_follower import ConfigFollower
 from streams.deadletters import RawMessage
 from streams.failures import Backoff, Outcome, classify
 from streams.learner import SEEDS_TALLY, Learner
@@ -105,6 +106,7 @@ class Runtime:
         metrics: Metrics | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
         rewind: Callable[[int, dict[str, int]], Awaitable[Any]] | None = None,
+        config_version: int = 0,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -131,6 +133,7 @@ class Runtime:
         self._next_segments_check = 0.0
         self._swept: dict[int, int] = {}  # shard -> segment model version it was swept with
         self.learning = learning_coordinator(settings)  # None unless learn_segments
+        self.config_follower = ConfigFollower(self, config_version)  # tierstream config apply
         # (monotonic time, applied offsets) per shard, waiting to be old enough to commit
         self._positions: dict[int, deque[tuple[float, dict[str, int]]]] = defaultdict(deque)
         self.locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -370,7 +373,13 @@ class Runtime:
 
     # --------------------------------------------------------------- the timer
     async def tick(self) -> None:
-        for refresh in (self.refresh_thresholds, self.refresh_segments, self.learn_segments):
+        refreshes = (
+            self.config_follower.follow_config,
+            self.refresh_thresholds,
+            self.refresh_segments,
+            self.learn_segments,
+        )
+        for refresh in refreshes:
             try:
                 await refresh()
             except Exception as exc:  # noqa: BLE001 - no input is at stake: try next tick
@@ -496,17 +505,28 @@ class Runtime:
         assert self.scorer.behaviour is not None
         version = self.scorer.behaviour.version
         because = f"behavioural segments re-learned (segment model v{version})"
+        await self.sweep("segments_swept", version, self._swept, "model_update", because)
+
+    async def sweep(
+        self, marker: str, version: int, swept: dict[int, int], cause: Cause, because: str
+    ) -> None:
+        """Re-score every owned shard not yet swept with ``version``.
+
+        The store's per-shard marker (``<marker>:<shard>``) records the version a shard was
+        fully swept with, so a sweep cut short by a crash or a rebalance is finished by the
+        shard's next owner; ``swept`` remembers the markers this process already saw.
+        """
         for shard in list(self.shards):
-            if self._swept.get(shard, 0) >= version:
+            if swept.get(shard, 0) >= version:
                 continue  # known from an earlier check: markers only ever grow
-            marker = f"segments_swept:{shard}"
-            swept = await self._admin(partial(self.admin_store.get_meta, marker))
-            if not (swept is not None and int(swept) >= version):
-                if not await self._rescore_shard(shard, "model_update", because):
+            name = f"{marker}:{shard}"
+            done = await self._admin(partial(self.admin_store.get_meta, name))
+            if not (done is not None and int(done) >= version):
+                if not await self._rescore_shard(shard, cause, because):
                     continue  # lost the shard: its new owner finishes the sweep
                 payload = str(version).encode()
-                await self._admin(partial(self.admin_store.set_meta, marker, payload))
-            self._swept[shard] = version
+                await self._admin(partial(self.admin_store.set_meta, name, payload))
+            swept[shard] = version
 
     async def _admin(self, call: Callable[[], T]) -> T:
         """A blocking store call off the hot path, in a thread; transient errors are waited
@@ -557,7 +577,11 @@ async def commit_in_consumer_thread(app: faust.App, positions: dict[TP, int]) ->
 
 
 def build_app(
-    settings: Settings, store: StateStore, scorer: Scorer, hot_store: AsyncRedisStore
+    settings: Settings,
+    store: StateStore,
+    scorer: Scorer,
+    hot_store: AsyncRedisStore,
+    config_version: int = 0,
 ) -> faust.App:
     """The Faust app of ``tierstream worker``: ``hot_store`` carries the hot path, ``store``
     (the same Redis, blocking) the rare whole-shard reads and the API."""
@@ -676,6 +700,7 @@ def build_app(
         metrics,
         on_fatal,
         rewind,
+        config_version,
     )
     if settings.api_port is not None:
         # The HTTP API and dashboard inside the worker process (a Faust service).

@@ -49,6 +49,7 @@ from scoring.state import CustomerState
 from streams.kafka_probe import KafkaProbe
 from streams.metrics import NO_TIER, PipelineGauges
 from tierstream import asof
+from tierstream.config_versions import CONFIG_META
 from tierstream.openapi import OPENAPI
 from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
@@ -200,6 +201,8 @@ class ApiState:
     token: bytes | None
     model: tuple[float, bytes | None, SegmentSnapshot | None] | None = None
     thresholds_checked: float | None = None
+    config_version: int = 0  # the published scoring config version served (0: local file)
+    config_checked: float | None = None
 
     async def call(self, fn: Callable[[], T], timeout: float = STORE_TIMEOUT) -> T:
         """Run a blocking store call in a thread, bounded by ``timeout``."""
@@ -217,8 +220,10 @@ class ApiState:
 
         Under quintile scoring the workers publish recomputed cut points in the store; the
         API adopts a newer version (checked at most every MODEL_TTL seconds), or it would
-        explain customers with cut points the workers no longer apply.
+        explain customers with cut points the workers no longer apply. A newer published
+        scoring config (tierstream config apply) is adopted the same way.
         """
+        await self._follow_config()
         if self.scorer.config.scores.method != "quintiles":
             return self.scorer
         checked = self.thresholds_checked
@@ -231,6 +236,18 @@ class ApiState:
             if published.version > self.scorer.thresholds.version:
                 self.scorer = self.scorer.with_thresholds(published)
         return self.scorer
+
+    async def _follow_config(self) -> None:
+        checked = self.config_checked
+        if checked is not None and time.monotonic() - checked < MODEL_TTL:
+            return
+        from streams.config_follower import adopt_published  # noqa: PLC0415
+
+        raw = await self.call(lambda: self.store.get_meta(CONFIG_META))
+        self.config_checked = time.monotonic()
+        adopted = adopt_published(raw, self.scorer, self.config_version, self.settings)
+        if adopted is not None:
+            self.scorer, self.config_version = adopted
 
     async def snapshot(self) -> SegmentSnapshot | None:
         """The published segment model, re-read at most every MODEL_TTL seconds."""
@@ -499,7 +516,7 @@ async def tiers(request: web.Request) -> web.Response:
     api = request.app[STATE_KEY]
     sizes = await _sizes(api)
     body = _sizes_body(api, sizes)
-    body["tiers"] = _ordered(tier_names(api.scorer), sizes.tiers)
+    body["tiers"] = _ordered(tier_names(await api.current_scorer()), sizes.tiers)
     body["unplaced"] = sizes.tiers.get(None, 0)
     return respond(body)
 
@@ -508,7 +525,7 @@ async def segments(request: web.Request) -> web.Response:
     api = request.app[STATE_KEY]
     sizes = await _sizes(api)
     body = _sizes_body(api, sizes)
-    body["segments"] = _ordered(segment_names(api.scorer), sizes.segments)
+    body["segments"] = _ordered(segment_names(await api.current_scorer()), sizes.segments)
     body["unplaced"] = sizes.segments.get(None, 0)
     return respond(body)
 
@@ -516,6 +533,7 @@ async def segments(request: web.Request) -> web.Response:
 async def flows(request: web.Request) -> web.Response:
     """The store's running totals (every worker, exactly once, since the first commit)."""
     api = request.app[STATE_KEY]
+    scorer = await api.current_scorer()
     tallies = await api.call(api.store.tallies)
     tier_flows: list[dict[str, Any]] = []
     segment_flows: list[dict[str, Any]] = []
@@ -542,8 +560,8 @@ async def flows(request: web.Request) -> web.Response:
             events[name] = value
     return respond(
         {
-            "tiers": tier_names(api.scorer),
-            "segments": segment_names(api.scorer),
+            "tiers": tier_names(scorer),
+            "segments": segment_names(scorer),
             "tier_flows": tier_flows,
             "segment_flows": segment_flows,
             "behaviour_flows": behaviour_flows,

@@ -55,7 +55,7 @@ def _handler(kind: str) -> Any:
         except (ValueError, BadCursor) as exc:
             return error(400, str(exc))
         known = {"tier": tier_names, "segment": segment_names}.get(kind)
-        if known is not None and name not in known(api.scorer):
+        if known is not None and name not in known(await api.current_scorer()):
             return error(404, f"unknown {kind}", name=name)
         store = cast(AudienceStore, api.store)
 

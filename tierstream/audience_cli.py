@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from tierstream.cli_input import fail, load_settings, settings_config
+from tierstream.cli_input import fail, load_settings
 
 KINDS = ("auto", "tier", "segment", "behaviour")
 
@@ -82,7 +82,9 @@ def audience_command(
                 raise typer.Exit(1)
         if name is None or out is None:
             return
-        scorer = Scorer(settings_config(settings))
+        from tierstream.config_store import config_in_force  # noqa: PLC0415
+
+        scorer = Scorer(config_in_force(settings, store)[0])  # the published version's names
         try:
             resolved = resolve(name, kind, tier_names(scorer), segment_names(scorer))
         except ValueError as exc:

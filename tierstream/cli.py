@@ -233,6 +233,13 @@ def _redis_store(settings: Settings) -> RedisStore:
     )
 
 
+def _scorer_in_force(settings: Settings, store: RedisStore) -> Scorer:
+    """A scorer with the published config version (tierstream config apply), else the local."""
+    from tierstream.config_store import config_in_force  # noqa: PLC0415
+
+    return Scorer(config_in_force(settings, store)[0])
+
+
 def _check_layout(store: RedisStore, partitions: int) -> None:
     """Refuse to start a worker on a store laid out for another partition count, or in
     the middle of a repartition (tierstream/repartition.py)."""
@@ -349,8 +356,11 @@ def worker_command(
     except (OSError, RedisError) as exc:  # the worker's timer adopts the model later
         console.print(f"[yellow]segment model not loaded yet ({exc}); will retry[/yellow]")
         snapshot = None
-    scorer = Scorer(settings.scoring_config(), behaviour=_behaviour(snapshot))
-    faust_app = build_app(settings, store, scorer, AsyncRedisStore(store))
+    from tierstream.config_store import worker_config  # noqa: PLC0415
+
+    config, config_version = worker_config(settings, store)
+    scorer = Scorer(config, behaviour=_behaviour(snapshot))
+    faust_app = build_app(settings, store, scorer, AsyncRedisStore(store), config_version)
     worker = faust.Worker(faust_app, loglevel=loglevel.upper(), quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG whenever the level is WARNING
     # or above, so every debug call of aiokafka (one per message sent) built a log record
@@ -573,9 +583,9 @@ def export_command(
     """Dump every customer's state from Redis, as of a date."""
     moment = parse_as_of(as_of)
     settings = load_settings()
-    scorer = Scorer(settings_config(settings))
     handle = open_output(state_out)  # before Redis: a bad path is one line, exit 2
     store = _redis_store(settings)
+    scorer = _scorer_in_force(settings, store)
     snapshot = _segment_snapshot(store)
     clv = published_clv(store)
     count = 0
@@ -607,8 +617,8 @@ def customer_command(
     """One customer's current state, and why they are in their tier and segment."""
     moment = parse_as_of(as_of)  # before Redis: a bad --as-of is one line, exit 2
     settings = load_settings()
-    scorer = Scorer(settings_config(settings))
     store = _redis_store(settings)
+    scorer = _scorer_in_force(settings, store)
     state = store.get(customer_id)
     snapshot = _segment_snapshot(store)
     clv = published_clv(store)

@@ -27,7 +27,6 @@ from tierstream.cli_input import (
     read_all,
     say,
     scoring_config,
-    settings_config,
 )
 from tierstream.clv import CLV_META, ClvSnapshot, ClvSnapshotError, NotEnoughDataError
 from tierstream.replay import ReplayStats, replay
@@ -97,13 +96,13 @@ def load_source(
     if config is not None or segments is not None:
         fail(
             "--config and --segments go with --replay; the Redis state is scored with "
-            "TIERSTREAM_CONFIG and the published segment model"
+            "the config in force (tierstream config show) and the published segment model"
         )
-    from tierstream.cli import _redis_store, _segment_snapshot  # noqa: PLC0415 - no cycle at import
+    from tierstream.cli import _redis_store, _scorer_in_force, _segment_snapshot  # noqa: PLC0415
 
     settings = load_settings()
-    scorer = Scorer(settings_config(settings))
     store = _redis_store(settings)
+    scorer = _scorer_in_force(settings, store)  # the published config version, if any
     states = list(store.scan())
     return Source(
         scorer, states, moment, _segment_snapshot(store), published_clv(store), store=store

@@ -20,7 +20,7 @@ from tierstream.settings import DEFAULT_CONFIG
 
 config_app = typer.Typer(
     no_args_is_help=True,
-    help="The scoring configuration (YAML): check it before a worker loads it.",
+    help="The scoring configuration (YAML): validate, compare (propose), apply, show.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -70,6 +70,13 @@ def validate_command(
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         say(f"error: cannot read {name}: {detail}", "red")
         raise typer.Exit(2) from None
+    report_problems(text, name)
+    config = load_config_text(text)
+    print(f"{name}: valid ({_summary(config)})")
+
+
+def report_problems(text: str, name: str) -> None:
+    """Every problem of the config ``text``, one line each, and exit 2; nothing if valid."""
     found = config_problems(text)
     if found:
         count = f"{len(found)} problem" + ("s" if len(found) > 1 else "")
@@ -77,5 +84,16 @@ def validate_command(
         for problem in found:
             say(f"  {problem}", "red")
         raise typer.Exit(2)
-    config = load_config_text(text)
-    print(f"{name}: valid ({_summary(config)})")
+
+
+def _register_versioning() -> None:
+    """show, apply (tierstream/config_store.py) and propose (tierstream/config_propose.py)."""
+    from tierstream.config_propose import propose_command  # noqa: PLC0415
+    from tierstream.config_store import apply_command, show_command  # noqa: PLC0415
+
+    config_app.command("show")(show_command)
+    config_app.command("apply")(apply_command)
+    config_app.command("propose")(propose_command)
+
+
+_register_versioning()

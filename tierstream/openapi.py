@@ -67,6 +67,7 @@ SCHEMAS: dict[str, Any] = {
                     "inactivity",
                     "threshold_update",
                     "model_update",
+                    "config_update",
                     "erasure",
                 ]
             },

@@ -44,8 +44,8 @@ from tierstream.stores.redis import RedisStore
 # Global metadata: the partition count the stored layout is in, and the progress marker.
 LAYOUT_META = "partitions"
 REPARTITION_META = "repartition"
-# The per-shard markers of behavioural-segment sweeps (streams/worker.py).
-SWEPT_META = "segments_swept:{shard}"
+# The per-shard markers of behavioural-segment and scoring-config sweeps (streams/worker.py).
+SWEPT_MARKERS = ("segments_swept", "config_swept")
 
 # Customers moved per round trip.
 MOVE_CHUNK = 500
@@ -320,14 +320,15 @@ def _move(store: RedisStore, shard: int, target: int, ids: Sequence[str]) -> Non
 
 
 def _carry_sweep_markers(store: RedisStore, source: int, target: int) -> None:
-    """A new shard holds customers swept with the oldest model any old shard was swept
-    with: record that, so the worker does not sweep them again for nothing."""
-    versions = [store.get_meta(SWEPT_META.format(shard=shard)) for shard in range(source)]
-    if not versions or any(version is None for version in versions):
-        return
-    oldest = min(int(version) for version in versions if version is not None)
-    for shard in range(source, target):
-        store.set_meta(SWEPT_META.format(shard=shard), str(oldest).encode())
+    """A new shard holds customers swept with the oldest model (or config) any old shard
+    was swept with: record that, so the worker does not sweep them again for nothing."""
+    for marker in SWEPT_MARKERS:
+        versions = [store.get_meta(f"{marker}:{shard}") for shard in range(source)]
+        if not versions or any(version is None for version in versions):
+            continue
+        oldest = min(int(version) for version in versions if version is not None)
+        for shard in range(source, target):
+            store.set_meta(f"{marker}:{shard}", str(oldest).encode())
 
 
 def _spread_erasure_markers(store: RedisStore, source: int, target: int) -> None:

@@ -70,6 +70,8 @@ class Settings(KafkaSettings):
     threshold_check_seconds: float = Field(default=5, gt=0)
     # How often workers look for a newer behavioural segment model (tierstream segments).
     segments_check_seconds: float = Field(default=5, gt=0)
+    # How often workers look for a newer scoring config version (tierstream config apply).
+    config_check_seconds: float = Field(default=5, gt=0)
     # Segments learned from the stream by the workers themselves (docs/segments.md,
     # "Learned from the stream"); off by default: it adds behavioural segments to output.
     learn_segments: bool = False

@@ -33,7 +33,7 @@ PANELS: list[tuple[str, str, list[tuple[str, str]], str]] = [
         "ops",
         [("{{cause}}", "sum by (cause) (rate(tierstream_tier_changes_total[1m]))")],
         "purchase, refund, engagement, inactivity (time-driven), threshold_update, "
-        "model_update, erasure.",
+        "model_update, config_update, erasure.",
     ),
     (
         "Event-to-change latency",
