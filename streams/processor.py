@@ -225,13 +225,18 @@ class ShardLogic:
                 else:
                     now = parsed.emitted_at or clock.now()
                 applied = scorer.apply_profile(state, event, now)
+                # Counted apart: "applied" and "duplicate" count customer events.
+                counts[f"profile:{applied.outcome.value}"] += 1
+                if applied.outcome is not Outcome.DUPLICATE or applied.changes:
+                    touched[state.customer_id] = state
+                result.changes.extend(applied.changes)
+                continue
+            if event_clock is not None:
+                event_clock.observe(event.occurred_at)
+                now = event_clock.now()
             else:
-                if event_clock is not None:
-                    event_clock.observe(event.occurred_at)
-                    now = event_clock.now()
-                else:
-                    now = parsed.emitted_at or clock.now()
-                applied = scorer.apply(state, event, now)
+                now = parsed.emitted_at or clock.now()
+            applied = scorer.apply(state, event, now)
             counts[applied.outcome.value] += 1
             if applied.outcome is not Outcome.DUPLICATE or applied.changes:
                 touched[state.customer_id] = state

@@ -67,15 +67,15 @@ def changes(processor: ShardProcessor) -> list[dict[str, object]]:
 def test_an_update_moves_the_customer_and_a_redelivery_counts_once(processor) -> None:
     processor.process([purchase(0)])
     result = processor.process([profile(0, update(RICH))])
-    assert result.counts["applied"] == 1
+    assert result.counts["profile:applied"] == 1
     (change,) = result.changes
     assert (change.cause, change.previous_tier, change.new_tier) == ("profile", "Bronze", "Gold")
     assert "traits: referrals 5→4" in change.reason
     again = processor.process([profile(0, update(RICH)), profile(1, update(RICH))])
-    assert again.counts["already_applied"] == 1 and again.counts["duplicate"] == 1
+    assert again.counts["already_applied"] == 1 and again.counts["profile:duplicate"] == 1
     assert not again.changes
     stale = processor.process([profile(2, update({"referrals": 0}, NOW - timedelta(days=1)))])
-    assert stale.counts["stale"] == 1 and processor.store.get("c1").tier == "Gold"
+    assert stale.counts["profile:stale"] == 1 and processor.store.get("c1").tier == "Gold"
     assert processor.store.offsets(0)["profiles"] == 3
 
 
