@@ -33,7 +33,7 @@ def _purchase(n: int, customer: str) -> PurchaseEvent:
         event_id=f"p{n}",
         customer_id=customer,
         occurred_at=NOW - timedelta(days=2),
-        amount=Decimal(100),
+        amount=Decimal(6000),
         currency="USD",
     )
 

@@ -33,7 +33,7 @@ def profile(traits: dict[str, object] | None, at: datetime | None = T0) -> Profi
     return ProfileUpdate.model_validate({"customer_id": "c1", "traits": traits, "updated_at": at})
 
 
-def buy(event_id: str, at: datetime, amount: str = "100") -> PurchaseEvent:
+def buy(event_id: str, at: datetime, amount: str = "6000") -> PurchaseEvent:
     return PurchaseEvent(
         event_id=event_id, customer_id="c1", occurred_at=at, amount=Decimal(amount), currency="USD"
     )

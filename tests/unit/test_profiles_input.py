@@ -37,7 +37,7 @@ def purchase(offset: int, customer: str = "c1") -> RawMessage:
         "event_id": f"e{offset}",
         "customer_id": customer,
         "occurred_at": (NOW - timedelta(hours=1)).isoformat(),
-        "amount": "100",
+        "amount": "6000",
         "currency": "USD",
     }
     return RawMessage("purchases", 0, offset, customer.encode(), json.dumps(body).encode())

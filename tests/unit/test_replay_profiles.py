@@ -17,12 +17,12 @@ def _jsonl(path: Path, rows: list[object]) -> Path:
     return path
 
 
-def _buy(n: int, customer: str, day: str) -> dict[str, str]:
+def _buy(n: int, customer: str, day: str, amount: str = "6000") -> dict[str, str]:
     return {
         "event_id": f"e{n}",
         "customer_id": customer,
         "occurred_at": f"{day}T10:00:00Z",
-        "amount": "100",
+        "amount": amount,
         "currency": "USD",
     }
 
@@ -55,7 +55,11 @@ def _replay(tmp_path: Path, events: Path, *extra: str) -> tuple[list[dict], dict
 def test_profiles_move_customers_in_event_time_order(tmp_path: Path) -> None:
     events = _jsonl(
         tmp_path / "events.jsonl",
-        [_buy(1, "a", "2025-03-01"), _buy(2, "b", "2025-03-01"), _buy(3, "a", "2025-03-20")],
+        [
+            _buy(1, "a", "2025-03-01"),
+            _buy(2, "b", "2025-03-01"),
+            _buy(3, "a", "2025-03-20", "16000"),
+        ],
     )
     rich = {"referrals": 5, "pays_on_time": True, "fees": 25000, "strategic_fit": 9}
     profiles = _jsonl(
