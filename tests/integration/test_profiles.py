@@ -18,6 +18,7 @@ from typing import Any
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from scoring.events import PurchaseEvent
+from tests.integration.api_support import Client, free_port
 from tests.integration.helpers import admin_client
 from tests.integration.pipeline import ROOT, Pipeline
 from tierstream.settings import Settings
@@ -51,7 +52,10 @@ def _wait(pipeline: Pipeline, check: Any, what: str, timeout: float = 120) -> No
 
 
 def test_trait_updates_through_kafka_move_customers_with_the_explanation(make_pipeline) -> None:
-    pipeline: Pipeline = make_pipeline(config=B2B, partitions=2)
+    port = free_port()
+    pipeline: Pipeline = make_pipeline(
+        config=B2B, partitions=2, env={"TIERSTREAM_API_PORT": str(port)}
+    )
     pipeline.start_worker()
     pipeline.produce([_purchase(1, "k1"), _purchase(2, "k2")])
     pipeline.wait_applied(1.0)
@@ -113,6 +117,11 @@ def test_trait_updates_through_kafka_move_customers_with_the_explanation(make_pi
         "strategic_fit": "9",
     }
     assert "traits: referrals 5→4" in record["why"] and record["tier"] == "Gold"
+    status, served = _api(pipeline, port, "/customers/k1")  # the worker's own API
+    assert status == 200 and served["traits"] == record["traits"], served
+    assert "traits: referrals 5→4" in served["why"]
+    status, exported = _api(pipeline, port, "/customers/k1/export")
+    assert status == 200 and exported["state"]["traits"] == record["traits"]
 
     # An erasure through the erasures topic leaves no trait behind.
     request = {"event_id": "erase-k1", "customer_id": "k1", "requested_at": NOW.isoformat()}
@@ -151,6 +160,20 @@ def test_topics_create_makes_the_profiles_topic_compacted(
             admin.delete_topics(doomed, timeout_ms=30_000)
         finally:
             admin.close()
+
+
+def _api(pipeline: Pipeline, port: int, path: str) -> tuple[int, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        client = Client(port)
+        try:
+            status, body, _ = client.get(path)
+            return status, body
+        except OSError:
+            assert time.monotonic() < deadline, f"the worker's API did not start\n{pipeline.logs()}"
+            time.sleep(0.3)
+        finally:
+            client.close()
 
 
 def _cli(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
