@@ -12,7 +12,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from scoring.profiles import ProfileUpdate
-from streams.deadletters import RawMessage, Rejected, message_value
+from streams.deadletters import RawMessage, Rejected, invalid_input, message_value
 
 
 def parse_profile(message: RawMessage, latest: datetime) -> ProfileUpdate:
@@ -24,15 +24,9 @@ def parse_profile(message: RawMessage, latest: datetime) -> ProfileUpdate:
     try:
         update = ProfileUpdate.model_validate_json(raw)
     except ValidationError as exc:
-        errors = exc.errors()
-        if any(err["type"] in ("json_invalid", "utf8_decode") for err in errors):
-            raise Rejected("not_json", errors[0]["msg"]) from None
-        if any(err["type"] == "model_type" for err in errors):
+        if any(err["type"] == "model_type" for err in exc.errors()):
             raise Rejected("not_object", "a profile update must be a JSON object") from None
-        detail = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'profile'}: {e['msg']}" for e in errors
-        )
-        raise Rejected("invalid_profile", detail) from None
+        raise invalid_input(exc, "invalid_profile") from None
     if message.key is None or message.key != update.customer_id.encode("utf-8"):
         # The key is what compaction keeps the latest value of, and what partitions by.
         raise Rejected("key_mismatch", f"key {message.key!r} is not the customer_id")

@@ -230,24 +230,32 @@ def _replay(
         if due_days and due_days[0] <= day:
             fire_timers(day)
 
+    def state_of(customer_id: str) -> CustomerState:
+        state = states.get(customer_id)
+        if state is None:
+            state = states[customer_id] = CustomerState(customer_id)
+        return state
+
+    def settle(state: CustomerState, changes: list[Change]) -> None:
+        """Emit what applying to ``state`` changed, and reschedule its timer."""
+        for change in changes:
+            emit(change)
+        stats.changes += len(changes)
+        schedule(state)
+
     index = -1
     for item in stream:
         day = utc_day(item.occurred_at)
         if isinstance(item, ProfileUpdate):
             if day <= end_day:
                 _fire_due(day)
-                state = states.get(item.customer_id)
-                if state is None:
-                    state = states[item.customer_id] = CustomerState(item.customer_id)
+                state = state_of(item.customer_id)
                 result = scorer.apply_profile(state, item, item.occurred_at)
                 if result.outcome is Outcome.APPLIED:
                     stats.profiles += 1
                 else:
                     stats.stale_profiles += 1
-                for change in result.changes:
-                    emit(change)
-                stats.changes += len(result.changes)
-                schedule(state)
+                settle(state, result.changes)
             continue
         event = item
         index += 1
@@ -259,9 +267,7 @@ def _replay(
             continue
         if quintiles or (due_days and due_days[0] <= day):
             _fire_due(day)
-        state = states.get(event.customer_id)
-        if state is None:
-            state = states[event.customer_id] = CustomerState(event.customer_id)
+        state = state_of(event.customer_id)
         result = scorer.apply(state, event, event.occurred_at)
         if result.outcome is Outcome.APPLIED:
             stats.applied += 1
@@ -269,10 +275,7 @@ def _replay(
             stats.duplicates += 1
         else:
             stats.outside_window += 1
-        for change in result.changes:
-            emit(change)
-        stats.changes += len(result.changes)
-        schedule(state)
+        settle(state, result.changes)
         if progress is not None and index % 2048 == 0:
             progress(index)
     if quintiles and next_refresh is not None:

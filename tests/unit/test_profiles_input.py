@@ -5,7 +5,7 @@ remove the traits, and the export shows them."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,11 +17,12 @@ from scoring.profiles import ProfileUpdate
 from streams.clock import WallClock
 from streams.deadletters import RawMessage
 from streams.processor import ShardProcessor, decode_entry
+from tests.unit.test_processor import NOW
+from tests.unit.test_processor import purchase as processor_purchase
 from tierstream.erasure import ErasureRequest
 from tierstream.personal_data import customer_export
 from tierstream.stores import MemoryStore
 
-NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 B2B = Path(__file__).resolve().parents[2] / "configs" / "b2b-traits.yaml"
 KINDS = {
     "purchases": PurchaseEvent,
@@ -33,14 +34,7 @@ RICH = {"referrals": 5, "pays_on_time": True, "fees": 25000, "strategic_fit": 9}
 
 
 def purchase(offset: int, customer: str = "c1") -> RawMessage:
-    body = {
-        "event_id": f"e{offset}",
-        "customer_id": customer,
-        "occurred_at": (NOW - timedelta(hours=1)).isoformat(),
-        "amount": "6000",
-        "currency": "USD",
-    }
-    return RawMessage("purchases", 0, offset, customer.encode(), json.dumps(body).encode())
+    return processor_purchase(offset, customer, amount="6000")
 
 
 def profile(offset: int, value: object, key: bytes | None = b"c1") -> RawMessage:
