@@ -122,6 +122,9 @@ def test_trait_updates_through_kafka_move_customers_with_the_explanation(make_pi
     assert "traits: referrals 5→4" in served["why"]
     status, exported = _api(pipeline, port, "/customers/k1/export")
     assert status == 200 and exported["state"]["traits"] == record["traits"]
+    status, flows = _api(pipeline, port, "/flows")
+    assert status == 200 and flows["events"]["profile:applied"] == 3
+    assert flows["totals"]["events"] == 2 and flows["changes_by_cause"]["profile"] == 3
 
     # An erasure through the erasures topic leaves no trait behind.
     request = {"event_id": "erase-k1", "customer_id": "k1", "requested_at": NOW.isoformat()}
