@@ -8,6 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
@@ -258,3 +260,34 @@ def test_a_customer_without_a_purchase_keeps_traits_without_a_tier() -> None:
 def test_hostile_traits_are_refused_with_one_reason(traits: object, reason: str) -> None:
     with pytest.raises(ValidationError, match=reason):
         ProfileUpdate.model_validate({"customer_id": "c1", "traits": traits, "updated_at": T0})
+
+
+# ------------------------------------------------------------------ any delivery order
+_TRAITS = st.dictionaries(
+    st.sampled_from(["referrals", "fees", "strategic_fit", "pays_on_time"]),
+    st.one_of(st.booleans(), st.integers(0, 20), st.sampled_from(["gold", "tin"])),
+    max_size=4,
+)
+_UPDATES = st.lists(st.tuples(st.integers(0, 3), _TRAITS), min_size=1, max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(updates=_UPDATES, order=st.randoms(use_true_random=False))
+def test_any_delivery_order_with_redeliveries_ends_the_same(updates, order) -> None:  # type: ignore[no-untyped-def]
+    """Updates at a few times (so with ties) end in the same traits, tier and scores in any
+    order and with any redelivery. (Tombstones have no time: Kafka keeps them in order with
+    the updates of their key; they are tested above.)"""
+    scorer = Scorer(b2b())
+    messages = [profile(traits, T0 + timedelta(hours=hour)) for hour, traits in updates]
+
+    def run(sequence: list[ProfileUpdate]) -> tuple[object, ...]:
+        state = CustomerState("c1")
+        scorer.apply(state, buy("p1", T0), T0)
+        for update in sequence:
+            scorer.apply_profile(state, update, T0 + timedelta(hours=5))
+        return (state.traits, state.traits_at, state.tier, state.scores)
+
+    shuffled = list(messages)
+    order.shuffle(shuffled)
+    shuffled += shuffled[: len(shuffled) // 2]  # redelivered
+    assert run(messages) == run(shuffled)
