@@ -79,6 +79,7 @@ class TopicSet:
             "TIERSTREAM_TOPIC_TIER_CHANGES": self["tier-changes"],
             "TIERSTREAM_TOPIC_DEAD_LETTERS": self["dead-letters"],
             "TIERSTREAM_TOPIC_ERASURES": self["erasures"],
+            "TIERSTREAM_TOPIC_PROFILES": self["profiles"],
             "TIERSTREAM_PARTITIONS": str(self.partitions),
         }
 
@@ -132,11 +133,17 @@ class Resources:
     def topic_set(self, what: str, partitions: int = 4) -> TopicSet:
         names = {
             logical: self.name(f"{what}-{logical}")
-            for logical in ("purchases", "engagements", "tier-changes", "dead-letters", "erasures")
+            for logical in (
+                "purchases",
+                "engagements",
+                "tier-changes",
+                "dead-letters",
+                "erasures",
+                "profiles",
+            )
         }
-        counts = {
-            names[k]: partitions for k in ("purchases", "engagements", "tier-changes", "erasures")
-        }
+        inputs = ("purchases", "engagements", "tier-changes", "erasures", "profiles")
+        counts = {names[k]: partitions for k in inputs}
         counts[names["dead-letters"]] = 1
         self.topics.extend(names.values())
         ensure_topics(self.bootstrap, counts, **kafka_options())

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from scoring.criteria import KindWeight, TraitCriterion, TraitName, check_weights
 from scoring.reactions import ServiceLevel, Subscription, check_reactions
 
 Score = Annotated[int, Field(ge=1, le=5)]
@@ -49,6 +50,18 @@ class Dimension(_Frozen):
         return value
 
 
+class EngagementDimension(Dimension):
+    """The engagement score's cut points, and a weight per engagement kind.
+
+    The total scored is each kind's summed event weights times the kind's weight here (1
+    for kinds not listed); a negative weight makes a kind count against the customer.
+    """
+
+    kinds: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], KindWeight] = Field(
+        default_factory=dict
+    )
+
+
 class Scores(_Frozen):
     method: Literal["fixed", "quintiles"] = "fixed"
     # In quintile mode the cut points are recomputed from the population this often.
@@ -56,7 +69,7 @@ class Scores(_Frozen):
     recency: Dimension
     frequency: Dimension
     monetary: Dimension
-    engagement: Dimension
+    engagement: EngagementDimension
 
 
 class TierLevel(_Frozen):
@@ -65,18 +78,21 @@ class TierLevel(_Frozen):
 
 
 class TierPlan(_Frozen):
-    """A weighted scoring plan: tier = first level whose min_score the weighted sum reaches."""
+    """A weighted scoring plan: tier = first level whose min_score the weighted sum reaches.
 
-    weights: dict[Literal["r", "f", "m", "e"], Decimal]
+    ``weights`` are over r, f, m, e and the trait criteria in ``traits`` (scoring/criteria.py):
+    fractions that sum to 1 (``scale: fractions``, the default) or weights of 0..10
+    (``scale: 1-10``), divided by their sum. Either way the weighted score is on 1..5.
+    """
+
+    weights: dict[str, Decimal]
+    scale: Literal["fractions", "1-10"] = "fractions"
+    traits: dict[TraitName, TraitCriterion] = Field(default_factory=dict)
     levels: tuple[TierLevel, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _check(self) -> TierPlan:
-        total = sum(self.weights.values(), Decimal(0))
-        if total != 1:
-            raise ValueError(f"tier weights must sum to 1, got {total}")
-        if any(w < 0 for w in self.weights.values()):
-            raise ValueError("tier weights must be >= 0")
+        check_weights(self.weights, self.traits, self.scale)
         mins = [level.min_score for level in self.levels]
         if mins != sorted(mins, reverse=True):
             raise ValueError("tier levels must be listed from the highest min_score down")

@@ -23,8 +23,10 @@ from enum import Enum
 from typing import Any, NamedTuple, Protocol
 
 from scoring.config import ScoringConfig
+from scoring.criteria import TraitScore, format_trait, kind_weighted_total, trait_scores
 from scoring.days import day_start, day_to_date, utc_day
 from scoring.events import Cause, EngagementEvent, InputEvent, PurchaseEvent, TierChange
+from scoring.profiles import ProfileUpdate, canonical
 from scoring.rules import classify, explain
 from scoring.scores import Scale, Thresholds
 from scoring.state import Archived, CustomerState, DayTotals, Moves, Scores, event_digest
@@ -39,6 +41,7 @@ class Outcome(Enum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"  # this event id was already applied
     OUTSIDE_WINDOW = "outside_window"  # too old to count; only first/last purchase may move
+    STALE = "stale"  # a profile update older than the traits held (scoring/profiles.py)
 
 
 class Change:
@@ -284,6 +287,11 @@ class Scorer:
         )
         r_scale, f_scale, _, e_scale = self._scales
         self._plain_rfe = all(scale.harder is scale.easier for scale in (r_scale, f_scale, e_scale))
+        # Engagement kinds weighted by kind (None: every kind counts 1, the plain sum).
+        self._kind_weights = dict(s.engagement.kinds) or None
+        # Trait criteria of the tier plan, and placements by (scores, trait scores).
+        self._criteria = dict(config.tiers.traits)
+        self._trait_placements: dict[tuple[Scores, tuple[int, ...]], tuple[str, str]] = {}
         # R drops the day after recency passes a cut (plus margin): offsets from the last purchase.
         self._recency_offsets = tuple(
             math.floor(cut + s.recency.hysteresis) + 1 for cut in t.recency if cut.is_finite()
@@ -319,6 +327,36 @@ class Scorer:
         if change is not None:
             changes.append(change)
         return ApplyResult(outcome, changes)
+
+    def apply_profile(
+        self, state: CustomerState, update: ProfileUpdate, now: datetime
+    ) -> ApplyResult:
+        """Replace (or, for a tombstone, delete) the customer's traits as of ``now`` and
+        re-score (cause ``profile``). An update older than the traits held is ``STALE``; the
+        same update again, or the loser of a tie in ``updated_at``, changes nothing."""
+        changes = self.advance(state, now)
+        today = state.clock_day
+        assert today is not None
+        before = state.traits
+        if update.traits is None:
+            if before is None:
+                return ApplyResult(Outcome.DUPLICATE, changes)
+            state.traits = None
+        else:
+            held = state.traits_at
+            at = update.updated_at
+            assert at is not None, "an update with traits has its time"
+            if held is not None:
+                if at < held or (at == held and before is None):
+                    return ApplyResult(Outcome.STALE, changes)  # older, or deleted since
+                if at == held and canonical(update.traits) <= canonical(before):
+                    return ApplyResult(Outcome.DUPLICATE, changes)
+            state.traits, state.traits_at = dict(update.traits), at
+        moment = update.updated_at or now
+        change = self._rescore(state, today, moment, "profile", _ProfileReason(before, update))
+        if change is not None:
+            changes.append(change)
+        return ApplyResult(Outcome.APPLIED, changes)
 
     def advance(self, state: CustomerState, now: datetime) -> list[Change]:
         """Bring ``state`` forward to ``now``, emitting time-driven changes at their moment."""
@@ -411,7 +449,7 @@ class Scorer:
             return None
         current = (state.tier, state.segment)
         for day, scores, _ in self._walk(state, None):
-            if self._classify(scores) != current:
+            if self._place(state, scores) != current:
                 return day_start(day)
         return None
 
@@ -495,14 +533,14 @@ class Scorer:
             "engagement": {k: str(v) for k, v in sorted(values.engagement.items())},
             "version": view.version,
             "as_of": day_to_date(day).isoformat(),
-        }
+        } | _traits_record(view)
 
     def explain(self, state: CustomerState) -> str:
         """Why the customer is where they are now."""
         scores = state.scores
         if scores is None:
             return "no purchase yet: not placed in a tier or segment"
-        tier_rule, segment_rule = self._explain(scores)
+        tier_rule, segment_rule = self._explain(scores, self._trait_scores(state))
         return f"{tier_rule}; {segment_rule}"
 
     # --------------------------------------------------------------- internals
@@ -544,12 +582,20 @@ class Scorer:
             state.prune_floor = day
         return Outcome.APPLIED
 
+    def engagement_total(self, values: Values) -> Decimal:
+        """What the E score is taken from: the engagement weights, kinds weighted by kind."""
+        engagement = values.engagement
+        if not engagement:
+            return _ZERO
+        if self._kind_weights is None:
+            return sum(engagement.values(), _ZERO)
+        return kind_weighted_total(engagement, self._kind_weights, Decimal(1))
+
     def _score_values(self, values: Values, previous: Scores | None) -> Scores | None:
         if values.recency_days is None:
             return None  # no purchase ever: not placed yet
         r, f, m, e = self._scales
-        engagement = values.engagement
-        total = sum(engagement.values(), _ZERO) if engagement else _ZERO
+        total = self.engagement_total(values) if values.engagement else _ZERO
         if previous is None:
             key = (
                 r.score(values.recency_days, None),
@@ -590,11 +636,30 @@ class Scorer:
             cached = self._placements[scores] = classify(self.config, scores)
         return cached
 
-    def _explain(self, scores: Scores) -> tuple[str, str]:
+    def _explain(self, scores: Scores, traits: tuple[TraitScore, ...] = ()) -> tuple[str, str]:
+        if traits:
+            return explain(self.config, scores, traits)
         cached = self._explanations.get(scores)
         if cached is None:
             cached = self._explanations[scores] = explain(self.config, scores)
         return cached
+
+    def _trait_scores(self, state: CustomerState) -> tuple[TraitScore, ...]:
+        """The plan's trait criteria scored for this customer (empty: the plan has none)."""
+        if not self._criteria:
+            return ()
+        return trait_scores(self._criteria, state.traits)
+
+    def _place(self, state: CustomerState, scores: Scores) -> tuple[str | None, str | None]:
+        """Tier and segment of ``state`` with these scores, its traits included."""
+        if not self._criteria:
+            return self._classify(scores)
+        traits = self._trait_scores(state)
+        key = (scores, tuple(points for _, _, points in traits))
+        placed = self._trait_placements.get(key)
+        if placed is None:
+            placed = self._trait_placements[key] = classify(self.config, scores, traits)
+        return placed
 
     def _candidate_days(self, state: CustomerState) -> list[int]:
         """Days on which a score input changes with no new event, ascending (may be past).
@@ -696,7 +761,7 @@ class Scorer:
     ) -> Change | None:
         before = state.scores
         state.scores = scores
-        tier, segment = self._classify(scores)
+        tier, segment = self._place(state, scores)
         behaviour = state.behaviour
         if self.behaviour is not None:
             assigned = self.behaviour.assign(values)
@@ -720,7 +785,7 @@ class Scorer:
             state.segment,
             segment,
             cause,
-            _ChangeReason(self, because, before, scores, note),
+            _ChangeReason(self, because, before, scores, note, self._trait_scores(state)),
             values.recency_days,
             values.frequency,
             values.monetary,
@@ -808,7 +873,7 @@ class _ChangeReason:
     Everything it reads is immutable, so the text is the same whenever it is built.
     """
 
-    __slots__ = ("because", "before", "behaviour", "scorer", "scores")
+    __slots__ = ("because", "before", "behaviour", "scorer", "scores", "traits")
 
     def __init__(
         self,
@@ -817,21 +882,60 @@ class _ChangeReason:
         before: Scores | None,
         scores: Scores,
         behaviour: tuple[str | None, int] | None,
+        traits: tuple[TraitScore, ...] = (),
     ) -> None:
         self.scorer = scorer
         self.because = because  # the event, the inactivity or the re-score behind it
         self.before = before
         self.scores = scores
         self.behaviour = behaviour  # (new label, segment model version) when it moved
+        self.traits = traits  # the trait criteria's values and scores at the change
 
     def __str__(self) -> str:
-        tier_rule, segment_rule = self.scorer._explain(self.scores)  # noqa: SLF001
+        tier_rule, segment_rule = self.scorer._explain(self.scores, self.traits)  # noqa: SLF001
         parts = [str(self.because), _score_moves(self.before, self.scores), tier_rule]
         parts.append(segment_rule)
         if self.behaviour is not None:
             label, version = self.behaviour
             parts.append(f"behaviour: {label} (segment model v{version})")
         return "; ".join(part for part in parts if part)
+
+
+class _ProfileReason(NamedTuple):
+    """A profile update, put into words when its change is read: the traits that moved."""
+
+    before: dict[str, Any] | None
+    update: ProfileUpdate
+
+    def __str__(self) -> str:
+        when = self.update.updated_at
+        if self.update.traits is None:
+            return "profile deleted: the customer's traits were removed"
+        old, new = self.before or {}, self.update.traits
+        moved = [
+            f"{name} {_shown(old.get(name))}→{_shown(new.get(name))}"
+            for name in sorted(old.keys() | new.keys())
+            if old.get(name) != new.get(name) or type(old.get(name)) is not type(new.get(name))
+        ]
+        text = f"profile update of {when.date().isoformat() if when else 'unknown date'}"
+        return f"{text}: {', '.join(moved)}" if moved else f"{text}: no trait changed"
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "(none)"
+    return format_trait(value) if isinstance(value, bool | str | Decimal) else str(value)
+
+
+def _traits_record(state: CustomerState) -> dict[str, Any]:
+    """The state record's ``traits`` (JSON: numbers as decimal strings), when it has any."""
+    if state.traits is None:
+        return {}
+    return {
+        "traits": {
+            k: (str(v) if isinstance(v, Decimal) else v) for k, v in sorted(state.traits.items())
+        }
+    }
 
 
 def _label(behaviour: tuple[int, str] | None) -> str | None:

@@ -34,6 +34,7 @@ Cause = Literal[
     "purchase",
     "refund",
     "engagement",
+    "profile",  # a trait update from the profiles topic (scoring/profiles.py)
     "inactivity",
     "threshold_update",
     "model_update",

@@ -25,7 +25,7 @@ def population_thresholds(
         recency.append(values.recency_days)
         frequency.append(values.frequency)
         monetary.append(values.monetary)
-        engagement.append(values.engagement_total)
+        engagement.append(scorer.engagement_total(values))
     if not recency:
         return scorer.thresholds
     return Thresholds(

@@ -15,6 +15,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from scoring.criteria import TraitValue
+
 
 @dataclass(frozen=True, slots=True)
 class Scores:
@@ -69,6 +71,10 @@ class CustomerState:
     # its feature vector in fixed point), when segments are learned from the stream
     # (models/learning.py): taken out again when it is re-learned. None: not learned.
     learned: list[int] | None = None
+    # The customer's traits from the profiles topic (scoring/profiles.py), and the
+    # ``updated_at`` of the update that set (or deleted) them: older updates are ignored.
+    traits: dict[str, TraitValue] | None = None
+    traits_at: datetime | None = None
     # Derived, never persisted: the scorer's cached time-driven candidate days.
     cached_moves: Moves | None = field(default=None, compare=False, repr=False)
     # Derived, never persisted: a lower bound of the days in ``days``, ``engagement_days``
@@ -87,6 +93,8 @@ class CustomerState:
         archived = self.archived
         if archived is not None:
             clone.archived = Archived(archived.purchase_days, archived.net, archived.last_day)
+        if self.traits is not None:
+            clone.traits = dict(self.traits)
         clone.cached_moves = None  # the clone is brought forward on its own
         return clone
 
@@ -122,6 +130,14 @@ class CustomerState:
             out["a"] = [a.purchase_days, str(a.net), a.last_day]
         if self.learned is not None:
             out["l"] = self.learned
+        if self.traits is not None:
+            # Numbers as exact decimal strings, apart from the strings and booleans.
+            out["tr"] = [
+                {k: str(v) for k, v in sorted(self.traits.items()) if isinstance(v, Decimal)},
+                {k: v for k, v in sorted(self.traits.items()) if not isinstance(v, Decimal)},
+            ]
+        if self.traits_at is not None:
+            out["ta"] = self.traits_at.isoformat()
         return out
 
     @classmethod
@@ -149,6 +165,12 @@ class CustomerState:
             state.archived = Archived(purchase_days, Decimal(net), last_day)
         if "l" in raw:
             state.learned = [int(v) for v in raw["l"]]
+        if "tr" in raw:
+            numbers, others = raw["tr"]
+            traits: dict[str, TraitValue] = {k: Decimal(v) for k, v in numbers.items()}
+            state.traits = traits | others
+        if "ta" in raw:
+            state.traits_at = datetime.fromisoformat(raw["ta"])
         return state
 
 

@@ -78,6 +78,16 @@ def parse_message(
     return event
 
 
+def invalid_input(exc: ValidationError, kind: str) -> Rejected:
+    """The rejection of a value that failed validation: ``not_json`` when it is no JSON,
+    else ``kind`` with every problem named on one line."""
+    errors = exc.errors()
+    if any(err["type"] in ("json_invalid", "utf8_decode") for err in errors):
+        return Rejected("not_json", errors[0]["msg"])
+    detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in errors)
+    return Rejected(kind, detail)
+
+
 def dead_letter(message: RawMessage, reason: Rejected, received_at: datetime) -> DeadLetter:
     return DeadLetter(
         source_topic=message.topic,

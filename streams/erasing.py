@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from scoring.events import DeadLetter
-from streams.deadletters import RawMessage, Rejected, message_value
+from streams.deadletters import RawMessage, Rejected, invalid_input, message_value
 from tierstream.erasure import ERASED_KIND, ErasureRequest
 
 
@@ -17,11 +17,7 @@ def parse_erasure(message: RawMessage) -> ErasureRequest:
     try:
         request = ErasureRequest.model_validate_json(raw)
     except ValidationError as exc:
-        errors = exc.errors()
-        if any(err["type"] in ("json_invalid", "utf8_decode") for err in errors):
-            raise Rejected("not_json", errors[0]["msg"]) from None
-        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in errors)
-        raise Rejected("invalid_event", detail) from None
+        raise invalid_input(exc, "invalid_event") from None
     if message.key is None or message.key != request.customer_id.encode("utf-8"):
         # The key puts the request in the customer's partition, hence in its shard.
         raise Rejected("key_mismatch", f"key {message.key!r} is not the customer_id")

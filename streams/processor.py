@@ -16,11 +16,13 @@ from datetime import UTC, datetime, timedelta
 
 from scoring.engine import Change, Outcome, Scorer
 from scoring.events import Cause, DeadLetter, EngagementEvent, InputEvent, PurchaseEvent
+from scoring.profiles import ProfileUpdate
 from scoring.state import CustomerState
 from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage, Rejected, dead_letter, parse_message
 from streams.erasing import erased_dead_letter, parse_erasure
 from streams.learner import Learner
+from streams.profiles_input import parse_profile
 from tierstream.erasure import (
     ERASURE_HOOKS,
     Erasure,
@@ -54,9 +56,9 @@ class StepResult:
     forgotten: list[CustomerState] = field(default_factory=list)
 
 
-# What the input topics carry: events of a kind, or erasure requests.
-InputKind = type[PurchaseEvent] | type[EngagementEvent] | type[ErasureRequest]
-Item = InputEvent | ErasureRequest
+# What the input topics carry: events of a kind, erasure requests, or profile updates.
+InputKind = type[PurchaseEvent] | type[EngagementEvent] | type[ErasureRequest] | type[ProfileUpdate]
+Item = InputEvent | ErasureRequest | ProfileUpdate
 
 
 # Outbox entry = destination byte + key + NUL + value. Customer ids cannot hold NUL
@@ -162,6 +164,8 @@ class ShardLogic:
                 kind = self.event_kinds[message.topic]
                 if issubclass(kind, ErasureRequest):
                     events.append(parse_erasure(message))
+                elif issubclass(kind, ProfileUpdate):
+                    events.append(parse_profile(message, latest))
                 else:
                     events.append(parse_message(message, kind, self.scorer.config, latest))
                 origins.append(message)
@@ -213,6 +217,20 @@ class ShardLogic:
                 version = prior[0] if prior is not None else 0
                 state = CustomerState(event.customer_id, version=version)
                 states[event.customer_id] = state
+            if isinstance(event, ProfileUpdate):
+                # A trait update does not move the event clock: its time is when the
+                # profile was edited, not when the customer did something.
+                if event_clock is not None:
+                    now = event_clock.now()
+                else:
+                    now = parsed.emitted_at or clock.now()
+                applied = scorer.apply_profile(state, event, now)
+                # Counted apart: "applied" and "duplicate" count customer events.
+                counts[f"profile:{applied.outcome.value}"] += 1
+                if applied.outcome is not Outcome.DUPLICATE or applied.changes:
+                    touched[state.customer_id] = state
+                result.changes.extend(applied.changes)
+                continue
             if event_clock is not None:
                 event_clock.observe(event.occurred_at)
                 now = event_clock.now()

@@ -33,6 +33,7 @@ from models.snapshot import SegmentSnapshot
 from scoring.days import utc_day
 from scoring.engine import Scorer
 from scoring.events import Cause, EngagementEvent, PurchaseEvent
+from scoring.profiles import ProfileUpdate
 from scoring.quantiles import population_thresholds
 from scoring.scores import Thresholds
 from streams import intake
@@ -142,6 +143,7 @@ class Runtime:
             settings.topic_purchases: PurchaseEvent,
             settings.topic_engagements: EngagementEvent,
             settings.topic_erasures: ErasureRequest,
+            settings.topic_profiles: ProfileUpdate,
         }
         self._salt: bytes | None = None  # the namespace's erasure salt, read once
 
@@ -621,6 +623,7 @@ def build_app(
         settings.topic_purchases,
         settings.topic_engagements,
         settings.topic_erasures,
+        settings.topic_profiles,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
@@ -638,7 +641,12 @@ def build_app(
     def clock_factory() -> Clock:
         return settings.make_clock()
 
-    input_names = (settings.topic_purchases, settings.topic_engagements, settings.topic_erasures)
+    input_names = (
+        settings.topic_purchases,
+        settings.topic_engagements,
+        settings.topic_erasures,
+        settings.topic_profiles,
+    )
 
     def owns(shard: int) -> bool:
         assignment = app.consumer.assignment()

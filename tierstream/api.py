@@ -571,7 +571,10 @@ async def flows(request: web.Request) -> web.Response:
             "totals": {
                 "changes": sum(causes.values()),
                 "dead_letters": sum(dead_letters.values()),
-                "events": sum(v for k, v in events.items() if k != "rescored"),
+                # customer events only: not re-scorings, nor trait updates (profile:*)
+                "events": sum(
+                    v for k, v in events.items() if k != "rescored" and not k.startswith("profile:")
+                ),
             },
             "read_at": datetime.now(UTC).isoformat(),
         }

@@ -41,6 +41,7 @@ from tierstream.cli_privacy import erase_command
 from tierstream.clv import record_fields
 from tierstream.deliver_cli import register as register_deliver_command
 from tierstream.ordering import TimeOrdered
+from tierstream.profiles_cli import load_profiles
 from tierstream.readers import Reject
 from tierstream.replay import ReplayStats, StrictReplayError, replay, valid_events
 from tierstream.report import print_report
@@ -123,6 +124,10 @@ def replay_command(
         Path | None,
         typer.Option(help="Add p_alive and clv_12m to --state-out (tierstream clv fit --save)"),
     ] = None,
+    profiles: Annotated[
+        Path | None,
+        typer.Option(help="Customer traits (JSONL profile updates), merged in time order"),
+    ] = None,
 ) -> None:
     """Replay a purchase history through the scoring core (no Kafka or Redis needed).
 
@@ -135,6 +140,7 @@ def replay_command(
     behaviour = _behaviour_from_file(segments) if segments is not None else None
     clv_snapshot = clv_from_file(clv) if clv is not None else None
     stats = ReplayStats()
+    updates = load_profiles(profiles) if profiles is not None else []
     parsed = open_events(path, source_format, config_used)
     # Output files are opened before the replay: a bad path is one line, exit 2, at once.
     changes_file = open_output(changes_out) if changes_out is not None else None
@@ -172,6 +178,7 @@ def replay_command(
                 emit=emit,
                 stats=stats,
                 progress=lambda done: bar.update(task, completed=done, total=stats.total),
+                profiles=updates,
             )
     except StrictReplayError as exc:
         say(f"malformed input, stopping (--strict): {exc}", "red")
@@ -214,6 +221,8 @@ def replay_command(
         "events_per_second": round(stats.events_per_second),
         "as_of": moment.isoformat(),
     }
+    if profiles is not None:
+        summary |= {"profiles": stats.profiles, "stale_profiles": stats.stale_profiles}
     print(json.dumps(summary), file=sys.stdout)
 
 

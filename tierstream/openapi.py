@@ -64,6 +64,7 @@ SCHEMAS: dict[str, Any] = {
                     "purchase",
                     "refund",
                     "engagement",
+                    "profile",
                     "inactivity",
                     "threshold_update",
                     "model_update",
@@ -117,6 +118,12 @@ SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "additionalProperties": {"type": "string"},
                 "description": "engagement kind -> summed weight in the window (decimal)",
+            },
+            "traits": {
+                "type": "object",
+                "additionalProperties": {"type": ["string", "boolean"]},
+                "description": "the customer's traits from the customer-profiles topic, when "
+                "any (numbers as decimal strings); docs/custom-criteria.md",
             },
             "version": {"type": "integer", "minimum": 0},
             "as_of": {"type": "string", "format": "date"},

@@ -2,16 +2,18 @@
 
 What the store holds for a customer: the state (purchase and engagement day totals inside
 the window, remembered event-id digests, first and last purchase, scores, tier, segment,
-behavioural segment, version), the recent tier-change history, and the moment the
-customer is next re-scored. Nothing else is kept per customer; tier changes on their way
-out sit in the shard's outbox only until Kafka acknowledges them.
+behavioural segment, version, traits from the profiles topic), the recent tier-change
+history, and the moment the customer is next re-scored. Nothing else is kept per customer;
+tier changes on their way out sit in the shard's outbox only until Kafka acknowledges them.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+from scoring.criteria import TraitValue
 from scoring.days import day_start
 from scoring.engine import AsOfError, Scorer
 from tierstream.stores.base import StateStore
@@ -52,12 +54,21 @@ def customer_export(store: StateStore, scorer: Scorer, customer_id: str) -> dict
             "tier": state.tier,
             "segment": state.segment,
             "behaviour": list(state.behaviour) if state.behaviour else None,
+            # From the customer-profiles topic: numbers as decimal strings.
+            "traits": _traits(state.traits),
+            "traits_updated_at": held.get("ta"),
         },
         "placement": placement,
         "history": history,
         "next_rescore_at": next_rescore.isoformat() if next_rescore else None,
         "stored": held,
     }
+
+
+def _traits(traits: dict[str, TraitValue] | None) -> dict[str, object] | None:
+    if traits is None:
+        return None
+    return {k: str(v) if isinstance(v, Decimal) else v for k, v in sorted(traits.items())}
 
 
 def _day(day: int) -> str:

@@ -23,7 +23,7 @@ from tierstream.repartition_kafka import (
 )
 from tierstream.settings import Settings
 from tierstream.stores.redis import RedisStore
-from tierstream.topics import kafka_security_from_env
+from tierstream.topics import INPUT_TOPIC_SETTINGS, kafka_security_from_env
 
 
 def run(settings: Settings, target: int) -> None:
@@ -57,8 +57,9 @@ def _run(settings: Settings, target: int) -> None:
             )
         security = kafka_security_from_env()
         bootstrap = settings.kafka_bootstrap
-        # Erasure requests are keyed and sharded like events: the topic moves with them.
-        inputs = [settings.topic_purchases, settings.topic_engagements, settings.topic_erasures]
+        # Erasure requests and profile updates are keyed and sharded like events: their
+        # topics move with them.
+        inputs = [getattr(settings, setting.lower()) for setting in INPUT_TOPIC_SETTINGS]
         check_no_workers(bootstrap, settings.app_id, security)
         check_partitions(bootstrap, inputs, target, security)
         stale = old_layout_messages(bootstrap, store, inputs, source, target, security)

@@ -20,6 +20,7 @@ from datetime import datetime
 from scoring.days import day_start, utc_day
 from scoring.engine import Change, Outcome, Scorer
 from scoring.events import InputEvent
+from scoring.profiles import ProfileUpdate
 from scoring.quantiles import population_thresholds
 from scoring.state import CustomerState
 from tierstream.ordering import TimeOrdered
@@ -41,6 +42,8 @@ class ReplayStats:
     total: int | None = None  # events to apply, once known (they are all read before the first)
     changes: int = 0
     threshold_updates: int = 0
+    profiles: int = 0  # profile updates applied (``replay --profiles``)
+    stale_profiles: int = 0  # older than the traits held, or repeated
     seconds: float = 0.0
 
     @property
@@ -112,15 +115,27 @@ def replay(
     emit: Callable[[Change], None],
     stats: ReplayStats,
     progress: ProgressHook | None = None,
+    profiles: Iterable[ProfileUpdate] = (),
 ) -> ReplayResult:
-    """Apply ``events`` in event-time order up to ``as_of``; ``emit`` gets every change."""
+    """Apply ``events`` in event-time order up to ``as_of``; ``emit`` gets every change.
+
+    ``profiles``: trait updates, sorted by ``updated_at``, merged into the events' order
+    (at the same instant an event goes first)."""
     # The replay builds a large heap of long-lived, acyclic objects (states, changes); the
     # cyclic collector would re-walk all of it again and again (~15% of the run) to find
     # nothing, so it is paused for the loop and restored afterwards.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _replay(events, scorer, as_of=as_of, emit=emit, stats=stats, progress=progress)
+        return _replay(
+            events,
+            scorer,
+            as_of=as_of,
+            emit=emit,
+            stats=stats,
+            progress=progress,
+            profiles=profiles,
+        )
     finally:
         if collecting:
             gc.enable()
@@ -134,11 +149,17 @@ def _replay(
     emit: Callable[[Change], None],
     stats: ReplayStats,
     progress: ProgressHook | None,
+    profiles: Iterable[ProfileUpdate] = (),
 ) -> ReplayResult:
     started = time.perf_counter()
     end_day = utc_day(as_of)
     # Stable: events at the same instant keep file order, so a replay is deterministic.
     ordered = TimeOrdered(events)
+    stream: Iterable[InputEvent | ProfileUpdate] = ordered
+    updates = list(profiles)
+    if updates:
+        # heapq.merge is stable too: at one instant the events (first iterable) go first.
+        stream = heapq.merge(ordered, updates, key=lambda item: item.occurred_at)
     states: dict[str, CustomerState] = {}
     # Timers bucketed by day: a heap of the distinct due days and, per day, the customers due
     # then (fired in customer-id order, as a heap of (day, id) pairs would). ``scheduled`` is
@@ -197,14 +218,9 @@ def _replay(
                 stats.changes += 1
             schedule(state)
 
-    for index, event in enumerate(ordered):
-        if index == 0:
-            stats.total = ordered.count
-        day = utc_day(event.occurred_at)
-        stats.events += 1
-        if day > end_day:
-            stats.after_as_of += 1
-            continue
+    def _fire_due(day: int) -> None:
+        """Cut-point refreshes and customer timers due by ``day``, before what comes on it."""
+        nonlocal next_refresh
         if quintiles:
             if next_refresh is None:
                 next_refresh = day + refresh_every
@@ -213,9 +229,45 @@ def _replay(
                 next_refresh += refresh_every
         if due_days and due_days[0] <= day:
             fire_timers(day)
-        state = states.get(event.customer_id)
+
+    def state_of(customer_id: str) -> CustomerState:
+        state = states.get(customer_id)
         if state is None:
-            state = states[event.customer_id] = CustomerState(event.customer_id)
+            state = states[customer_id] = CustomerState(customer_id)
+        return state
+
+    def settle(state: CustomerState, changes: list[Change]) -> None:
+        """Emit what applying to ``state`` changed, and reschedule its timer."""
+        for change in changes:
+            emit(change)
+        stats.changes += len(changes)
+        schedule(state)
+
+    index = -1
+    for item in stream:
+        day = utc_day(item.occurred_at)
+        if isinstance(item, ProfileUpdate):
+            if day <= end_day:
+                _fire_due(day)
+                state = state_of(item.customer_id)
+                result = scorer.apply_profile(state, item, item.occurred_at)
+                if result.outcome is Outcome.APPLIED:
+                    stats.profiles += 1
+                else:
+                    stats.stale_profiles += 1
+                settle(state, result.changes)
+            continue
+        event = item
+        index += 1
+        if index == 0:
+            stats.total = ordered.count
+        stats.events += 1
+        if day > end_day:
+            stats.after_as_of += 1
+            continue
+        if quintiles or (due_days and due_days[0] <= day):
+            _fire_due(day)
+        state = state_of(event.customer_id)
         result = scorer.apply(state, event, event.occurred_at)
         if result.outcome is Outcome.APPLIED:
             stats.applied += 1
@@ -223,10 +275,7 @@ def _replay(
             stats.duplicates += 1
         else:
             stats.outside_window += 1
-        for change in result.changes:
-            emit(change)
-        stats.changes += len(result.changes)
-        schedule(state)
+        settle(state, result.changes)
         if progress is not None and index % 2048 == 0:
             progress(index)
     if quintiles and next_refresh is not None:

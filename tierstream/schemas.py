@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from scoring.events import DeadLetter, EngagementEvent, PurchaseEvent, TierChange
+from scoring.profiles import ProfileUpdate
 from tierstream.erasure import ErasureRequest
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -22,6 +23,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "tier-change.schema.json": TierChange,
     "dead-letter.schema.json": DeadLetter,
     "erasure.schema.json": ErasureRequest,
+    "profile.schema.json": ProfileUpdate,
 }
 
 

@@ -37,6 +37,8 @@ class Settings(KafkaSettings):
     topic_dead_letters: str = "dead-letters"
     # Erasure requests (tierstream.erasure): keyed by customer id, partitioned like the inputs.
     topic_erasures: str = "erasures"
+    # Customer traits (compacted, keyed by customer id): docs/custom-criteria.md.
+    topic_profiles: str = "customer-profiles"
     partitions: int = Field(default=4, ge=1)
     redis_namespace: str = "ts"
     # "wall": now is real time (production). "event": now is the latest event time seen,

@@ -44,7 +44,12 @@ TOPIC_SETTINGS: dict[str, str] = {
     "TOPIC_TIER_CHANGES": "tier-changes",
     "TOPIC_DEAD_LETTERS": "dead-letters",
     "TOPIC_ERASURES": "erasures",
+    "TOPIC_PROFILES": "customer-profiles",
 }
+# Topics created compacted: the customer-profiles topic keeps each customer's latest
+# traits (a tombstone deletes them), however old.
+COMPACTED_SETTINGS = ("TOPIC_PROFILES",)
+COMPACTED = {"cleanup.policy": "compact"}
 
 _ERROR_TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
 # What a client raises while no broker answers yet: kafka-python 3 raises
@@ -81,6 +86,11 @@ def topics_from_settings(settings: Settings) -> dict[str, int]:
                 raise ValueError(f"derived topic {name!r} is also a topic of another kind")
             topics[name] = settings.partitions
     return topics
+
+
+def topic_configs_from_settings(settings: Settings) -> dict[str, dict[str, str]]:
+    """Topic name -> the topic configs it is created with (the compacted ones)."""
+    return {getattr(settings, setting.lower()): COMPACTED for setting in COMPACTED_SETTINGS}
 
 
 def kafka_security_from_env() -> dict[str, Any]:
@@ -129,11 +139,20 @@ def _partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, in
     return counts
 
 
-def _create(admin: KafkaAdminClient, topics: Mapping[str, int], replication_factor: int) -> None:
+def _create(
+    admin: KafkaAdminClient,
+    topics: Mapping[str, int],
+    replication_factor: int,
+    configs: Mapping[str, dict[str, str]],
+) -> None:
     """CreateTopics for ``topics``; an already existing topic is not an error."""
     if int(kafka.__version__.split(".")[0]) >= 3:
         spec: Any = {
-            name: {"num_partitions": count, "replication_factor": replication_factor}
+            name: {
+                "num_partitions": count,
+                "replication_factor": replication_factor,
+                **({"configs": dict(configs[name])} if name in configs else {}),
+            }
             for name, count in topics.items()
         }
         response = admin.create_topics(spec, timeout_ms=30_000, raise_errors=False)
@@ -150,7 +169,8 @@ def _create(admin: KafkaAdminClient, topics: Mapping[str, int], replication_fact
 
         for name, count in topics.items():
             try:
-                admin.create_topics([NewTopic(name, count, replication_factor)], timeout_ms=30_000)
+                topic = NewTopic(name, count, replication_factor, topic_configs=configs.get(name))
+                admin.create_topics([topic], timeout_ms=30_000)
             except TopicAlreadyExistsError:
                 pass
 
@@ -161,13 +181,15 @@ def ensure_topics(
     *,
     replication_factor: int = 1,
     timeout_s: float = 30.0,
+    configs: Mapping[str, dict[str, str]] | None = None,
     **client_options: Any,
 ) -> None:
     """Make sure every topic in ``topics`` (name -> partition count) exists.
 
     Missing topics are created with the given partition count and replication
     factor; existing ones are kept (a differing partition count is logged as a
-    warning, not changed). ``client_options`` are passed to kafka-python's
+    warning, not changed). ``configs``: topic name -> topic configs to create it with
+    (``cleanup.policy=compact``, say). ``client_options`` are passed to kafka-python's
     ``KafkaAdminClient`` (security_protocol, sasl_mechanism, ssl_cafile, ...).
     Raises ``kafka.errors.KafkaError`` when the broker refuses a creation.
     """
@@ -181,7 +203,7 @@ def ensure_topics(
         existing = set(admin.list_topics())
         missing = {name: count for name, count in topics.items() if name not in existing}
         if missing:
-            _create(admin, missing, replication_factor)
+            _create(admin, missing, replication_factor, configs or {})
             log.info("created topics %s", ", ".join(f"{n}({c})" for n, c in missing.items()))
         present = [name for name in topics if name not in missing]
         if present:
@@ -205,6 +227,7 @@ def create_topics(settings: Settings, *, timeout_s: float = 30.0) -> dict[str, i
         topics,
         replication_factor=settings.replication_factor,
         timeout_s=timeout_s,
+        configs=topic_configs_from_settings(settings),
         **settings.client_options(),
     )
     return topics
@@ -212,7 +235,7 @@ def create_topics(settings: Settings, *, timeout_s: float = 30.0) -> dict[str, i
 
 # The topics a worker consumes: keyed by customer id, one partition per shard, so each
 # must have exactly TIERSTREAM_PARTITIONS partitions (the shard of an id is its partition).
-INPUT_TOPIC_SETTINGS = ("TOPIC_PURCHASES", "TOPIC_ENGAGEMENTS", "TOPIC_ERASURES")
+INPUT_TOPIC_SETTINGS = ("TOPIC_PURCHASES", "TOPIC_ENGAGEMENTS", "TOPIC_ERASURES", "TOPIC_PROFILES")
 
 
 def worker_topic_problem(settings: Settings, *, timeout_s: float = 10.0) -> str | None:

@@ -58,6 +58,7 @@ class Pipeline:
                 "tier-changes": partitions,
                 "dead-letters": 1,
                 "erasures": partitions,
+                "profiles": partitions,
             }
         )
         self.topics = names
@@ -77,6 +78,7 @@ class Pipeline:
             "TIERSTREAM_TOPIC_TIER_CHANGES": names["tier-changes"],
             "TIERSTREAM_TOPIC_DEAD_LETTERS": names["dead-letters"],
             "TIERSTREAM_TOPIC_ERASURES": names["erasures"],
+            "TIERSTREAM_TOPIC_PROFILES": names["profiles"],
             "TIERSTREAM_CLOCK": "event",
             **({"TIERSTREAM_CONFIG": str(config)} if config else {}),
             **(env or {}),
@@ -154,7 +156,7 @@ class Pipeline:
 
     def applied_fraction(self) -> float:
         total = done = 0
-        for topic in ("purchases", "engagements", "erasures"):
+        for topic in ("purchases", "engagements", "erasures", "profiles"):
             for partition, end in self.end_offsets(topic).items():
                 total += end
                 done += min(end, self.store.offsets(partition).get(self.topics[topic], 0))

@@ -61,7 +61,9 @@ def test_repartition_from_4_to_12_between_two_halves_of_cdnow(
     events = subset(cdnow_events, "05000")
     first, second = events[: len(events) * 3 // 5], events[len(events) * 3 // 5 :]
     pipeline = make_pipeline()
-    inputs = [pipeline.topics[name] for name in ("purchases", "engagements", "erasures")]
+    inputs = [
+        pipeline.topics[name] for name in ("purchases", "engagements", "erasures", "profiles")
+    ]
     pipeline.produce(first)
     worker = pipeline.start_worker()
     pipeline.wait_applied(1.0)

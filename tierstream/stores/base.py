@@ -313,7 +313,7 @@ class StateStore(Protocol):
 # Step counters (ShardProcessor's StepResult.counts) worth keeping as cluster-wide totals:
 # committed with the state they describe, so each counts exactly once, whoever applied it.
 _TALLIED = frozenset({"applied", "duplicate", "outside_window", "rescored", "erased"})
-_TALLIED_PREFIXES = ("dead_letter:",)
+_TALLIED_PREFIXES = ("dead_letter:", "profile:")  # profile: outcomes of trait updates
 
 
 def history_entry(change: Change) -> bytes:
