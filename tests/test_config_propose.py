@@ -134,3 +134,56 @@ def test_an_invalid_proposal_is_one_line_and_exit_2(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2 and "window_days" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_propose_with_trait_criteria_reads_the_profiles_as_replay_does(
+    cdnow_part: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan that weighs traits needs the customers' traits: `--profiles` gives propose
+    the same updates `replay --profiles` applies, and the placements agree."""
+    monkeypatch.delenv("TIERSTREAM_WINDOW_DAYS", raising=False)
+    small = tmp_path / "cdnow-small.txt"
+    lines = cdnow_part.read_text().splitlines(keepends=True)
+    small.write_text("".join([lines[0], *(x for x in lines[1:] if x.split()[0] <= "00400")]))
+    profiles = tmp_path / "profiles.jsonl"
+    profiles.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "customer_id": f"{n:05d}",
+                    "traits": {"referrals": n % 9, "pays_on_time": n % 3 != 0, "fees": n * 97},
+                    "updated_at": "1997-06-01T00:00:00Z",
+                }
+            )
+            + "\n"
+            for n in range(1, 401, 2)
+        )
+    )
+    b2b = Path(__file__).resolve().parents[1] / "configs" / "b2b-traits.yaml"
+    result = cli(
+        "config", "propose", str(b2b), "--replay", str(small), "--format", "cdnow",
+        "--as-of", AS_OF, "--current", str(DEFAULT_CONFIG), "--json",
+        "--profiles", str(profiles),
+    )  # fmt: skip
+    proposal = json.loads(result.stdout)
+
+    def tiers_of(config: Path, out: Path) -> dict[str, str]:
+        cli(
+            "replay", str(small), "--format", "cdnow", "--as-of", AS_OF, "--config",
+            str(config), "--state-out", str(out), "--profiles", str(profiles), "--quiet",
+        )  # fmt: skip
+        records = (json.loads(line) for line in out.read_text().splitlines())
+        return {r["customer_id"]: r["tier"] or NONE for r in records}
+
+    before = tiers_of(Path(str(DEFAULT_CONFIG)), tmp_path / "before.jsonl")
+    after = tiers_of(b2b, tmp_path / "after.jsonl")
+    expected = Counter((before[cid], after[cid]) for cid in before)
+    matrix = proposal["tiers"]["from_to"]
+    assert {(a, b): n for a, row in matrix.items() for b, n in row.items() if n} == dict(expected)
+    without = json.loads(
+        cli(
+            "config", "propose", str(b2b), "--replay", str(small), "--format", "cdnow",
+            "--as-of", AS_OF, "--current", str(DEFAULT_CONFIG), "--json",
+        ).stdout
+    )  # fmt: skip
+    assert without["tiers"]["from_to"] != matrix  # the traits move customers: the test has teeth

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -24,6 +24,7 @@ from rich.table import Table
 from scoring.config import ScoringConfig
 from scoring.days import utc_day
 from scoring.engine import Scorer
+from scoring.profiles import ProfileUpdate
 from scoring.quantiles import population_thresholds
 from scoring.scores import Thresholds
 from tierstream.cli_input import (
@@ -39,6 +40,7 @@ from tierstream.cli_input import (
 from tierstream.config_compare import Comparison, Placement, change_record, compare, placement
 from tierstream.config_store import config_in_force, meta_store
 from tierstream.config_versions import with_window
+from tierstream.profiles_cli import load_profiles
 from tierstream.readers import Parsed, convertible, read_events, resolve_path
 from tierstream.replay import ReplayStats, collect, replay
 
@@ -49,9 +51,14 @@ Placements = dict[str, Placement]
 
 
 def replay_placements(
-    path: str, fmt: str, as_of: datetime, configs: tuple[ScoringConfig, ScoringConfig]
+    path: str,
+    fmt: str,
+    as_of: datetime,
+    configs: tuple[ScoringConfig, ScoringConfig],
+    profiles: Sequence[ProfileUpdate] = (),
 ) -> tuple[Placements, Placements, ReplayStats]:
-    """Both configs' placements from one read of the history file."""
+    """Both configs' placements from one read of the history file (and of the customers'
+    trait updates, for plans with trait criteria)."""
     stats = ReplayStats()
     # A purchase only one config can convert would be scored on one side only: both
     # replays take the events both configs accept (the others count as malformed).
@@ -65,7 +72,14 @@ def replay_placements(
         fail(f"cannot read {exc.filename or path}: {exc.strerror or exc}")
     sides = []
     for config in configs:
-        result = replay(events, Scorer(config), as_of=as_of, emit=_drop, stats=ReplayStats())
+        result = replay(
+            events,
+            Scorer(config),
+            as_of=as_of,
+            emit=_drop,
+            stats=ReplayStats(),
+            profiles=profiles,
+        )
         sides.append({cid: placement(result.scorer, s) for cid, s in result.states.items()})
     return sides[0], sides[1], stats
 
@@ -188,11 +202,19 @@ def propose_command(
         Path | None, typer.Option(help="Write the customers whose tier or segment moves (JSONL)")
     ] = None,
     plot: Annotated[Path | None, typer.Option(help="Draw the migration heatmaps (PNG)")] = None,
+    profiles: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --replay: customer traits (JSONL profile updates) for trait criteria"
+        ),
+    ] = None,
 ) -> None:
     """What NEW would do: migration matrices of tiers and segments, revenue per tier,
     the customers who move. Nothing is applied."""
     if (replay_path is None) == (not live):
         fail("give exactly one of --replay PATH or --live")
+    if profiles is not None and live:
+        fail("--profiles goes with --replay: with --live the traits are those held in Redis")
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         fail("--plot draws with matplotlib: pip install 'tierstream[plots]'")
     moment = parse_as_of(as_of)
@@ -224,7 +246,10 @@ def propose_command(
         if store is not None:
             store.close()
         assert replay_path is not None
-        before, after, stats = replay_placements(replay_path, fmt, moment, (in_force, proposed))
+        updates = load_profiles(profiles) if profiles is not None else []
+        before, after, stats = replay_placements(
+            replay_path, fmt, moment, (in_force, proposed), updates
+        )
         if stats.rejected:
             say(f"{stats.rejected:,} malformed lines skipped", "yellow")
     comparison = compare(before, after, in_force, proposed)
