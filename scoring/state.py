@@ -46,6 +46,22 @@ class Archived:
     last_day: int | None = None  # the latest of them (None: no purchase day left yet)
 
 
+@dataclass(frozen=True, slots=True)
+class ContactLink:
+    """A customer's link to a B2B account (scoring/accounts.py).
+
+    The account is the one named on the customer's latest event, latest by (occurred_at,
+    event_id), so that arrival order does not matter; ``account_id`` None: that event named
+    none. ``seq`` numbers the customer's contributions to accounts: each new one is higher,
+    which is what makes applying them idempotent.
+    """
+
+    account_id: str | None
+    at: datetime
+    event_id: str
+    seq: int
+
+
 @dataclass(slots=True)
 class CustomerState:
     customer_id: str
@@ -69,6 +85,8 @@ class CustomerState:
     # its feature vector in fixed point), when segments are learned from the stream
     # (models/learning.py): taken out again when it is re-learned. None: not learned.
     learned: list[int] | None = None
+    # The B2B account link (None: no event of this customer ever named an account).
+    account: ContactLink | None = None
     # Derived, never persisted: the scorer's cached time-driven candidate days.
     cached_moves: Moves | None = field(default=None, compare=False, repr=False)
     # Derived, never persisted: a lower bound of the days in ``days``, ``engagement_days``
@@ -122,6 +140,9 @@ class CustomerState:
             out["a"] = [a.purchase_days, str(a.net), a.last_day]
         if self.learned is not None:
             out["l"] = self.learned
+        if self.account is not None:
+            link = self.account
+            out["ac"] = [link.account_id, link.at.isoformat(), link.event_id, link.seq]
         return out
 
     @classmethod
@@ -149,6 +170,9 @@ class CustomerState:
             state.archived = Archived(purchase_days, Decimal(net), last_day)
         if "l" in raw:
             state.learned = [int(v) for v in raw["l"]]
+        if "ac" in raw:
+            account_id, at, event_id, seq = raw["ac"]
+            state.account = ContactLink(account_id, datetime.fromisoformat(at), event_id, seq)
         return state
 
 

@@ -22,6 +22,7 @@ from scoring.engine import Change, Outcome, Scorer
 from scoring.events import InputEvent
 from scoring.quantiles import population_thresholds
 from scoring.state import CustomerState
+from tierstream.accounts import AccountBook
 from tierstream.ordering import TimeOrdered
 from tierstream.readers import Parsed, Reject
 
@@ -112,15 +113,27 @@ def replay(
     emit: Callable[[Change], None],
     stats: ReplayStats,
     progress: ProgressHook | None = None,
+    accounts: AccountBook | None = None,
 ) -> ReplayResult:
-    """Apply ``events`` in event-time order up to ``as_of``; ``emit`` gets every change."""
+    """Apply ``events`` in event-time order up to ``as_of``; ``emit`` gets every change.
+
+    With ``accounts``, the events' B2B accounts are kept and scored too (their changes go
+    to the book's own ``emit``)."""
     # The replay builds a large heap of long-lived, acyclic objects (states, changes); the
     # cyclic collector would re-walk all of it again and again (~15% of the run) to find
     # nothing, so it is paused for the loop and restored afterwards.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _replay(events, scorer, as_of=as_of, emit=emit, stats=stats, progress=progress)
+        return _replay(
+            events,
+            scorer,
+            as_of=as_of,
+            emit=emit,
+            stats=stats,
+            progress=progress,
+            accounts=accounts,
+        )
     finally:
         if collecting:
             gc.enable()
@@ -134,6 +147,7 @@ def _replay(
     emit: Callable[[Change], None],
     stats: ReplayStats,
     progress: ProgressHook | None,
+    accounts: AccountBook | None = None,
 ) -> ReplayResult:
     started = time.perf_counter()
     end_day = utc_day(as_of)
@@ -213,6 +227,8 @@ def _replay(
                 next_refresh += refresh_every
         if due_days and due_days[0] <= day:
             fire_timers(day)
+        if accounts is not None:
+            accounts.fire_timers(day)
         state = states.get(event.customer_id)
         if state is None:
             state = states[event.customer_id] = CustomerState(event.customer_id)
@@ -227,6 +243,8 @@ def _replay(
             emit(change)
         stats.changes += len(result.changes)
         schedule(state)
+        if accounts is not None and (event.account_id is not None or state.account is not None):
+            accounts.contact_event(state, event, result.outcome, event.occurred_at)
         if progress is not None and index % 2048 == 0:
             progress(index)
     if quintiles and next_refresh is not None:
@@ -234,6 +252,9 @@ def _replay(
             refresh_thresholds(next_refresh)
             next_refresh += refresh_every
     fire_timers(end_day)
+    if accounts is not None:
+        accounts.fire_timers(end_day)
+        accounts.finish(as_of)
     for state in states.values():
         # Bring everyone to the as-of day; timers above already emitted every change.
         for change in scorer.advance(state, as_of):
