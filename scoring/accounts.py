@@ -91,6 +91,11 @@ class ContributionUpdate:
     note: str
     previous_account_id: str | None = None
 
+    @property
+    def customer_id(self) -> str:
+        """The id of the state it updates: the account's (stored like a customer's)."""
+        return self.account_id
+
     def to_json(self) -> dict[str, Any]:
         return {
             "account_id": self.account_id,
@@ -195,22 +200,35 @@ class AccountState:
     def new(cls, account_id: str) -> AccountState:
         return cls(account_id, CustomerState(account_id))
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"t": self.totals.to_dict()}
+    @classmethod
+    def of(cls, totals: CustomerState) -> AccountState:
+        """The account held in ``totals`` (as a store loads it: a customer-shaped state)."""
+        members = totals.members or {}
+        contacts = {
+            cid: (int(seq), Contribution.from_list(c))
+            for cid, (seq, c) in members.get("m", {}).items()
+        }
+        departed = {cid: int(seq) for cid, seq in members.get("x", {}).items()}
+        return cls(totals.customer_id, totals, contacts, departed)
+
+    def persist(self) -> CustomerState:
+        """``totals`` with the contributions written into it: what a store keeps."""
+        members: dict[str, Any] = {}
         if self.contacts:
-            out["m"] = {cid: [seq, c.to_list()] for cid, (seq, c) in sorted(self.contacts.items())}
+            members["m"] = {
+                cid: [seq, c.to_list()] for cid, (seq, c) in sorted(self.contacts.items())
+            }
         if self.departed:
-            out["x"] = dict(sorted(self.departed.items()))
-        return out
+            members["x"] = dict(sorted(self.departed.items()))
+        self.totals.members = members
+        return self.totals
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.persist().to_dict()
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> AccountState:
-        totals = CustomerState.from_dict(raw["t"])
-        contacts = {
-            cid: (int(seq), Contribution.from_list(c)) for cid, (seq, c) in raw.get("m", {}).items()
-        }
-        departed = {cid: int(seq) for cid, seq in raw.get("x", {}).items()}
-        return cls(totals.customer_id, totals, contacts, departed)
+        return cls.of(CustomerState.from_dict(raw))
 
 
 class AccountChange(Change):
@@ -240,11 +258,25 @@ def account_change_event_id(account_id: str, version: int) -> str:
     return str(uuid.uuid5(ACCOUNT_CHANGE_NAMESPACE, f"{account_id}\x00{version}"))
 
 
+class AccountEngine(Scorer):
+    """The customer ``Scorer`` on an account's aggregate: its changes are ``AccountChange``s
+    (so a shard step built for customers publishes them as account changes)."""
+
+    def advance_to_day(self, state: CustomerState, target: int) -> list[Change]:
+        return _as_account(super().advance_to_day(state, target))
+
+    def rescore(
+        self, state: CustomerState, now: datetime, cause: Cause, because: str
+    ) -> list[Change]:
+        return _as_account(super().rescore(state, now, cause, because))
+
+
 class AccountScorer:
     """Applies contribution updates to accounts and scores them with the account plan."""
 
-    def __init__(self, config: ScoringConfig) -> None:
-        self.scorer = Scorer(config.account_config())
+    def __init__(self, config: ScoringConfig, engine: AccountEngine | None = None) -> None:
+        # ``engine``: one already built on the account plan (``config`` is then unused).
+        self.scorer = engine or AccountEngine(config.account_config())
         self.window = self.scorer.window
 
     def apply(
@@ -257,7 +289,7 @@ class AccountScorer:
         known = account.contacts.get(contact)
         applied_seq = known[0] if known is not None else account.departed.get(contact, 0)
         if update.seq <= applied_seq:
-            return _as_account(changes)  # a repeat, or older than what the account holds
+            return changes  # a repeat, or older than what the account holds
         old = None if known is None else known[1]
         if old is not None:
             self._subtract(totals, old)
@@ -279,14 +311,14 @@ class AccountScorer:
             change = rescored[0] if rescored else None
         if change is not None:
             changes.append(change)
-        return _as_account(changes)
+        return changes
 
     def advance(self, account: AccountState, now: datetime) -> list[Change]:
         """Bring the account to ``now``: its time-driven changes, at their moments."""
-        return _as_account(self.scorer.advance(account.totals, now))
+        return self.scorer.advance(account.totals, now)
 
     def advance_to_day(self, account: AccountState, day: int) -> list[Change]:
-        return _as_account(self.scorer.advance_to_day(account.totals, day))
+        return self.scorer.advance_to_day(account.totals, day)
 
     def next_rescore_day(self, account: AccountState) -> int | None:
         return self.scorer.next_rescore_day(account.totals)
@@ -372,7 +404,7 @@ class AccountScorer:
             update.occurred_at,
         )
         totals.tier = totals.segment = None
-        return change
+        return _as_account([change])[0]
 
 
 def _purchase_bounds(
@@ -426,6 +458,7 @@ def _moment(text: str | None) -> datetime | None:
 
 __all__ = [
     "AccountChange",
+    "AccountEngine",
     "AccountScorer",
     "AccountState",
     "Contribution",

@@ -87,6 +87,9 @@ class CustomerState:
     learned: list[int] | None = None
     # The B2B account link (None: no event of this customer ever named an account).
     account: ContactLink | None = None
+    # Only in an account's aggregate (scoring/accounts.py): its contacts' contributions,
+    # JSON-ready, so that an account is stored like a customer.
+    members: dict[str, Any] | None = None
     # Derived, never persisted: the scorer's cached time-driven candidate days.
     cached_moves: Moves | None = field(default=None, compare=False, repr=False)
     # Derived, never persisted: a lower bound of the days in ``days``, ``engagement_days``
@@ -143,6 +146,8 @@ class CustomerState:
         if self.account is not None:
             link = self.account
             out["ac"] = [link.account_id, link.at.isoformat(), link.event_id, link.seq]
+        if self.members is not None:
+            out["am"] = self.members
         return out
 
     @classmethod
@@ -173,6 +178,8 @@ class CustomerState:
         if "ac" in raw:
             account_id, at, event_id, seq = raw["ac"]
             state.account = ContactLink(account_id, datetime.fromisoformat(at), event_id, seq)
+        if "am" in raw:
+            state.members = raw["am"]
         return state
 
 
