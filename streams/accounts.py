@@ -27,14 +27,8 @@ from streams.deadletters import RawMessage, Rejected, dead_letter, message_value
 from streams.processor import Parsed, ShardLogic, Step, StepResult, _placements
 from streams.publisher import SendMany
 from streams.worker import Runtime
+from tierstream.accounts import account_store
 from tierstream.settings import Settings
-
-ACCOUNTS_NAMESPACE_SUFFIX = ".accounts"
-
-
-def accounts_namespace(settings: Settings) -> str:
-    """The Redis namespace of the account states (next to the customers', never inside)."""
-    return settings.redis_namespace + ACCOUNTS_NAMESPACE_SUFFIX
 
 
 class AccountLogic(ShardLogic):
@@ -137,15 +131,9 @@ def account_runtime(
     on_fatal: Callable[[BaseException], None],
 ) -> AccountRuntime:
     """The account step's runtime of a worker process, on its own Redis namespace."""
-    from tierstream.stores.redis import RedisStore  # noqa: PLC0415 - the worker's store
     from tierstream.stores.redis_async import AsyncRedisStore  # noqa: PLC0415
 
-    store = RedisStore(
-        settings.redis_url,
-        partitions=settings.partitions,
-        namespace=accounts_namespace(settings),
-        history_length=settings.history_length,
-    )
+    store = account_store(settings)
     engine = AccountScorer(config).scorer
     return AccountRuntime(
         settings,

@@ -10,15 +10,40 @@ the customers' do.
 from __future__ import annotations
 
 import heapq
+import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from scoring.accounts import AccountScorer, AccountState, contact_updates
 from scoring.config import ScoringConfig
-from scoring.engine import Change, Outcome
+from scoring.engine import AsOfError, Change, Outcome
 from scoring.events import InputEvent
 from scoring.state import CustomerState
+
+if TYPE_CHECKING:
+    from tierstream.settings import Settings
+    from tierstream.stores.redis import RedisStore
+
+ACCOUNTS_NAMESPACE_SUFFIX = ".accounts"
+
+
+def accounts_namespace(settings: Settings) -> str:
+    """The Redis namespace of the account states (next to the customers', never inside)."""
+    return settings.redis_namespace + ACCOUNTS_NAMESPACE_SUFFIX
+
+
+def account_store(settings: Settings) -> RedisStore:
+    """The store of the account step's states (streams/accounts.py): the customers' Redis,
+    the accounts' namespace, a shard per partition of the contributions topic."""
+    from tierstream.stores.redis import RedisStore  # noqa: PLC0415 - only Redis users need it
+
+    return RedisStore(
+        settings.redis_url,
+        partitions=settings.partitions,
+        namespace=accounts_namespace(settings),
+        history_length=settings.history_length,
+    )
 
 
 class AccountBook:
@@ -83,3 +108,24 @@ class AccountBook:
                 heapq.heappush(self._due_days, day)
             else:
                 bucket.add(account_id)
+
+
+def export_accounts(settings: Settings, handle: TextIO, as_of: datetime) -> tuple[int, list[str]]:
+    """Write every account's record as of ``as_of`` to ``handle`` (JSONL): how many, and
+    the problems of those that could not be brought to ``as_of``."""
+    scorer = AccountScorer(settings.scoring_config())
+    store = account_store(settings)
+    count = 0
+    problems: list[str] = []
+    try:
+        for state in store.scan():
+            try:
+                record = scorer.record(AccountState.of(state), as_of)
+            except AsOfError as exc:
+                problems.append(str(exc).replace("customer", "account", 1))
+                continue
+            handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+            count += 1
+    finally:
+        store.close()
+    return count, problems

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from scoring.days import utc_day
 from scoring.engine import AsOfError, Change, Scorer
-from tierstream.accounts import AccountBook
+from tierstream.accounts import AccountBook, export_accounts
 from tierstream.audience_cli import register as register_audience_command
 from tierstream.cli_backfill import backfill_command
 from tierstream.cli_input import (
@@ -567,12 +567,28 @@ def segments_command(
 def export_command(
     state_out: Annotated[Path, typer.Option(help="Write every customer's state here (JSONL)")],
     as_of: Annotated[str | None, typer.Option(help="Score as of this DATE (default: now)")] = None,
+    entity: Annotated[
+        str, typer.Option(help="customer, or account: every B2B account's record")
+    ] = "customer",
 ) -> None:
-    """Dump every customer's state from Redis, as of a date."""
+    """Dump every customer's (or account's) state from Redis, as of a date."""
     moment = parse_as_of(as_of)
+    if entity not in ("customer", "account"):
+        fail(f"--entity must be customer or account, not {entity!r}")
     settings = load_settings()
     scorer = Scorer(settings_config(settings))
     handle = open_output(state_out)  # before Redis: a bad path is one line, exit 2
+    if entity == "account":
+        with handle:
+            count, problems = export_accounts(settings, handle, moment)
+        for problem in problems:
+            say(problem, "yellow")
+        print(
+            json.dumps({"accounts": count, "skipped": len(problems), "as_of": moment.isoformat()})
+        )
+        if problems:
+            raise typer.Exit(1)
+        return
     store = _redis_store(settings)
     snapshot = _segment_snapshot(store)
     clv = published_clv(store)

@@ -3,15 +3,23 @@ the account step, and after kill -9 every account equals the pandas aggregation.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from scoring.accounts import AccountScorer, AccountState
-from streams.accounts import ACCOUNTS_NAMESPACE_SUFFIX
+from scoring.accounts import AccountScorer, AccountState, account_change_event_id
 from tests.accounts.reference import account_rfm, with_accounts
-from tests.integration.pipeline import AS_OF, Pipeline, subset
+from tests.integration.api_support import Client, Served
+from tests.integration.pipeline import AS_OF, ROOT, Pipeline, subset
+from tierstream.accounts import ACCOUNTS_NAMESPACE_SUFFIX
+from tierstream.api import create_api
+from tierstream.settings import Settings
 from tierstream.stores.redis import RedisStore
 
 
@@ -41,8 +49,59 @@ def wait_accounts_settled(pipeline: Pipeline, store: RedisStore, timeout: float 
     raise AssertionError(f"accounts did not settle: {applied} of {ends}\n{pipeline.logs()}")
 
 
+def check_export_and_api(
+    pipeline: Pipeline,
+    accounts: dict[str, AccountState],
+    records: dict[str, dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    """`tierstream export --entity account` writes exactly these records, and
+    GET /accounts/{id} shows one with its contacts and recent changes."""
+    out = tmp_path / "accounts.jsonl"
+    subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "tierstream.cli", "export", "--entity", "account"]
+        + ["--state-out", str(out), "--as-of", "1998-07-01"],
+        cwd=ROOT,
+        env=pipeline.env,
+        check=True,
+        capture_output=True,
+    )
+    exported = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r["account_id"]: r for r in exported} == records
+
+    settings = Settings(
+        redis_url=pipeline.redis_url,
+        redis_namespace=pipeline.namespace,
+        partitions=pipeline.partitions,
+        app_id=pipeline.app_id,
+        clock="event",
+    )
+    account_id = max(accounts, key=lambda a: len(accounts[a].contacts))
+    held = accounts[account_id]
+    with Served(create_api(pipeline.store, pipeline.scorer, settings)) as server:
+        client = Client(server.port)
+        try:
+            status, body, _ = client.get("/accounts/" + quote(account_id, safe=""))
+            assert status == 200, body
+            assert body["account_id"] == account_id
+            assert body["contacts"] == len(held.contacts) > 1
+            assert [m["customer_id"] for m in body["members"]] == sorted(held.contacts)
+            for member in body["members"]:
+                customer = pipeline.store.get(member["customer_id"])
+                assert customer is not None
+                assert (member["tier"], member["segment"]) == (customer.tier, customer.segment)
+            assert body["tier"] == held.totals.tier and body["version"] == held.totals.version
+            latest = body["history"][0]
+            assert latest["version"] == held.totals.version
+            assert latest["event_id"] == account_change_event_id(account_id, latest["version"])
+            assert client.get("/accounts/nobody-at-all")[0] == 404
+            assert client.get("/accounts/a%01b")[0] == 400
+        finally:
+            client.close()
+
+
 def test_accounts_through_kafka_with_kill9_equal_the_pandas_aggregation(
-    make_pipeline, cdnow_events, cdnow_frame
+    make_pipeline, cdnow_events, cdnow_frame, tmp_path
 ):
     events = with_accounts(subset(cdnow_events, "03000"))
     pipeline = make_pipeline()
@@ -94,6 +153,7 @@ def test_accounts_through_kafka_with_kill9_equal_the_pandas_aggregation(
             totals = accounts[account_id].totals
             assert (totals.version, totals.tier) == (chain[-1]["version"], chain[-1]["new_tier"])
         assert {"purchase", "inactivity"} <= {c["cause"] for c in by_id.values()}
+        check_export_and_api(pipeline, accounts, records, tmp_path)
         print(f"\n{len(events)} events, {len(held)} accounts, {len(by_id)} account changes")
     finally:
         store.wipe()
