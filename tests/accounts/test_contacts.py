@@ -133,3 +133,48 @@ def test_invalid_account_ids_are_rejected_and_dead_lettered(default_config, bad)
         parse_message(message, PurchaseEvent, default_config, datetime.now(UTC))
     assert rejected.value.kind == "invalid_event"
     assert "account_id" in str(rejected.value.detail)
+
+
+def test_the_customer_step_queues_updates_in_its_commit_and_an_erasure_leaves(default_config):
+    """Through the worker's own shard step: the contribution updates are outbox entries of
+    the same commit as the customer's state, keyed by account; an erased contact leaves."""
+    import json
+
+    from streams.clock import WallClock
+    from streams.processor import CONTRIBUTION_ENTRY, ShardProcessor, decode_entry
+    from tierstream.erasure import ErasureRequest
+    from tierstream.stores.memory import MemoryStore
+
+    now = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    store = MemoryStore(partitions=1)
+    kinds = {"purchases": PurchaseEvent, "erasures": ErasureRequest}
+    step = ShardProcessor(
+        store, Scorer(default_config), store.acquire(0), kinds, WallClock(now), salt=b"s"
+    )
+    body = {
+        "event_id": "e1",
+        "customer_id": "c1",
+        "occurred_at": (now - timedelta(hours=1)).isoformat(),
+        "amount": "25",
+        "currency": "USD",
+        "account_id": "acme",
+    }
+    erase = {"event_id": "r1", "customer_id": "c1", "requested_at": now.isoformat()}
+    step.process([RawMessage("purchases", 0, 0, b"c1", json.dumps(body).encode())])
+    state = store.get("c1")
+    assert state is not None and state.account is not None and state.account.seq == 1
+    step.process([RawMessage("erasures", 0, 0, b"c1", json.dumps(erase).encode())])
+    updates = [
+        (key, ContributionUpdate.from_json(json.loads(value)))
+        for kind, key, value in map(decode_entry, store.outbox(0, 100))
+        if kind == CONTRIBUTION_ENTRY
+    ]
+    assert [(key, u.seq, u.contribution is None) for key, u in updates] == [
+        (b"acme", 1, False),
+        (b"acme", 2, True),
+    ]
+    account = AccountState.new("acme")
+    scorer = AccountScorer(default_config)
+    for _, update in updates:
+        scorer.apply(account, update, now)
+    assert account.contacts == {} and account.totals.tier is None
