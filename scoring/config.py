@@ -149,6 +149,18 @@ class ReviewSettings(_Frozen):
     shrink_share: Decimal = Field(default=Decimal("0.30"), ge=0, le=1)
 
 
+class AccountPlan(_Frozen):
+    """How accounts are scored (scoring/accounts.py): any part left out is the customer plan's.
+
+    Accounts are scored on fixed cut points (their population is too small and too uneven
+    for quintiles) over the customers' window: an account's totals are its contacts' own.
+    """
+
+    scores: Scores | None = None
+    tiers: TierPlan | None = None
+    segments: tuple[SegmentRule, ...] | None = Field(default=None, min_length=1)
+
+
 class ScoringConfig(_Frozen):
     # A purchase on UTC day D counts at as-of T iff day(T) - window_days < D <= day(T);
     # None means lifetime.
@@ -165,6 +177,8 @@ class ScoringConfig(_Frozen):
     # Reactions to tiers (scoring/reactions.py): they never change a score or a tier.
     service_levels: dict[str, ServiceLevel] = Field(default_factory=dict)
     subscriptions: tuple[Subscription, ...] = ()
+    # Scoring plan of B2B accounts (None: the customer plan's scores, tiers and segments).
+    accounts: AccountPlan | None = None
 
     @property
     def kpi_period_days(self) -> int:
@@ -198,6 +212,30 @@ class ScoringConfig(_Frozen):
         segments = list(dict.fromkeys(rule.name for rule in self.segments))
         check_reactions(self.service_levels, self.subscriptions, tiers, segments)
         return self
+
+    @model_validator(mode="after")
+    def _account_plan_valid(self) -> ScoringConfig:
+        if self.accounts is not None:
+            # The merged plan must pass every check a plan does (e.g. total segment rules).
+            merged = self.account_config().model_dump(exclude={"accounts"})
+            ScoringConfig.model_validate(merged)
+        return self
+
+    def account_config(self) -> ScoringConfig:
+        """The configuration accounts are scored with: this one, with the account plan's
+        parts in place of the customer plan's, on fixed cut points, with no reactions."""
+        plan = self.accounts or AccountPlan()
+        scores = plan.scores or self.scores
+        return self.model_copy(
+            update={
+                "scores": scores.model_copy(update={"method": "fixed"}),
+                "tiers": plan.tiers or self.tiers,
+                "segments": plan.segments or self.segments,
+                "accounts": None,
+                "service_levels": {},
+                "subscriptions": (),
+            }
+        )
 
     def to_base(self, amount: Decimal, currency: str) -> Decimal:
         """Convert to base currency, exact for the base and rounded to the cent otherwise."""

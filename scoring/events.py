@@ -50,6 +50,9 @@ class _Input(BaseModel):
     customer_id: Identifier
     # Checked inside pydantic-core (a Python validator costs more than the parse itself).
     occurred_at: Annotated[AwareDatetime, Field(ge=EARLIEST_EVENT, lt=LATEST_EVENT)]
+    # The B2B account (company) the customer acts for; None: no account. A customer's
+    # account is the one named on its latest event (scoring/accounts.py).
+    account_id: Identifier | None = None
 
 
 class PurchaseEvent(_Input):

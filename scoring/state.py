@@ -48,6 +48,22 @@ class Archived:
     last_day: int | None = None  # the latest of them (None: no purchase day left yet)
 
 
+@dataclass(frozen=True, slots=True)
+class ContactLink:
+    """A customer's link to a B2B account (scoring/accounts.py).
+
+    The account is the one named on the customer's latest event, latest by (occurred_at,
+    event_id), so that arrival order does not matter; ``account_id`` None: that event named
+    none. ``seq`` numbers the customer's contributions to accounts: each new one is higher,
+    which is what makes applying them idempotent.
+    """
+
+    account_id: str | None
+    at: datetime
+    event_id: str
+    seq: int
+
+
 @dataclass(slots=True)
 class CustomerState:
     customer_id: str
@@ -75,6 +91,11 @@ class CustomerState:
     # ``updated_at`` of the update that set (or deleted) them: older updates are ignored.
     traits: dict[str, TraitValue] | None = None
     traits_at: datetime | None = None
+    # The B2B account link (None: no event of this customer ever named an account).
+    account: ContactLink | None = None
+    # Only in an account's aggregate (scoring/accounts.py): its contacts' contributions,
+    # JSON-ready, so that an account is stored like a customer.
+    members: dict[str, Any] | None = None
     # Derived, never persisted: the scorer's cached time-driven candidate days.
     cached_moves: Moves | None = field(default=None, compare=False, repr=False)
     # Derived, never persisted: a lower bound of the days in ``days``, ``engagement_days``
@@ -138,6 +159,11 @@ class CustomerState:
             ]
         if self.traits_at is not None:
             out["ta"] = self.traits_at.isoformat()
+        if self.account is not None:
+            link = self.account
+            out["ac"] = [link.account_id, link.at.isoformat(), link.event_id, link.seq]
+        if self.members is not None:
+            out["am"] = self.members
         return out
 
     @classmethod
@@ -171,6 +197,11 @@ class CustomerState:
             state.traits = traits | others
         if "ta" in raw:
             state.traits_at = datetime.fromisoformat(raw["ta"])
+        if "ac" in raw:
+            account_id, at, event_id, seq = raw["ac"]
+            state.account = ContactLink(account_id, datetime.fromisoformat(at), event_id, seq)
+        if "am" in raw:
+            state.members = raw["am"]
         return state
 
 

@@ -26,6 +26,7 @@ HEADER_FIELDS: tuple[tuple[str, str], ...] = (
     ("cause", "cause"),
 )
 ENTITY = ("entity", b"customer")
+ACCOUNT_ENTITY = ("entity", b"account")  # a B2B account's change (scoring/accounts.py)
 
 
 def change_headers(value: bytes) -> Headers:
@@ -36,7 +37,8 @@ def change_headers(value: bytes) -> Headers:
         change = None
     if not isinstance(change, dict):
         change = {}
-    return [*((name, _text(change.get(field))) for name, field in HEADER_FIELDS), ENTITY]
+    entity = ACCOUNT_ENTITY if change.get("entity") == "account" else ENTITY
+    return [*((name, _text(change.get(field))) for name, field in HEADER_FIELDS), entity]
 
 
 def _text(value: Any) -> bytes:

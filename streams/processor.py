@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from scoring.accounts import ContributionUpdate, contact_updates, leave_update
 from scoring.engine import Change, Outcome, Scorer
 from scoring.events import Cause, DeadLetter, EngagementEvent, InputEvent, PurchaseEvent
 from scoring.profiles import ProfileUpdate
@@ -54,6 +55,8 @@ class StepResult:
     unrecorded: set[int] = field(default_factory=set)
     # erased customers' states, whose learned contribution leaves the statistics
     forgotten: list[CustomerState] = field(default_factory=list)
+    # updates of the contacts' B2B accounts, queued in the outbox with the changes
+    contributions: list[ContributionUpdate] = field(default_factory=list)
 
 
 # What the input topics carry: events of a kind, erasure requests, or profile updates.
@@ -65,6 +68,8 @@ Item = InputEvent | ErasureRequest | ProfileUpdate
 # (the event contract forbids control characters), so the split is unambiguous.
 CHANGE_ENTRY = b"C"
 DEAD_LETTER_ENTRY = b"D"
+# A contribution update for the account step, keyed by account id (streams/accounts.py).
+CONTRIBUTION_ENTRY = b"A"
 
 
 def encode_change(change: Change, emitted_at: datetime) -> bytes:
@@ -74,6 +79,11 @@ def encode_change(change: Change, emitted_at: datetime) -> bytes:
 
 def encode_dead_letter(letter: DeadLetter) -> bytes:
     return DEAD_LETTER_ENTRY + b"\x00" + letter.model_dump_json().encode("utf-8")
+
+
+def encode_contribution(update: ContributionUpdate) -> bytes:
+    value = compact_json(update.to_json(), ascii_only=True)
+    return CONTRIBUTION_ENTRY + update.account_id.encode("utf-8") + b"\x00" + value
 
 
 def decode_entry(entry: bytes) -> tuple[bytes, bytes | None, bytes]:
@@ -241,6 +251,10 @@ class ShardLogic:
             if applied.outcome is not Outcome.DUPLICATE or applied.changes:
                 touched[state.customer_id] = state
             result.changes.extend(applied.changes)
+            if event.account_id is not None or state.account is not None:
+                # The contact's account link is in the state this step commits, and its
+                # updates in the same commit's outbox: neither without the other.
+                result.contributions += contact_updates(state, event, applied.outcome)
         return self._step(
             result, touched.values(), parsed.offsets, emitted_at=parsed.emitted_at, before=before
         )
@@ -269,6 +283,10 @@ class ShardLogic:
             hook(state, erasure)
         if state is not None and state.learned is not None:
             result.forgotten.append(state)
+        if state is not None:  # an erased contact leaves its account
+            update = leave_update(state, request.requested_at, f"contact {cid} erased")
+            if update is not None:
+                result.contributions.append(update)
         # The erasure deletes the history key before the commit writes history: this
         # batch's earlier changes of the customer must not recreate it.
         result.unrecorded.update(id(c) for c in result.changes if c.customer_id == cid)
@@ -331,6 +349,8 @@ class ShardLogic:
         emitted_at = emitted_at or datetime.now(UTC)
         batch.changes = [encode_dead_letter(letter) for letter in result.dead_letters]
         batch.changes += [encode_change(change, emitted_at) for change in result.changes]
+        if result.contributions:
+            batch.changes += [encode_contribution(u) for u in result.contributions]
         for change in result.changes:
             result.counts[f"change:{change.cause}"] += 1
         if self.learner is not None:  # learned statistics: same commit, same exactly-once

@@ -28,6 +28,8 @@ def event_json(event: InputEvent) -> bytes:
     else:
         assert isinstance(event, EngagementEvent)
         body |= {"kind": event.kind, "weight": str(event.weight)}
+    if event.account_id is not None:
+        body["account_id"] = event.account_id
     return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 

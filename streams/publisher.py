@@ -23,7 +23,7 @@ from typing import Any
 
 from streams.change_headers import Headers, change_headers
 from streams.failures import Backoff
-from streams.processor import CHANGE_ENTRY, decode_entry
+from streams.processor import CHANGE_ENTRY, CONTRIBUTION_ENTRY, decode_entry
 
 log = logging.getLogger("tierstream.publisher")
 
@@ -55,8 +55,11 @@ class Publisher:
         tier_changes: str,
         dead_letters: str,
         on_delivered: Callable[[int], None] | None = None,
+        contributions: str | None = None,
     ) -> None:
         self.shard = shard
+        # The internal topic of accounts' contribution updates (streams/accounts.py).
+        self._contributions = contributions
         self._on_delivered = on_delivered
         self._send_many = send
         self._tier_changes = tier_changes
@@ -131,6 +134,8 @@ class Publisher:
                 if item.headers is None:
                     item.headers = change_headers(value)
                 by_topic[self._tier_changes].append((item, key, value, item.headers))
+            elif kind == CONTRIBUTION_ENTRY and self._contributions is not None:
+                by_topic[self._contributions].append((item, key, value, []))
             else:
                 by_topic[self._dead_letters].append((item, key, value, []))
         for topic, group in by_topic.items():

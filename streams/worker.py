@@ -94,6 +94,9 @@ class Shard:
 class Runtime:
     """Owned shards, their steps and publication, plus counters, for one worker process."""
 
+    # The step logic of a shard (streams/accounts.py's runtime has the account step's).
+    logic_class: type[ShardLogic] = ShardLogic
+
     def __init__(
         self,
         settings: Settings,
@@ -170,7 +173,7 @@ class Runtime:
         lease = await self.store.acquire(shard)
         offsets = await self.store.offsets(shard)
         s = self.settings
-        logic = ShardLogic(
+        logic = self.logic_class(
             self.scorer,
             lease,
             offsets,
@@ -183,7 +186,12 @@ class Runtime:
             taken = await self._admin(partial(self._tally, shard, SEEDS_TALLY))
             logic.learner = Learner(self.settings.learn_seed_customers, taken)
         publisher = Publisher(
-            shard, self._send, s.topic_tier_changes, s.topic_dead_letters, self._delivered
+            shard,
+            self._send,
+            s.topic_tier_changes,
+            s.topic_dead_letters,
+            self._delivered,
+            contributions=s.topic_account_contributions,
         )
         head, entries = await self.store.outbox(shard)
         publisher.start_at(head)
@@ -721,9 +729,49 @@ def build_app(
         lambda: {shard: owned.publisher.in_flight for shard, owned in runtime.shards.items()}
     )
     app.tierstream_runtime = runtime  # type: ignore[attr-defined]
+    # B2B accounts: their contribution updates come back through an internal topic to the
+    # account step, on a namespace of its own (streams/accounts.py).
+    from streams.accounts import account_runtime, split_contributions  # noqa: PLC0415
+
+    contributions_name = settings.topic_account_contributions
+
+    def owns_account_shard(shard: int) -> bool:
+        return TP(contributions_name, shard) in app.consumer.assignment()
+
+    accounts = account_runtime(
+        settings, scorer.config, send, owns_account_shard, commit_positions, rewind, on_fatal
+    )
+    app.tierstream_accounts = accounts  # type: ignore[attr-defined]
+
+    async def handle_fetched(by_shard: dict[int, list[RawMessage]]) -> None:
+        inputs_batch, contributions_batch = split_contributions(by_shard, contributions_name)
+        if inputs_batch:
+            await runtime.handle_messages(inputs_batch)
+        if contributions_batch:
+            await accounts.handle_messages(contributions_batch)
+
     # Input batches go from the consumer's fetch straight to the runtime (streams/intake.py);
     # the agent below is the fallback path, and stays idle when the hook is installed.
-    intake.install(app.consumer, input_names, runtime.handle_messages)
+    intake.install(app.consumer, (*input_names, contributions_name), handle_fetched)
+    contributions = app.topic(
+        contributions_name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+        acks=False,
+        # Declared by the worker when missing (`tierstream topics create` makes it too).
+        internal=True,
+    )
+
+    @app.agent(contributions, name="tierstream-account-contributions")
+    async def consume_contributions(stream: faust.StreamT[bytes]) -> None:
+        batches = stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_max, within=settings.batch_within
+        )
+        async for events in batches:
+            await accounts.handle(events)
 
     @app.agent(inputs, name="tierstream-inputs")
     async def consume(stream: faust.StreamT[bytes]) -> None:
@@ -736,16 +784,20 @@ def build_app(
     @app.timer(interval=settings.timer_interval)  # type: ignore[untyped-decorator]
     async def rescore_due() -> None:
         await runtime.tick()
+        await accounts.tick()
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
         metrics.rebalances.inc()
         await runtime.assign(tp.partition for tp in assigned if tp.topic in input_names)
+        await accounts.assign(tp.partition for tp in assigned if tp.topic == contributions_name)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         lost = {tp.partition for tp in revoked if tp.topic in input_names}
         await runtime.assign(set(runtime.shards) - lost)
+        gone = {tp.partition for tp in revoked if tp.topic == contributions_name}
+        await accounts.assign(set(accounts.shards) - gone)
 
     return app
 

@@ -331,6 +331,9 @@ def create_api(
     from tierstream.api_kpis import add_kpi_routes  # noqa: PLC0415 - it imports this module
 
     add_kpi_routes(app)  # GET /kpis
+    from tierstream.api_accounts import add_account_routes  # noqa: PLC0415 - imports this module
+
+    add_account_routes(app)  # GET /accounts/{id}
 
     async def close_probe(app: web.Application) -> None:
         probe = app[STATE_KEY].kafka

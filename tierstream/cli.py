@@ -17,6 +17,7 @@ from rich.table import Table
 
 from scoring.days import utc_day
 from scoring.engine import AsOfError, Change, Scorer
+from tierstream.accounts import AccountBook, export_accounts
 from tierstream.audience_cli import register as register_audience_command
 from tierstream.cli_backfill import backfill_command
 from tierstream.cli_input import (
@@ -109,6 +110,9 @@ def replay_command(
         Path | None, typer.Option(help="Write every tier change (JSONL)")
     ] = None,
     rejects_out: Annotated[Path | None, typer.Option(help="Write malformed lines (JSONL)")] = None,
+    accounts_out: Annotated[
+        Path | None, typer.Option(help="Write every B2B account's state (JSONL)")
+    ] = None,
     strict: Annotated[
         bool, typer.Option(help="Stop with exit 1 at the first malformed line")
     ] = False,
@@ -145,6 +149,7 @@ def replay_command(
     # Output files are opened before the replay: a bad path is one line, exit 2, at once.
     changes_file = open_output(changes_out) if changes_out is not None else None
     rejects_file = open_output(rejects_out) if rejects_out is not None else None
+    accounts_file = open_output(accounts_out) if accounts_out is not None else None
     emitted_at = datetime.now(UTC)
     shown: list[Change] = []
 
@@ -160,6 +165,7 @@ def replay_command(
                 dumps_line({"line": reject.line, "error": reject.error, "raw": reject.raw})
             )
 
+    accounts = AccountBook(config_used, emit)
     try:
         with Progress(
             TextColumn("replaying: {task.completed:,} events"),
@@ -179,6 +185,7 @@ def replay_command(
                 stats=stats,
                 progress=lambda done: bar.update(task, completed=done, total=stats.total),
                 profiles=updates,
+                accounts=accounts,
             )
     except StrictReplayError as exc:
         say(f"malformed input, stopping (--strict): {exc}", "red")
@@ -187,6 +194,9 @@ def replay_command(
         for handle in (changes_file, rejects_file):
             if handle is not None:
                 handle.close()
+    if accounts_file is not None:
+        with accounts_file:
+            accounts_file.writelines(dumps_line(row) for row in accounts.records())
     records = [result.scorer.record(s) for s in result.states.values()]
     if state_out is not None:
         if clv_snapshot is not None:
@@ -217,6 +227,11 @@ def replay_command(
         "rejected": stats.rejected,
         "customers": len(records),
         "tier_changes": stats.changes,
+        **(
+            {"accounts": len(accounts.accounts), "account_changes": accounts.changes}
+            if accounts.accounts
+            else {}
+        ),
         "seconds": round(stats.seconds, 3),
         "events_per_second": round(stats.events_per_second),
         "as_of": moment.isoformat(),
@@ -588,11 +603,27 @@ def segments_command(
 def export_command(
     state_out: Annotated[Path, typer.Option(help="Write every customer's state here (JSONL)")],
     as_of: Annotated[str | None, typer.Option(help="Score as of this DATE (default: now)")] = None,
+    entity: Annotated[
+        str, typer.Option(help="customer, or account: every B2B account's record")
+    ] = "customer",
 ) -> None:
-    """Dump every customer's state from Redis, as of a date."""
+    """Dump every customer's (or account's) state from Redis, as of a date."""
     moment = parse_as_of(as_of)
+    if entity not in ("customer", "account"):
+        fail(f"--entity must be customer or account, not {entity!r}")
     settings = load_settings()
     handle = open_output(state_out)  # before Redis: a bad path is one line, exit 2
+    if entity == "account":
+        with handle:
+            count, problems = export_accounts(settings, handle, moment)
+        for problem in problems:
+            say(problem, "yellow")
+        print(
+            json.dumps({"accounts": count, "skipped": len(problems), "as_of": moment.isoformat()})
+        )
+        if problems:
+            raise typer.Exit(1)
+        return
     store = _redis_store(settings)
     scorer = _scorer_in_force(settings, store)
     snapshot = _segment_snapshot(store)

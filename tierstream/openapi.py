@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tierstream.openapi_accounts import ACCOUNT_PATHS, ACCOUNT_SCHEMAS
 from tierstream.openapi_audiences import AUDIENCE_PATHS, AUDIENCE_SCHEMAS
 from tierstream.openapi_lookup import LOOKUP_PATHS, LOOKUP_SCHEMAS
 
@@ -369,6 +370,7 @@ SCHEMAS: dict[str, Any] = {
 
 SCHEMAS.update(LOOKUP_SCHEMAS)
 SCHEMAS.update(AUDIENCE_SCHEMAS)
+SCHEMAS.update(ACCOUNT_SCHEMAS)
 
 
 def _get(
@@ -400,6 +402,7 @@ OPENAPI: dict[str, Any] = {
     "paths": {
         **LOOKUP_PATHS,
         **AUDIENCE_PATHS,
+        **ACCOUNT_PATHS,
         "/customers/{customer_id}": {
             "get": {
                 "summary": "One customer's tier, segment, RFM, why, and recent tier changes",

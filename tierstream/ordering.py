@@ -50,14 +50,25 @@ def pack(event: InputEvent) -> tuple[Any, ...]:
             event.order_id,
             event.kind,
             event.attributes or None,
+            event.account_id,
         )
-    return (1, event.event_id, event.customer_id, event.occurred_at, event.kind, event.weight)
+    return (
+        1,
+        event.event_id,
+        event.customer_id,
+        event.occurred_at,
+        event.kind,
+        event.weight,
+        event.account_id,
+    )
 
 
 def unpack(packed: tuple[Any, ...]) -> InputEvent:
     """The event again, without re-validation (it was validated when read)."""
     if packed[0] == 0:
-        _, event_id, customer_id, occurred_at, amount, currency, order_id, kind, attrs = packed
+        _, event_id, customer_id, occurred_at, amount, currency, order_id, kind, attrs, account = (
+            packed
+        )
         return PurchaseEvent.model_construct(
             event_id=event_id,
             customer_id=customer_id,
@@ -67,8 +78,9 @@ def unpack(packed: tuple[Any, ...]) -> InputEvent:
             order_id=order_id,
             kind=kind,
             attributes=attrs or {},
+            account_id=account,
         )
-    _, event_id, customer_id, occurred_at, kind, weight = packed
+    _, event_id, customer_id, occurred_at, kind, weight, account = packed
     weight = weight if isinstance(weight, Decimal) else Decimal(weight)
     return EngagementEvent.model_construct(
         event_id=event_id,
@@ -76,6 +88,7 @@ def unpack(packed: tuple[Any, ...]) -> InputEvent:
         occurred_at=occurred_at,
         kind=kind,
         weight=weight,
+        account_id=account,
     )
 
 

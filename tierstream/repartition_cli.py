@@ -71,7 +71,11 @@ def _run(settings: Settings, target: int) -> None:
                 "only after (pause the producers meanwhile)"
             )
         deliver, producer = outbox_delivery(
-            bootstrap, settings.topic_tier_changes, settings.topic_dead_letters, security
+            bootstrap,
+            settings.topic_tier_changes,
+            settings.topic_dead_letters,
+            security,
+            settings.topic_account_contributions,
         )
         started = time.monotonic()
         try:

@@ -23,7 +23,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams.processor import CHANGE_ENTRY, decode_entry
+from streams.processor import CHANGE_ENTRY, CONTRIBUTION_ENTRY, decode_entry
 from tierstream.repartition import Deliver, RepartitionError
 from tierstream.stores.base import murmur2
 from tierstream.stores.redis import RedisStore
@@ -115,7 +115,11 @@ def old_layout_messages(
 
 
 def outbox_delivery(
-    bootstrap: str, tier_changes: str, dead_letters: str, security: dict[str, Any]
+    bootstrap: str,
+    tier_changes: str,
+    dead_letters: str,
+    security: dict[str, Any],
+    contributions: str | None = None,
 ) -> tuple[Deliver, KafkaProducer]:
     """A ``Deliver`` that sends outbox entries where the worker would, waiting for every
     acknowledgement (a failure raises: the entries stay in the outbox)."""
@@ -127,7 +131,12 @@ def outbox_delivery(
         futures = []
         for entry in entries:
             kind, key, value = decode_entry(entry)
-            topic = tier_changes if kind == CHANGE_ENTRY else dead_letters
+            if kind == CHANGE_ENTRY:
+                topic = tier_changes
+            elif kind == CONTRIBUTION_ENTRY and contributions is not None:
+                topic = contributions  # accounts' updates (streams/accounts.py)
+            else:
+                topic = dead_letters
             futures.append(producer.send(topic, key=key, value=value))
         producer.flush(REQUEST_TIMEOUT_MS / 1000)
         for future in futures:

@@ -23,6 +23,7 @@ from scoring.events import InputEvent
 from scoring.profiles import ProfileUpdate
 from scoring.quantiles import population_thresholds
 from scoring.state import CustomerState
+from tierstream.accounts import AccountBook
 from tierstream.ordering import TimeOrdered
 from tierstream.readers import Parsed, Reject
 
@@ -116,11 +117,13 @@ def replay(
     stats: ReplayStats,
     progress: ProgressHook | None = None,
     profiles: Iterable[ProfileUpdate] = (),
+    accounts: AccountBook | None = None,
 ) -> ReplayResult:
     """Apply ``events`` in event-time order up to ``as_of``; ``emit`` gets every change.
 
     ``profiles``: trait updates, sorted by ``updated_at``, merged into the events' order
-    (at the same instant an event goes first)."""
+    (at the same instant an event goes first). With ``accounts``, the events' B2B accounts
+    are kept and scored too (their changes go to the book's own ``emit``)."""
     # The replay builds a large heap of long-lived, acyclic objects (states, changes); the
     # cyclic collector would re-walk all of it again and again (~15% of the run) to find
     # nothing, so it is paused for the loop and restored afterwards.
@@ -135,6 +138,7 @@ def replay(
             stats=stats,
             progress=progress,
             profiles=profiles,
+            accounts=accounts,
         )
     finally:
         if collecting:
@@ -150,6 +154,7 @@ def _replay(
     stats: ReplayStats,
     progress: ProgressHook | None,
     profiles: Iterable[ProfileUpdate] = (),
+    accounts: AccountBook | None = None,
 ) -> ReplayResult:
     started = time.perf_counter()
     end_day = utc_day(as_of)
@@ -267,6 +272,8 @@ def _replay(
             continue
         if quintiles or (due_days and due_days[0] <= day):
             _fire_due(day)
+        if accounts is not None:
+            accounts.fire_timers(day)
         state = state_of(event.customer_id)
         result = scorer.apply(state, event, event.occurred_at)
         if result.outcome is Outcome.APPLIED:
@@ -276,6 +283,8 @@ def _replay(
         else:
             stats.outside_window += 1
         settle(state, result.changes)
+        if accounts is not None and (event.account_id is not None or state.account is not None):
+            accounts.contact_event(state, event, result.outcome, event.occurred_at)
         if progress is not None and index % 2048 == 0:
             progress(index)
     if quintiles and next_refresh is not None:
@@ -283,6 +292,9 @@ def _replay(
             refresh_thresholds(next_refresh)
             next_refresh += refresh_every
     fire_timers(end_day)
+    if accounts is not None:
+        accounts.fire_timers(end_day)
+        accounts.finish(as_of)
     for state in states.values():
         # Bring everyone to the as-of day; timers above already emitted every change.
         for change in scorer.advance(state, as_of):

@@ -104,6 +104,12 @@ class Settings(KafkaSettings):
             return number
         return value
 
+    @property
+    def topic_account_contributions(self) -> str:
+        """The internal topic of B2B accounts' contribution updates (streams/accounts.py),
+        partitioned like the inputs and named after the app (one per deployment)."""
+        return f"{self.app_id}-account-contributions"
+
     def make_clock(self) -> Clock:
         if self.clock == "event":
             return EventClock()

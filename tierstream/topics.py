@@ -78,6 +78,8 @@ def topics_from_settings(settings: Settings) -> dict[str, int]:
         if name in topics and topics[name] != count:
             raise ValueError(f"topic {name!r} is configured twice with different partition counts")
         topics[name] = count
+    # Accounts' internal topic (streams/accounts.py): keyed by account, partitioned likewise.
+    topics[settings.topic_account_contributions] = settings.partitions
     # Subscriptions' derived topics (tierstream deliver): partitioned like tier-changes.
     for subscription in settings.scoring_config().subscriptions:
         if subscription.topic is not None:

@@ -28,6 +28,7 @@ from streams.producer import produce
 from tests.integration.helpers import FreshTopics
 from tests.reference import batch_rfm
 from tierstream.settings import load_scoring_config
+from tierstream.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 # The as-of moment of the CDNOW reference comparisons.
@@ -64,6 +65,11 @@ class Pipeline:
         self.topics = names
         self.app_id = unique_name("app")
         fresh_topics.track(f"{self.app_id}-__assignor-__leader")
+        # The accounts' internal topic is named after the app (tierstream/settings.py).
+        contributions = f"{self.app_id}-account-contributions"
+        ensure_topics(kafka_bootstrap, {contributions: partitions})
+        fresh_topics.track(contributions)
+        self.topics["account-contributions"] = contributions
         self.namespace = f"t{uuid.uuid4().hex[:12]}"
         self.config = config
         self.env = {

@@ -418,6 +418,7 @@ def test_openapi_document_is_served_and_matches_the_docs_copy(client):
     served_paths |= {"/customers/{customer_id}/tier", "/customers/lookup"}
     served_paths |= {"/tiers/{tier}/members", "/segments/{segment}/members"}
     served_paths.add("/behaviours/{label}/members")
+    served_paths.add("/accounts/{account_id}")
     assert served_paths | {"/healthz", "/metrics", "/openapi.json", "/"} == set(body["paths"])
 
 
