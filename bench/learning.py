@@ -31,7 +31,7 @@ from scoring.engine import Scorer
 from scoring.events import EngagementEvent, PurchaseEvent
 from streams.clock import EventClock
 from streams.deadletters import RawMessage
-from streams.learner import SEEDS_TALLY, Learner
+from streams.learner import Learner, shard_learner
 from streams.processor import ShardProcessor
 from streams.producer import keyed_records
 from streams.segment_learning import LearningCoordinator
@@ -73,7 +73,7 @@ def run(
     processors = []
     for shard in range(partitions):
         processor = ShardProcessor(store, scorer, store.acquire(shard), kinds, EventClock())
-        processor.learner = Learner(seeds, store.shard_tally(shard, SEEDS_TALLY))
+        processor.learner = shard_learner(seeds, shard, store.shard_tally)
         processors.append(processor)
     coordinator = LearningCoordinator(k, seeds, distance, 0)
     pending: dict[int, list[RawMessage]] = defaultdict(list)

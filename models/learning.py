@@ -24,6 +24,7 @@ seed one with k-means++ (deterministic for the same seeds).
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -43,6 +44,7 @@ __all__ = [
     "Contribution",
     "PopulationStats",
     "add_contribution",
+    "chosen_seeds",
     "in_feature_order",
     "merged_snapshot",
     "seed_snapshot",
@@ -55,8 +57,10 @@ FloatArray = NDArray[np.float64]
 # so a customer's units stay below 4e7 and its squares (units^2 // UNIT) below 2e9: a
 # 64-bit Redis counter holds the sums of billions of customers.
 UNIT = 1_000_000
-# Tally names: learn:n:<seg>, learn:s:<seg>:<j>, learn:q:<seg>:<j>, learn:seed:<id>:<j>,
-# learn:events, learn:steps. <seg> is a segment id, or UNASSIGNED before a model exists.
+# Tally names: learn:n:<seg>, learn:s:<seg>:<j>, learn:q:<seg>:<j>, learn:events,
+# learn:steps. <seg> is a segment id, or UNASSIGNED before a model exists. Seeds:
+# learn:seed:<shard>:<ordinal>:<j> and learn:seed:<shard>:<ordinal>:n (1 while the seed
+# stands, 0 once its customer is erased): named by place, never by customer id.
 PREFIX = "learn:"
 UNASSIGNED = "-"
 # A segment's centroid needs this many members to move; fewer keep the previous centroid.
@@ -131,13 +135,15 @@ class PopulationStats:
 
     dims: int
     segments: dict[str | int, SegmentSums] = field(default_factory=dict)
-    seeds: dict[str, list[int]] = field(default_factory=dict)
+    # (shard, ordinal) -> the seed's vector, for the seeds standing (see seed_snapshot)
+    seeds: dict[tuple[int, int], list[int]] = field(default_factory=dict)
     events: int = 0
     steps: int = 0
 
     @classmethod
     def from_tallies(cls, tallies: Mapping[str, int], dims: int) -> PopulationStats:
         out = cls(dims)
+        seeds: dict[tuple[int, int], dict[str, int]] = defaultdict(dict)
         for name, value in tallies.items():
             if not name.startswith(PREFIX):
                 continue
@@ -148,9 +154,8 @@ class PopulationStats:
             elif kind == "steps":
                 out.steps = value
             elif kind == "seed":
-                # learn:seed:<customer id>:<j>; the id may hold ":"
-                customer, j = ":".join(parts[1:-1]), int(parts[-1])
-                out.seeds.setdefault(customer, [0] * dims)[j] = value
+                if len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit():
+                    seeds[int(parts[1]), int(parts[2])][parts[3]] = value
             elif kind in ("n", "s", "q"):
                 key: str | int = parts[1] if parts[1] == UNASSIGNED else int(parts[1])
                 sums = out.segments.setdefault(key, SegmentSums(0, [0] * dims, [0] * dims))
@@ -158,6 +163,9 @@ class PopulationStats:
                     sums.n = value
                 else:
                     (sums.sums if kind == "s" else sums.squares)[int(parts[2])] = value
+        for place, fields in seeds.items():
+            if fields.get("n", 0) > 0:  # 0: its customer was erased (the fields are 0 too)
+                out.seeds[place] = [fields.get(str(j), 0) for j in range(dims)]
         return out
 
     @property
@@ -208,14 +216,15 @@ def seed_snapshot(
     seeds_wanted: int,
     created_at: datetime,
     *,
+    partitions: int = 1,
     seed: int = 0,
 ) -> SegmentSnapshot | None:
     """Version 1, from the first ``seeds_wanted`` seed customers (k-means++ then Lloyd on
-    them), or None while fewer have been seen. Deterministic: the seeds are taken in
-    customer id order and the generator is seeded."""
-    if len(population.seeds) < max(seeds_wanted, k):
+    them), or None while too few have been seen (``chosen_seeds``). Deterministic: the
+    seeds chosen are a function of each shard's input order, and the generator is seeded."""
+    chosen = chosen_seeds(population.seeds, seeds_wanted, partitions)
+    if chosen is None or len(chosen) < k:
         return None
-    chosen = sorted(population.seeds)[:seeds_wanted]
     points = np.array([population.seeds[c] for c in chosen], dtype=np.float64) / UNIT
     mean, scale = population.scaling()
     if not population.customers:
@@ -233,6 +242,34 @@ def seed_snapshot(
     return _snapshot(
         1, created_at, names, mean, scale, list(range(k)), centroids, shares, spreads, points, 0
     )
+
+
+def chosen_seeds(
+    seeds: Mapping[tuple[int, int], object], wanted: int, partitions: int
+) -> list[tuple[int, int]] | None:
+    """The seeds version 1 is learned from, or None while they are not all known.
+
+    Each shard writes the vectors of its first customers (in its input order) with
+    ordinals 0, 1, ...; the first ``ceil(wanted / partitions)`` standing seeds of every
+    shard are due. Once every shard has that many, the first ``wanted`` of them in
+    (rank in its shard, shard) order are chosen: the same whichever shard got there first,
+    so the same input gives the same version 1. A shard that lags far behind (an idle
+    partition) must not hold learning up forever: once ``2 * wanted`` seeds stand, the
+    first ``wanted`` in that order are chosen as they are.
+    """
+    per_shard: dict[int, list[int]] = defaultdict(list)
+    for shard, ordinal in seeds:
+        per_shard[shard].append(ordinal)
+    quota = -(-wanted // max(partitions, 1))
+    ready = all(len(per_shard.get(shard, ())) >= quota for shard in range(partitions))
+    if not ready and len(seeds) < 2 * wanted:
+        return None
+    ranked = sorted(
+        (rank, shard, ordinal)
+        for shard, ordinals in per_shard.items()
+        for rank, ordinal in enumerate(sorted(ordinals)[:quota] if ready else sorted(ordinals))
+    )
+    return [(shard, ordinal) for _, shard, ordinal in ranked[:wanted]]
 
 
 @dataclass(frozen=True)

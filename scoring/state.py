@@ -69,6 +69,9 @@ class CustomerState:
     # its feature vector in fixed point), when segments are learned from the stream
     # (models/learning.py): taken out again when it is re-learned. None: not learned.
     learned: list[int] | None = None
+    # When this customer is one of its shard's seeds of the first model: the seed's ordinal
+    # in the shard, then the seed vector as written (so an erasure can take it out again).
+    learned_seed: list[int] | None = None
     # Derived, never persisted: the scorer's cached time-driven candidate days.
     cached_moves: Moves | None = field(default=None, compare=False, repr=False)
     # Derived, never persisted: a lower bound of the days in ``days``, ``engagement_days``
@@ -122,6 +125,8 @@ class CustomerState:
             out["a"] = [a.purchase_days, str(a.net), a.last_day]
         if self.learned is not None:
             out["l"] = self.learned
+        if self.learned_seed is not None:
+            out["ls"] = self.learned_seed
         return out
 
     @classmethod
@@ -149,6 +154,8 @@ class CustomerState:
             state.archived = Archived(purchase_days, Decimal(net), last_day)
         if "l" in raw:
             state.learned = [int(v) for v in raw["l"]]
+        if "ls" in raw:
+            state.learned_seed = [int(v) for v in raw["ls"]]
         return state
 
 

@@ -9,14 +9,16 @@ holds them and they are written by the same commit as the states and offsets: a 
 neither loses nor double-counts a learning step (models/learning.py, docs/state-layout.md).
 
 Before any model exists, the vectors of customers learned for the first time also become
-seeds (``learn:seed:<customer id>:<j>``), from which the coordinator seeds the first
-model
+seeds, from which the coordinator seeds the first model. A seed is named by its shard and
+its ordinal in the shard (``learn:seed:<shard>:<ordinal>:<j>``, and ``...:n`` = 1 while it
+stands), never by the customer's id; the customer's state keeps its ordinal and vector
+(``learned_seed``), so that an erasure takes the seed out again in the erasing step.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from operator import mul, sub
 
@@ -31,9 +33,11 @@ from scoring.engine import Scorer
 from scoring.state import CustomerState
 from tierstream.segments import SnapshotBehaviour
 
-# Per-shard count of seeds written: a new owner starts from it (Learner.seeds_taken), so
-# the seeds are the shard's first ``seeds_wanted`` customers whoever learned them.
+# Per-shard count of the seeds standing (written, not erased) and of the ordinals given
+# out: a new owner starts from them (Learner.seeds_taken, Learner.next_ordinal), so the
+# seeds are the shard's first ``seeds_wanted`` customers whoever learned them.
 SEEDS_TALLY = PREFIX + "seeds"
+ORDINALS_TALLY = PREFIX + "seed_ordinals"
 
 
 # Steps with at least this many customers are assigned and summed with numpy (one call
@@ -44,16 +48,37 @@ VECTOR_MIN = 16
 IntArray = NDArray[np.int64]
 
 
+def shard_learner(seeds_wanted: int, shard: int, tally: Callable[[int, str], int]) -> Learner:
+    """The learner of a shard just taken: its seed counts go on from the shard's committed
+    ones (``tally(shard, name)``: one running total of the shard's ``stats``)."""
+    return Learner(
+        seeds_wanted,
+        tally(shard, SEEDS_TALLY),
+        shard=shard,
+        next_ordinal=tally(shard, ORDINALS_TALLY),
+    )
+
+
 class Learner:
     """One shard's learning step (pure: it only fills a step's tallies)."""
 
     def __init__(
-        self, seeds_wanted: int, seeds_taken: int = 0, spec: FeatureSpec = DEFAULT_FEATURE_SPEC
+        self,
+        seeds_wanted: int,
+        seeds_taken: int = 0,
+        spec: FeatureSpec = DEFAULT_FEATURE_SPEC,
+        *,
+        shard: int = 0,
+        next_ordinal: int | None = None,
     ) -> None:
         self.seeds_wanted = seeds_wanted
         # Seeds the shard has committed (its SEEDS_TALLY when the shard was taken), plus
         # those of this owner's steps; a step thrown away is rebuilt by a new owner.
         self.seeds_taken = seeds_taken
+        # The next seed's ordinal in the shard (ORDINALS_TALLY): ordinals are never reused,
+        # so an erased seed's fields stay zero and a replacement seed gets a fresh name.
+        self.next_ordinal = seeds_taken if next_ordinal is None else next_ordinal
+        self.shard = shard
         self.cap = spec.recency_cap_days
         self.kinds = spec.engagement_kinds
         self.names = spec.names
@@ -110,8 +135,9 @@ class Learner:
             elif snapshot is None and self.seeds_taken < self.seeds_wanted:
                 self.seeds_taken += 1
                 seeds += 1
-                for j, value in enumerate(units):
-                    tallies[f"{PREFIX}seed:{state.customer_id}:{j}"] = value
+                state.learned_seed = [self.next_ordinal, *units]
+                self._seed(state.learned_seed, 1, tallies)
+                self.next_ordinal += 1
             changed.append(index)
             state.learned = new
         # Per segment: [n, sums..., squares...], turned into tally names once per step.
@@ -126,11 +152,14 @@ class Learner:
         _bump(tallies, PREFIX + "steps", len(changed))
         # The shard's seed count, read back when a worker takes the shard (SEEDS_TALLY).
         _bump(tallies, SEEDS_TALLY, seeds)
+        _bump(tallies, ORDINALS_TALLY, seeds)
         _bump(tallies, PREFIX + "events", events)
 
     def forget(self, states: Iterable[CustomerState], tallies: dict[str, int]) -> None:
         """Take the contributions of customers whose data is deleted (erasure) out of the
-        statistics, in the step that deletes them."""
+        statistics, and their seeds (fields back to 0, ``:n`` to 0), in the step that
+        deletes them. A seed taken out frees its place: the shard takes another."""
+        states = list(states)
         removed = [state.learned for state in states if state.learned is not None]
         delta: dict[int, list[int]] = {}
         dims = len(self.names)
@@ -138,6 +167,18 @@ class Learner:
         self._tally(delta, tallies)
         for state in states:
             state.learned = None
+            if state.learned_seed is not None:
+                self._seed(state.learned_seed, -1, tallies)
+                _bump(tallies, SEEDS_TALLY, -1)
+                self.seeds_taken -= 1
+                state.learned_seed = None
+
+    def _seed(self, seed: Sequence[int], sign: int, tallies: dict[str, int]) -> None:
+        """Write (sign 1) or take out (-1) one seed: ``seed`` is [ordinal, units...]."""
+        name = f"{PREFIX}seed:{self.shard}:{seed[0]}:"
+        _bump(tallies, name + "n", sign)
+        for j, value in enumerate(seed[1:]):
+            _bump(tallies, f"{name}{j}", sign * value)
 
     def _tally(self, delta: dict[int, list[int]], tallies: dict[str, int]) -> None:
         dims = len(self.names)

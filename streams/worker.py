@@ -40,7 +40,7 @@ from streams.batchsend import BatchSender
 from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage
 from streams.failures import Backoff, Outcome, classify
-from streams.learner import SEEDS_TALLY, Learner
+from streams.learner import shard_learner
 from streams.metrics import Metrics
 from streams.processor import InputKind, ShardLogic, Step, StepResult
 from streams.publisher import Publisher, SendMany
@@ -175,8 +175,8 @@ class Runtime:
             erased_count=await self.store.erased_count(shard),
         )
         if self.learning is not None:  # the shard's seed count goes on from where it was
-            taken = await self._admin(partial(self._tally, shard, SEEDS_TALLY))
-            logic.learner = Learner(self.settings.learn_seed_customers, taken)
+            wanted = self.settings.learn_seed_customers
+            logic.learner = await self._admin(partial(shard_learner, wanted, shard, self._tally))
         publisher = Publisher(
             shard, self._send, s.topic_tier_changes, s.topic_dead_letters, self._delivered
         )

@@ -98,7 +98,9 @@ def test_a_customer_moving_segment_moves_its_contribution(default_config):
     tallies: dict[str, int] = {}
     learner.learn(scorer, states, tallies, 5)
     assert tallies["learn:n:-"] == 5 and tallies["learn:seeds"] == 2
-    assert sum(1 for k in tallies if k.startswith("learn:seed:") and k.endswith(":0")) == 2
+    assert sum(1 for k in tallies if k.startswith("learn:seed:") and k.endswith(":n")) == 2
+    assert {s.learned_seed[0] for s in states if s.learned_seed is not None} == {0, 1}
+    assert not any(s.customer_id in k for s in states for k in tallies)
     modelled = scorer.with_behaviour(SnapshotBehaviour(model()))
     learner.learn(modelled, states, tallies, 0)
     population = PopulationStats.from_tallies(tallies, len(NAMES))
@@ -124,3 +126,21 @@ def test_forgetting_erased_customers_takes_their_contributions_out(default_confi
         k: v for k, v in alone.items() if v and k.startswith(("learn:n:", "learn:s:", "learn:q:"))
     }
     assert all(s.learned is None for s in states[:3])
+
+
+def test_forgetting_a_seed_customer_zeroes_its_seed_and_frees_its_place(default_config):
+    scorer = Scorer(default_config)
+    states = customers(scorer, 4)
+    learner = Learner(seeds_wanted=2, shard=3)
+    tallies: dict[str, int] = {}
+    learner.learn(scorer, states[:3], tallies, 3)
+    seeded = [s for s in states if s.learned_seed is not None]
+    assert [s.learned_seed[0] for s in seeded] == [0, 1]  # type: ignore[index]
+    learner.forget(seeded[:1], tallies)
+    assert seeded[0].learned_seed is None
+    assert all(v == 0 for k, v in tallies.items() if k.startswith("learn:seed:3:0:"))
+    assert tallies["learn:seeds"] == 1 and tallies["learn:seed_ordinals"] == 2
+    learner.learn(scorer, states[3:], tallies, 1)  # the freed place goes to a new ordinal
+    assert states[3].learned_seed is not None and states[3].learned_seed[0] == 2
+    population = PopulationStats.from_tallies(tallies, len(NAMES))
+    assert sorted(population.seeds) == [(3, 1), (3, 2)]
