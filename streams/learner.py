@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from operator import mul, sub
 
@@ -46,6 +47,9 @@ VECTOR_MIN = 16
 
 
 IntArray = NDArray[np.int64]
+
+# utc_day without its call (scoring.days): aware datetimes subtract in UTC.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def shard_learner(seeds_wanted: int, shard: int, tally: Callable[[int, str], int]) -> Learner:
@@ -82,6 +86,7 @@ class Learner:
         self.cap = spec.recency_cap_days
         self.kinds = spec.engagement_kinds
         self.names = spec.names
+        self._digits = [str(j) for j in range(len(spec.names))]
         self._no_engagement = (0,) * len(spec.engagement_kinds)
         # round(log1p(n) * UNIT) for every whole n up to the recency cap (exactly the value
         # the formula gives: the table is built with it).
@@ -110,50 +115,101 @@ class Learner:
         keep = [state for state in states if state.clock_day is not None]
         # A step of many customers is featurized, assigned and summed as one int64 block
         # (numpy); a small one (a timer step for a customer or two) in plain Python.
-        block: IntArray | None = None
         if len(keep) >= VECTOR_MIN:
-            block = self._block(scorer, keep)
-            rows: list[Sequence[int]] = block.tolist()
+            self._learn_block(scorer, snapshot, keep, tallies)
         else:
-            rows = [self._units(scorer, state) for state in keep]
-        if snapshot is None:
-            segments = [-1] * len(rows)
-        elif block is not None:
-            segments = self._segments(block)
-        else:
-            segments = [self._segment(units) for units in rows]
-        changed: list[int] = []
+            self._learn_few(scorer, snapshot, keep, tallies)
+        _bump(tallies, PREFIX + "events", events)
+
+    def _learn_few(
+        self,
+        scorer: Scorer,
+        snapshot: SegmentSnapshot | None,
+        keep: list[CustomerState],
+        tallies: dict[str, int],
+    ) -> None:
+        added: list[list[int]] = []
         removed: list[list[int]] = []
         seeds = 0
-        for index, (state, units, segment) in enumerate(zip(keep, rows, segments, strict=True)):
-            new = [segment, *units]
+        for state in keep:
+            units = self._units(scorer, state)
+            new = [-1 if snapshot is None else self._segment(units), *units]
             old = state.learned
             if old == new:
                 continue
             if old is not None:
                 removed.append(old)
-            elif snapshot is None and self.seeds_taken < self.seeds_wanted:
-                self.seeds_taken += 1
+            elif snapshot is None and self._take_seed(state, new, tallies):
                 seeds += 1
-                state.learned_seed = [self.next_ordinal, *units]
-                self._seed(state.learned_seed, 1, tallies)
-                self.next_ordinal += 1
-            changed.append(index)
+            added.append(new)
             state.learned = new
-        # Per segment: [n, sums..., squares...], turned into tally names once per step.
         delta: dict[int, list[int]] = {}
         dims = len(self.names)
-        if block is not None:
-            _sum_block(delta, np.array(segments, dtype=np.int64)[changed], block[changed], 1)
-        else:
-            _aggregate(delta, [[segments[i], *rows[i]] for i in changed], 1, dims)
+        _aggregate(delta, added, 1, dims)
         _aggregate(delta, removed, -1, dims)
+        self._finish(delta, len(added), seeds, tallies)
+
+    def _learn_block(
+        self,
+        scorer: Scorer,
+        snapshot: SegmentSnapshot | None,
+        keep: list[CustomerState],
+        tallies: dict[str, int],
+    ) -> None:
+        block = self._block(scorer, keep)
+        dims = block.shape[1]
+        # Each row as the customer's contribution list [segment, units...] at once.
+        full = np.empty((len(keep), 1 + dims), dtype=np.int64)
+        full[:, 0] = -1 if snapshot is None else self._segments(block)
+        full[:, 1:] = block
+        rows: list[list[int]] = full.tolist()
+        changed: list[int] = []
+        removed: list[list[int]] = []
+        seeds = 0
+        seeding = snapshot is None and self.seeds_taken < self.seeds_wanted
+        for index, state, new in zip(range(len(rows)), keep, rows, strict=True):
+            old = state.learned
+            if old == new:
+                continue
+            if old is not None:
+                removed.append(old)
+            elif seeding and self._take_seed(state, new, tallies):
+                seeds += 1
+                seeding = self.seeds_taken < self.seeds_wanted
+            changed.append(index)
+            state.learned = new
+        # Per segment: [n, sums..., squares...] of what is put in minus what is taken out,
+        # in one int64 block (exact), turned into tally names once per step.
+        if len(changed) == len(rows):
+            delta_rows = full
+        else:
+            delta_rows = full[changed]
+        signs = np.ones(len(delta_rows) + len(removed), dtype=np.int64)
+        if removed:
+            signs[len(delta_rows) :] = -1
+            delta_rows = np.vstack((delta_rows, np.array(removed, dtype=np.int64)))
+        delta: dict[int, list[int]] = {}
+        _sum_signed(delta, delta_rows, signs)
+        self._finish(delta, len(changed), seeds, tallies)
+
+    def _take_seed(self, state: CustomerState, new: list[int], tallies: dict[str, int]) -> bool:
+        """Make a customer learned for the first time a seed, while the shard wants more."""
+        if self.seeds_taken >= self.seeds_wanted:
+            return False
+        self.seeds_taken += 1
+        state.learned_seed = [self.next_ordinal, *new[1:]]
+        self._seed(state.learned_seed, 1, tallies)
+        self.next_ordinal += 1
+        return True
+
+    def _finish(
+        self, delta: dict[int, list[int]], changed: int, seeds: int, tallies: dict[str, int]
+    ) -> None:
         self._tally(delta, tallies)
-        _bump(tallies, PREFIX + "steps", len(changed))
-        # The shard's seed count, read back when a worker takes the shard (SEEDS_TALLY).
+        _bump(tallies, PREFIX + "steps", changed)
+        # The shard's seed counts, read back when a worker takes the shard (shard_learner).
         _bump(tallies, SEEDS_TALLY, seeds)
         _bump(tallies, ORDINALS_TALLY, seeds)
-        _bump(tallies, PREFIX + "events", events)
 
     def forget(self, states: Iterable[CustomerState], tallies: dict[str, int]) -> None:
         """Take the contributions of customers whose data is deleted (erasure) out of the
@@ -178,7 +234,9 @@ class Learner:
         name = f"{PREFIX}seed:{self.shard}:{seed[0]}:"
         _bump(tallies, name + "n", sign)
         for j, value in enumerate(seed[1:]):
-            _bump(tallies, f"{name}{j}", sign * value)
+            if value:
+                field = name + self._digits[j]
+                tallies[field] = tallies.get(field, 0) + sign * value
 
     def _tally(self, delta: dict[int, list[int]], tallies: dict[str, int]) -> None:
         dims = len(self.names)
@@ -199,25 +257,70 @@ class Learner:
 
     def _block(self, scorer: Scorer, states: list[CustomerState]) -> IntArray:
         """``_units`` of many customers: the counts from the tables, the money logs for
-        all at once (numpy's log1p and rint, which rounds half to even as ``round``)."""
-        counts: list[tuple[int, int]] = []
-        money: list[tuple[float, float]] = []
+        all at once (numpy's log1p and rint, which rounds half to even as ``round``).
+
+        The per-customer part is ``_raw`` written out inline, into flat columns (the hot
+        path of the learning step: no tuple or call per customer where it can be helped).
+        """
+        n = len(states)
+        recency_units: list[int] = []
+        frequency_units: list[int] = []
+        money: list[float] = []
+        averages: list[float] = []
         engaged: list[tuple[int, ...]] = []
+        engaged_at: list[int] = []
+        counts = self._log_units
+        top = len(counts)
+        cap = self.cap
         raw = self._raw
-        for state in states:
-            recency, frequency, monetary, average, engagement = raw(scorer, state)
-            counts.append((recency, frequency))
-            money.append((monetary, average))
-            engaged.append(engagement)
-        amounts = np.array(money, dtype=np.float64)
+        put_recency, put_frequency = recency_units.append, frequency_units.append
+        put_money, put_average = money.append, averages.append
+        for index, state in enumerate(states):
+            day = state.clock_day
+            scored = state.scored
+            if (
+                scored is not None
+                and scored[0] is scorer
+                and scored[1] == day
+                and not state.engagement_days
+            ):
+                # The scorer has just scored this day: its window totals are on the state.
+                frequency, monetary = scored[2], float(scored[3])
+                last = state.last_purchase_at
+                if last is None:
+                    recency = cap
+                else:
+                    recency = day - (last - _EPOCH).days
+                    recency = cap if recency > cap else (0 if recency < 0 else recency)
+                if frequency > 0:
+                    average = monetary / frequency
+                else:
+                    frequency, average = 0, 0.0
+                put_recency(counts[recency])
+                put_frequency(
+                    counts[frequency] if frequency < top else round(math.log1p(frequency) * UNIT)
+                )
+                put_money(monetary)
+                put_average(average)
+                continue
+            r, f, m, a, engagement = raw(scorer, state)
+            put_recency(r)
+            put_frequency(f)
+            put_money(m)
+            put_average(a)
+            if any(engagement):
+                engaged.append(engagement)
+                engaged_at.append(index)
+        out = np.zeros((n, 4 + len(self.kinds)), dtype=np.int64)
+        out[:, 0] = recency_units
+        out[:, 1] = frequency_units
+        amounts = np.array((money, averages), dtype=np.float64)
         logs = np.rint(np.copysign(np.log1p(np.abs(amounts)), amounts) * UNIT)
-        return np.hstack(
-            (
-                np.array(counts, dtype=np.int64),
-                logs.astype(np.int64),
-                np.array(engaged, dtype=np.int64).reshape(len(states), len(self.kinds)),
-            )
-        )
+        out[:, 2] = logs[0]
+        out[:, 3] = logs[1]
+        if engaged:
+            out[engaged_at, 4:] = engaged
+        return out
 
     def _units(self, scorer: Scorer, state: CustomerState) -> tuple[int, ...]:
         recency, frequency, monetary, average, engagement = self._raw(scorer, state)
@@ -321,28 +424,34 @@ def _aggregate(delta: dict[int, list[int]], rows: list[list[int]], sign: int, di
                     total[1 + j] += sign * value
                     total[1 + dims + j] += sign * (value * value // UNIT)
         return
-    block = np.array(rows, dtype=np.int64)
-    _sum_block(delta, block[:, 0], block[:, 1:], sign)
+    _sum_signed(delta, np.array(rows, dtype=np.int64), np.full(len(rows), sign, dtype=np.int64))
 
 
-def _sum_block(delta: dict[int, list[int]], segments: IntArray, units: IntArray, sign: int) -> None:
-    """Per segment: members, sums and sums of squares of an int64 block (exact: a unit is
-    below 4e7, its square below 2e15, a step's sum far below 2^63)."""
-    if len(segments) == 0:
+def _sum_signed(delta: dict[int, list[int]], rows: IntArray, signs: IntArray) -> None:
+    """Per segment: sum of ``sign`` (members), of ``sign * units`` and of ``sign * squares``
+    over ``rows`` = [segment, units...], by one integer product with the segments' one-hot
+    matrix (exact: a unit is below 4e7, its square below 2e15, a step's sum far below 2^63).
+    """
+    if len(rows) == 0:
         return
+    segments = rows[:, 0]
+    units = rows[:, 1:]
     dims = units.shape[1]
-    squares = units * units // UNIT
-    for segment in np.unique(segments).tolist():
-        members = segments == segment
+    found, which = np.unique(segments, return_inverse=True)
+    values = np.empty((len(rows), 1 + 2 * dims), dtype=np.int64)
+    values[:, 0] = signs
+    values[:, 1 : 1 + dims] = units * signs[:, None]
+    values[:, 1 + dims :] = (units * units // UNIT) * signs[:, None]
+    onehot = np.zeros((len(found), len(rows)), dtype=np.int64)
+    onehot[which.reshape(-1), np.arange(len(rows))] = 1
+    sums: list[list[int]] = (onehot @ values).tolist()
+    for segment, row in zip(found.tolist(), sums, strict=True):
         total = delta.get(segment)
         if total is None:
-            total = delta[segment] = [0] * (1 + 2 * dims)
-        total[0] += sign * int(members.sum())
-        sums = units[members].sum(axis=0).tolist()
-        sq = squares[members].sum(axis=0).tolist()
-        for j in range(dims):
-            total[1 + j] += sign * sums[j]
-            total[1 + dims + j] += sign * sq[j]
+            delta[segment] = row
+        else:
+            for j, value in enumerate(row):
+                total[j] += value
 
 
 def _bump(tallies: dict[str, int], name: str, value: int) -> None:
