@@ -145,6 +145,8 @@ class Runtime:
     # ------------------------------------------------------------ ownership
     async def assign(self, shards: Iterable[int]) -> None:
         wanted = set(shards)
+        if self.learning is not None and self.scorer.behaviour is None:
+            await self._adopt_published_segments()
         for shard in list(self.shards):
             if shard not in wanted:
                 async with self.locks[shard]:
@@ -469,6 +471,21 @@ class Runtime:
             chunk = ids[start : start + RESCORE_CHUNK]
             await self._step(shard, partial(self._rescore, ids=chunk, cause=cause, because=because))
         return shard in self.shards
+
+    async def _adopt_published_segments(self) -> None:
+        """Score with the published segment model from the first batch on, not from the
+        first timer tick: a learning worker's steps assign (and learn) with the model in
+        force, so a restarted worker must not learn its first customers as unassigned.
+        Sweeps are left to ``refresh_segments``, which finds the version adopted."""
+        try:
+            raw = await self._admin(partial(self.admin_store.get_meta, SNAPSHOT_META))
+        except Exception as exc:  # noqa: BLE001 - the next tick adopts it instead
+            log.warning("reading the segment model failed (%r); adopting it next tick", exc)
+            return
+        if raw is not None:
+            snapshot = SegmentSnapshot.from_bytes(raw)
+            await self._adopt(self.scorer.with_behaviour(SnapshotBehaviour(snapshot)))
+            log.info("adopted behavioural segment model version %d", snapshot.version)
 
     async def refresh_segments(self) -> None:
         """Adopt a newer behavioural segment snapshot and re-assign every customer.
