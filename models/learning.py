@@ -41,6 +41,7 @@ __all__ = [
     "PREFIX",
     "UNASSIGNED",
     "UNIT",
+    "WEIGHT_UNIT",
     "Contribution",
     "PopulationStats",
     "add_contribution",
@@ -62,6 +63,10 @@ UNIT = 1_000_000
 # learn:seed:<shard>:<ordinal>:<j> and learn:seed:<shard>:<ordinal>:n (1 while the seed
 # stands, 0 once its customer is erased): named by place, never by customer id.
 PREFIX = "learn:"
+# Forgetting (a half-life in days, off by default): a contribution's weight 2^(-age /
+# half-life) in fixed point. Weighted sums are (w * units) // WEIGHT_UNIT: below the
+# unweighted ones, so the 64-bit counters hold them just the same.
+WEIGHT_UNIT = 1 << 20
 UNASSIGNED = "-"
 # A segment's centroid needs this many members to move; fewer keep the previous centroid.
 MIN_MEMBERS = 1
@@ -127,6 +132,18 @@ class SegmentSums:
     n: int = 0
     sums: list[int] = field(default_factory=list)
     squares: list[int] = field(default_factory=list)
+    # Forgetting: the total weight of the weighted members, and how many they are.
+    weight: int = 0
+    weighted: int = 0
+
+    @property
+    def mass(self) -> float:
+        """What the sums are sums over: the members, each weighing 1, or its weight when
+        forgetting (members learned without a weight still count 1). Just ``n`` when no
+        member is weighted, so the statistics without forgetting are unchanged."""
+        if not self.weighted:
+            return self.n
+        return self.n - self.weighted + self.weight / WEIGHT_UNIT
 
 
 @dataclass
@@ -156,11 +173,15 @@ class PopulationStats:
             elif kind == "seed":
                 if len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit():
                     seeds[int(parts[1]), int(parts[2])][parts[3]] = value
-            elif kind in ("n", "s", "q"):
+            elif kind in ("n", "s", "q", "w", "nw"):
                 key: str | int = parts[1] if parts[1] == UNASSIGNED else int(parts[1])
                 sums = out.segments.setdefault(key, SegmentSums(0, [0] * dims, [0] * dims))
                 if kind == "n":
                     sums.n = value
+                elif kind == "w":
+                    sums.weight = value
+                elif kind == "nw":
+                    sums.weighted = value
                 else:
                     (sums.sums if kind == "s" else sums.squares)[int(parts[2])] = value
         for place, fields in seeds.items():
@@ -182,11 +203,12 @@ class PopulationStats:
         for j in range(self.dims):
             total = stats.Var(ddof=0)
             for part in self.segments.values():
-                if part.n <= 0:
+                mass = part.mass
+                if part.n <= 0 or mass <= 0:
                     continue
-                m = part.sums[j] / UNIT / part.n
-                var = max(part.squares[j] / UNIT / part.n - m * m, 0.0)
-                total += stats.Var._from_state(part.n, m, var, ddof=0)
+                m = part.sums[j] / UNIT / mass
+                var = max(part.squares[j] / UNIT / mass - m * m, 0.0)
+                total += stats.Var._from_state(mass, m, var, ddof=0)
             if total.n:
                 mean[j] = total.mean.get()
                 std = math.sqrt(max(total.get(), 0.0))
@@ -195,17 +217,17 @@ class PopulationStats:
 
     def centroid(self, segment: int) -> FloatArray | None:
         part = self.segments.get(segment)
-        if part is None or part.n < MIN_MEMBERS:
+        if part is None or part.n < MIN_MEMBERS or part.mass <= 0:
             return None
-        return np.array(part.sums, dtype=np.float64) / UNIT / part.n
+        return np.array(part.sums, dtype=np.float64) / UNIT / part.mass
 
     def spread(self, segment: int, scale: FloatArray) -> float:
         """Mean squared standardized distance of the segment's members to their mean."""
         part = self.segments.get(segment)
-        if part is None or part.n <= 0:
+        if part is None or part.n <= 0 or part.mass <= 0:
             return 0.0
-        m = np.array(part.sums, dtype=np.float64) / UNIT / part.n
-        var = np.maximum(np.array(part.squares, dtype=np.float64) / UNIT / part.n - m * m, 0.0)
+        m = np.array(part.sums, dtype=np.float64) / UNIT / part.mass
+        var = np.maximum(np.array(part.squares, dtype=np.float64) / UNIT / part.mass - m * m, 0.0)
         return float((var / (scale * scale)).sum())
 
 
@@ -324,15 +346,15 @@ def _label_sample(population: PopulationStats, ids: Sequence[int], scale: FloatA
     labels' percentiles ("top value") need a population sample, and the statistics are all
     that is kept. Seeded, so the labels are a function of the statistics."""
     rng = np.random.default_rng(0)
-    total = sum(max(population.segments.get(i, SegmentSums()).n, 0) for i in ids)
+    total = sum(max(population.segments.get(i, SegmentSums()).mass, 0) for i in ids)
     rows: list[FloatArray] = []
     for i in ids:
         part = population.segments.get(i)
-        if part is None or part.n <= 0 or total <= 0:
+        if part is None or part.n <= 0 or part.mass <= 0 or total <= 0:
             continue
-        m = np.array(part.sums, dtype=np.float64) / UNIT / part.n
-        var = np.maximum(np.array(part.squares, dtype=np.float64) / UNIT / part.n - m * m, 0.0)
-        size = max(1, round(_LABEL_SAMPLE * part.n / total))
+        m = np.array(part.sums, dtype=np.float64) / UNIT / part.mass
+        var = np.maximum(np.array(part.squares, dtype=np.float64) / UNIT / part.mass - m * m, 0.0)
+        size = max(1, round(_LABEL_SAMPLE * part.mass / total))
         rows.append(m + rng.standard_normal((size, len(m))) * np.sqrt(var))
     return np.vstack(rows) if rows else np.zeros((0, len(scale)))
 

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.features import DEFAULT_FEATURE_SPEC, FeatureSpec
-from models.learning import PREFIX, UNASSIGNED, UNIT, in_feature_order
+from models.learning import PREFIX, UNASSIGNED, UNIT, WEIGHT_UNIT, in_feature_order
 from models.snapshot import SegmentSnapshot
 from scoring.days import utc_day
 from scoring.engine import Scorer
@@ -52,7 +52,12 @@ IntArray = NDArray[np.int64]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def shard_learner(seeds_wanted: int, shard: int, tally: Callable[[int, str], int]) -> Learner:
+def shard_learner(
+    seeds_wanted: int,
+    shard: int,
+    tally: Callable[[int, str], int],
+    half_life_days: float = 0,
+) -> Learner:
     """The learner of a shard just taken: its seed counts go on from the shard's committed
     ones (``tally(shard, name)``: one running total of the shard's ``stats``)."""
     return Learner(
@@ -60,6 +65,7 @@ def shard_learner(seeds_wanted: int, shard: int, tally: Callable[[int, str], int
         tally(shard, SEEDS_TALLY),
         shard=shard,
         next_ordinal=tally(shard, ORDINALS_TALLY),
+        half_life_days=half_life_days,
     )
 
 
@@ -74,6 +80,7 @@ class Learner:
         *,
         shard: int = 0,
         next_ordinal: int | None = None,
+        half_life_days: float = 0,
     ) -> None:
         self.seeds_wanted = seeds_wanted
         # Seeds the shard has committed (its SEEDS_TALLY when the shard was taken), plus
@@ -91,6 +98,15 @@ class Learner:
         # round(log1p(n) * UNIT) for every whole n up to the recency cap (exactly the value
         # the formula gives: the table is built with it).
         self._log_units = [round(math.log1p(n) * UNIT) for n in range(max(self.cap, 1000) + 1)]
+        # Forgetting (half_life_days > 0): a contribution weighs 2^(-age / half-life), age
+        # = the customer's recency in days, in WEIGHT_UNIT fixed point from this table, and
+        # carries its weight (the last item of its list) so that it is taken out exactly.
+        self._weights: IntArray | None = None
+        if half_life_days > 0:
+            self._weights = np.array(
+                [round(WEIGHT_UNIT * 0.5 ** (d / half_life_days)) for d in range(self.cap + 1)],
+                dtype=np.int64,
+            )
         self._snapshot: SegmentSnapshot | None = None
         self._assign: tuple[tuple[float, ...], tuple[float, ...], list[tuple[float, ...]]] = (
             (),
@@ -131,9 +147,12 @@ class Learner:
         added: list[list[int]] = []
         removed: list[list[int]] = []
         seeds = 0
+        weights = self._weights
         for state in keep:
             units = self._units(scorer, state)
             new = [-1 if snapshot is None else self._segment(units), *units]
+            if weights is not None:
+                new.append(int(weights[_days(units[0], self.cap)]))
             old = state.learned
             if old == new:
                 continue
@@ -162,6 +181,9 @@ class Learner:
         full = np.empty((len(keep), 1 + dims), dtype=np.int64)
         full[:, 0] = -1 if snapshot is None else self._segments(block)
         full[:, 1:] = block
+        if self._weights is not None:
+            days = np.clip(np.rint(np.expm1(block[:, 0] / UNIT)), 0, self.cap).astype(np.int64)
+            full = np.hstack((full, self._weights[days][:, None]))
         rows: list[list[int]] = full.tolist()
         changed: list[int] = []
         removed: list[list[int]] = []
@@ -180,16 +202,19 @@ class Learner:
             state.learned = new
         # Per segment: [n, sums..., squares...] of what is put in minus what is taken out,
         # in one int64 block (exact), turned into tally names once per step.
-        if len(changed) == len(rows):
-            delta_rows = full
-        else:
-            delta_rows = full[changed]
-        signs = np.ones(len(delta_rows) + len(removed), dtype=np.int64)
-        if removed:
-            signs[len(delta_rows) :] = -1
-            delta_rows = np.vstack((delta_rows, np.array(removed, dtype=np.int64)))
+        delta_rows = full if len(changed) == len(rows) else full[changed]
         delta: dict[int, list[int]] = {}
-        _sum_signed(delta, delta_rows, signs)
+        dims = len(self.names)
+        same = [row for row in removed if len(row) == full.shape[1]]
+        if len(same) == len(removed):  # the usual case: one block for all
+            signs = np.ones(len(delta_rows) + len(removed), dtype=np.int64)
+            if removed:
+                signs[len(delta_rows) :] = -1
+                delta_rows = np.vstack((delta_rows, np.array(removed, dtype=np.int64)))
+            _sum_signed(delta, delta_rows, signs, dims)
+        else:  # contributions written before forgetting was switched on or off
+            _sum_signed(delta, delta_rows, np.ones(len(delta_rows), dtype=np.int64), dims)
+            _aggregate(delta, removed, -1, dims)
         self._finish(delta, len(changed), seeds, tallies)
 
     def _take_seed(self, state: CustomerState, new: list[int], tallies: dict[str, int]) -> bool:
@@ -197,7 +222,7 @@ class Learner:
         if self.seeds_taken >= self.seeds_wanted:
             return False
         self.seeds_taken += 1
-        state.learned_seed = [self.next_ordinal, *new[1:]]
+        state.learned_seed = [self.next_ordinal, *new[1 : 1 + len(self.names)]]
         self._seed(state.learned_seed, 1, tallies)
         self.next_ordinal += 1
         return True
@@ -246,6 +271,9 @@ class Learner:
             for j in range(dims):
                 _bump(tallies, f"{PREFIX}s:{name}:{j}", row[1 + j])
                 _bump(tallies, f"{PREFIX}q:{name}:{j}", row[1 + dims + j])
+            if len(row) > 1 + 2 * dims:  # forgetting: weights and weighted members
+                _bump(tallies, f"{PREFIX}w:{name}", row[1 + 2 * dims])
+                _bump(tallies, f"{PREFIX}nw:{name}", row[2 + 2 * dims])
 
     def _segments(self, block: IntArray) -> list[int]:
         """``_segment`` for a whole step at once (numpy: one product for all customers)."""
@@ -412,11 +440,18 @@ def _aggregate(delta: dict[int, list[int]], rows: list[list[int]], sign: int, di
     (models.learning.add_contribution, in integers: numpy's int64 sums are exact here)."""
     if not rows:
         return
+    weighted = [row for row in rows if len(row) > 1 + dims]
+    if weighted:  # forgetting: summed with their weights (numpy, exact)
+        signs = np.full(len(weighted), sign, dtype=np.int64)
+        _sum_signed(delta, np.array(weighted, dtype=np.int64), signs, dims)
+        rows = [row for row in rows if len(row) == 1 + dims]
+        if not rows:
+            return
     if len(rows) < VECTOR_MIN:
         for row in rows:
             total = delta.get(row[0])
             if total is None:
-                total = delta[row[0]] = [0] * (1 + 2 * dims)
+                total = delta[row[0]] = [0] * (3 + 2 * dims)
             total[0] += sign
             for j in range(dims):
                 value = row[1 + j]
@@ -424,24 +459,36 @@ def _aggregate(delta: dict[int, list[int]], rows: list[list[int]], sign: int, di
                     total[1 + j] += sign * value
                     total[1 + dims + j] += sign * (value * value // UNIT)
         return
-    _sum_signed(delta, np.array(rows, dtype=np.int64), np.full(len(rows), sign, dtype=np.int64))
+    block = np.array(rows, dtype=np.int64)
+    _sum_signed(delta, block, np.full(len(rows), sign, dtype=np.int64), dims)
 
 
-def _sum_signed(delta: dict[int, list[int]], rows: IntArray, signs: IntArray) -> None:
+def _sum_signed(delta: dict[int, list[int]], rows: IntArray, signs: IntArray, dims: int) -> None:
     """Per segment: sum of ``sign`` (members), of ``sign * units`` and of ``sign * squares``
     over ``rows`` = [segment, units...], by one integer product with the segments' one-hot
     matrix (exact: a unit is below 4e7, its square below 2e15, a step's sum far below 2^63).
+
+    Rows with a weight w (forgetting: [segment, units..., w]) add ``(w * units) //
+    WEIGHT_UNIT`` and ``(w * squares) // WEIGHT_UNIT`` instead, plus w and 1 to the weight
+    and weighted-members totals: the same integers whenever the row is taken out again.
+    Each segment's delta is [n, sums..., squares..., weight, weighted members].
     """
     if len(rows) == 0:
         return
     segments = rows[:, 0]
-    units = rows[:, 1:]
-    dims = units.shape[1]
-    found, which = np.unique(segments, return_inverse=True)
-    values = np.empty((len(rows), 1 + 2 * dims), dtype=np.int64)
+    units = rows[:, 1 : 1 + dims]
+    squares = units * units // UNIT
+    values = np.zeros((len(rows), 3 + 2 * dims), dtype=np.int64)
     values[:, 0] = signs
+    if rows.shape[1] > 1 + dims:
+        weights = rows[:, 1 + dims]
+        units = weights[:, None] * units // WEIGHT_UNIT
+        squares = weights[:, None] * squares // WEIGHT_UNIT
+        values[:, 1 + 2 * dims] = weights * signs
+        values[:, 2 + 2 * dims] = signs
     values[:, 1 : 1 + dims] = units * signs[:, None]
-    values[:, 1 + dims :] = (units * units // UNIT) * signs[:, None]
+    values[:, 1 + dims : 1 + 2 * dims] = squares * signs[:, None]
+    found, which = np.unique(segments, return_inverse=True)
     onehot = np.zeros((len(found), len(rows)), dtype=np.int64)
     onehot[which.reshape(-1), np.arange(len(rows))] = 1
     sums: list[list[int]] = (onehot @ values).tolist()
@@ -452,6 +499,12 @@ def _sum_signed(delta: dict[int, list[int]], rows: IntArray, signs: IntArray) ->
         else:
             for j, value in enumerate(row):
                 total[j] += value
+
+
+def _days(recency_units: int, cap: int) -> int:
+    """The recency in whole days back from its units (log1p in fixed point: exact for
+    whole days up to far beyond the cap, as ``np.expm1`` in ``Learner._learn_block``)."""
+    return min(max(round(math.expm1(recency_units / UNIT)), 0), cap)
 
 
 def _bump(tallies: dict[str, int], name: str, value: int) -> None:

@@ -177,8 +177,10 @@ class Runtime:
             erased_count=await self.store.erased_count(shard),
         )
         if self.learning is not None:  # the shard's seed count goes on from where it was
-            wanted = self.settings.learn_seed_customers
-            logic.learner = await self._admin(partial(shard_learner, wanted, shard, self._tally))
+            wanted, half_life = s.learn_seed_customers, s.learn_half_life_days
+            logic.learner = await self._admin(
+                partial(shard_learner, wanted, shard, self._tally, half_life)
+            )
         publisher = Publisher(
             shard, self._send, s.topic_tier_changes, s.topic_dead_letters, self._delivered
         )
