@@ -131,60 +131,61 @@ class Learner:
         keep = [state for state in states if state.clock_day is not None]
         # A step of many customers is featurized, assigned and summed as one int64 block
         # (numpy); a small one (a timer step for a customer or two) in plain Python.
+        full: IntArray | None = None
         if len(keep) >= VECTOR_MIN:
-            self._learn_block(scorer, snapshot, keep, tallies)
+            full = self._contributions(scorer, snapshot, keep)
+            rows: list[list[int]] = full.tolist()
         else:
-            self._learn_few(scorer, snapshot, keep, tallies)
-        _bump(tallies, PREFIX + "events", events)
-
-    def _learn_few(
-        self,
-        scorer: Scorer,
-        snapshot: SegmentSnapshot | None,
-        keep: list[CustomerState],
-        tallies: dict[str, int],
-    ) -> None:
-        added: list[list[int]] = []
-        removed: list[list[int]] = []
-        seeds = 0
-        weights = self._weights
-        for state in keep:
-            units = self._units(scorer, state)
-            new = [-1 if snapshot is None else self._segment(units), *units]
-            if weights is not None:
-                new.append(int(weights[_days(units[0], self.cap)]))
-            old = state.learned
-            if old == new:
-                continue
-            if old is not None:
-                removed.append(old)
-            elif snapshot is None and self._take_seed(state, new, tallies):
-                seeds += 1
-            added.append(new)
-            state.learned = new
+            rows = [self._contribution(scorer, snapshot, state) for state in keep]
+        changed, removed, seeds = self._replace(snapshot, keep, rows, tallies)
+        # Per segment: [n, sums..., squares...] of what is put in minus what is taken out,
+        # turned into tally names once per step.
         delta: dict[int, list[int]] = {}
         dims = len(self.names)
-        _aggregate(delta, added, 1, dims)
-        _aggregate(delta, removed, -1, dims)
-        self._finish(delta, len(added), seeds, tallies)
+        if full is None:
+            _aggregate(delta, [rows[i] for i in changed], 1, dims)
+            _aggregate(delta, removed, -1, dims)
+        else:
+            self._sum_step(delta, full if len(changed) == len(rows) else full[changed], removed)
+        self._tally(delta, tallies)
+        _bump(tallies, PREFIX + "steps", len(changed))
+        # The shard's seed counts, read back when a worker takes the shard (shard_learner).
+        _bump(tallies, SEEDS_TALLY, seeds)
+        _bump(tallies, ORDINALS_TALLY, seeds)
+        _bump(tallies, PREFIX + "events", events)
 
-    def _learn_block(
-        self,
-        scorer: Scorer,
-        snapshot: SegmentSnapshot | None,
-        keep: list[CustomerState],
-        tallies: dict[str, int],
-    ) -> None:
+    def _contribution(
+        self, scorer: Scorer, snapshot: SegmentSnapshot | None, state: CustomerState
+    ) -> list[int]:
+        """One customer's contribution [segment, units..., (weight)], in plain Python."""
+        units = self._units(scorer, state)
+        new = [-1 if snapshot is None else self._segment(units), *units]
+        if self._weights is not None:
+            new.append(int(self._weights[_days(units[0], self.cap)]))
+        return new
+
+    def _contributions(
+        self, scorer: Scorer, snapshot: SegmentSnapshot | None, keep: list[CustomerState]
+    ) -> IntArray:
+        """``_contribution`` of many customers as one int64 block (numpy)."""
         block = self._block(scorer, keep)
-        dims = block.shape[1]
-        # Each row as the customer's contribution list [segment, units...] at once.
-        full = np.empty((len(keep), 1 + dims), dtype=np.int64)
+        full = np.empty((len(keep), 1 + block.shape[1]), dtype=np.int64)
         full[:, 0] = -1 if snapshot is None else self._segments(block)
         full[:, 1:] = block
         if self._weights is not None:
             days = np.clip(np.rint(np.expm1(block[:, 0] / UNIT)), 0, self.cap).astype(np.int64)
             full = np.hstack((full, self._weights[days][:, None]))
-        rows: list[list[int]] = full.tolist()
+        return full
+
+    def _replace(
+        self,
+        snapshot: SegmentSnapshot | None,
+        keep: list[CustomerState],
+        rows: list[list[int]],
+        tallies: dict[str, int],
+    ) -> tuple[list[int], list[list[int]], int]:
+        """Put each customer's new contribution on its state: (the indices of those that
+        changed, the previous contributions to take out, the seeds taken)."""
         changed: list[int] = []
         removed: list[list[int]] = []
         seeds = 0
@@ -200,22 +201,22 @@ class Learner:
                 seeding = self.seeds_taken < self.seeds_wanted
             changed.append(index)
             state.learned = new
-        # Per segment: [n, sums..., squares...] of what is put in minus what is taken out,
-        # in one int64 block (exact), turned into tally names once per step.
-        delta_rows = full if len(changed) == len(rows) else full[changed]
-        delta: dict[int, list[int]] = {}
+        return changed, removed, seeds
+
+    def _sum_step(
+        self, delta: dict[int, list[int]], added: IntArray, removed: list[list[int]]
+    ) -> None:
+        """What a step puts in (a block) and takes out, per segment, exactly."""
         dims = len(self.names)
-        same = [row for row in removed if len(row) == full.shape[1]]
-        if len(same) == len(removed):  # the usual case: one block for all
-            signs = np.ones(len(delta_rows) + len(removed), dtype=np.int64)
+        if all(len(row) == added.shape[1] for row in removed):  # usual: one block for all
+            signs = np.ones(len(added) + len(removed), dtype=np.int64)
             if removed:
-                signs[len(delta_rows) :] = -1
-                delta_rows = np.vstack((delta_rows, np.array(removed, dtype=np.int64)))
-            _sum_signed(delta, delta_rows, signs, dims)
+                signs[len(added) :] = -1
+                added = np.vstack((added, np.array(removed, dtype=np.int64)))
+            _sum_signed(delta, added, signs, dims)
         else:  # contributions written before forgetting was switched on or off
-            _sum_signed(delta, delta_rows, np.ones(len(delta_rows), dtype=np.int64), dims)
+            _sum_signed(delta, added, np.ones(len(added), dtype=np.int64), dims)
             _aggregate(delta, removed, -1, dims)
-        self._finish(delta, len(changed), seeds, tallies)
 
     def _take_seed(self, state: CustomerState, new: list[int], tallies: dict[str, int]) -> bool:
         """Make a customer learned for the first time a seed, while the shard wants more."""
@@ -226,15 +227,6 @@ class Learner:
         self._seed(state.learned_seed, 1, tallies)
         self.next_ordinal += 1
         return True
-
-    def _finish(
-        self, delta: dict[int, list[int]], changed: int, seeds: int, tallies: dict[str, int]
-    ) -> None:
-        self._tally(delta, tallies)
-        _bump(tallies, PREFIX + "steps", changed)
-        # The shard's seed counts, read back when a worker takes the shard (shard_learner).
-        _bump(tallies, SEEDS_TALLY, seeds)
-        _bump(tallies, ORDINALS_TALLY, seeds)
 
     def forget(self, states: Iterable[CustomerState], tallies: dict[str, int]) -> None:
         """Take the contributions of customers whose data is deleted (erasure) out of the
@@ -503,7 +495,7 @@ def _sum_signed(delta: dict[int, list[int]], rows: IntArray, signs: IntArray, di
 
 def _days(recency_units: int, cap: int) -> int:
     """The recency in whole days back from its units (log1p in fixed point: exact for
-    whole days up to far beyond the cap, as ``np.expm1`` in ``Learner._learn_block``)."""
+    whole days up to far beyond the cap, as ``np.expm1`` in ``Learner._contributions``)."""
     return min(max(round(math.expm1(recency_units / UNIT)), 0), cap)
 
 
