@@ -31,7 +31,7 @@ from scoring.engine import Scorer
 from scoring.events import EngagementEvent, PurchaseEvent
 from streams.clock import EventClock
 from streams.deadletters import RawMessage
-from streams.learner import SEEDS_TALLY, Learner
+from streams.learner import Learner, shard_learner
 from streams.processor import ShardProcessor
 from streams.producer import keyed_records
 from streams.segment_learning import LearningCoordinator
@@ -41,8 +41,12 @@ from tierstream.stores.base import StateStore, shard_for
 from tierstream.stores.memory import MemoryStore
 
 
-def batch_agreement(scorer: Scorer, store: StateStore, snapshot: SegmentSnapshot, k: int) -> float:
-    """ARI of ``snapshot``'s assignment vs scikit-learn KMeans on every stored state."""
+def batch_agreement(
+    scorer: Scorer, store: StateStore, snapshot: SegmentSnapshot, k: int, half_life: float = 0
+) -> float:
+    """ARI of ``snapshot``'s assignment vs scikit-learn KMeans on every stored state (with
+    ``half_life``: each weighted 2^(-recency / half_life), in the scaling and k-means, as
+    the learned statistics weigh them)."""
     from sklearn.cluster import KMeans  # noqa: PLC0415 - evaluation only
     from sklearn.metrics import adjusted_rand_score  # noqa: PLC0415
     from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
@@ -53,7 +57,12 @@ def batch_agreement(scorer: Scorer, store: StateStore, snapshot: SegmentSnapshot
     vectors = [customer_features(scorer, state, as_of) for state in states]
     names = DEFAULT_FEATURE_SPEC.names
     x = np.array([[v[n] for n in names] for v in vectors])
-    reference = KMeans(k, n_init=10, random_state=0).fit_predict(StandardScaler().fit_transform(x))
+    weights = None
+    if half_life > 0:
+        recency = np.rint(np.expm1(x[:, names.index("log_recency_days")]))
+        weights = 0.5 ** (recency / half_life)
+    scaled = StandardScaler().fit(x, sample_weight=weights).transform(x)
+    reference = KMeans(k, n_init=10, random_state=0).fit_predict(scaled, sample_weight=weights)
     learned = [assign(snapshot, v).segment_id for v in vectors]
     return float(adjusted_rand_score(reference, learned))
 
@@ -66,6 +75,7 @@ def run(
     k: int = 5,
     seeds: int = 1000,
     distance: float = 0.05,
+    half_life: float = 0,
 ) -> dict[str, Any]:
     store = MemoryStore(partitions)
     scorer = Scorer(load_scoring_config(None))
@@ -73,7 +83,7 @@ def run(
     processors = []
     for shard in range(partitions):
         processor = ShardProcessor(store, scorer, store.acquire(shard), kinds, EventClock())
-        processor.learner = Learner(seeds, store.shard_tally(shard, SEEDS_TALLY))
+        processor.learner = shard_learner(seeds, shard, store.shard_tally, half_life)
         processors.append(processor)
     coordinator = LearningCoordinator(k, seeds, distance, 0)
     pending: dict[int, list[RawMessage]] = defaultdict(list)
@@ -146,7 +156,7 @@ def run(
     return {
         "versions": versions,
         "final_version": final.version,
-        "ari": batch_agreement(processors[0].scorer, store, final, k),
+        "ari": batch_agreement(processors[0].scorer, store, final, k, half_life),
         "learn_us_per_event": spent["events"] / max(len(events), 1) * 1e6,
         "learn_us_per_applied_event": spent["events"]
         / max(store.tallies().get("applied", 0), 1)
@@ -166,6 +176,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--merge-every", type=int, default=5000)
     parser.add_argument("--no-gc", action="store_true", help="pause the cyclic collector")
+    parser.add_argument("--half-life", type=float, default=0, help="forgetting, in days")
     parser.add_argument(
         "--file-order",
         action="store_true",
@@ -184,7 +195,7 @@ def main(argv: list[str]) -> int:
         gc.freeze()
         gc.disable()
     started = time.monotonic()
-    result = run(events, batch=args.batch, merge_every=args.merge_every)
+    result = run(events, batch=args.batch, merge_every=args.merge_every, half_life=args.half_life)
     print(
         json.dumps(
             {

@@ -24,6 +24,7 @@ seed one with k-means++ (deterministic for the same seeds).
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -40,9 +41,11 @@ __all__ = [
     "PREFIX",
     "UNASSIGNED",
     "UNIT",
+    "WEIGHT_UNIT",
     "Contribution",
     "PopulationStats",
     "add_contribution",
+    "chosen_seeds",
     "in_feature_order",
     "merged_snapshot",
     "seed_snapshot",
@@ -55,9 +58,15 @@ FloatArray = NDArray[np.float64]
 # so a customer's units stay below 4e7 and its squares (units^2 // UNIT) below 2e9: a
 # 64-bit Redis counter holds the sums of billions of customers.
 UNIT = 1_000_000
-# Tally names: learn:n:<seg>, learn:s:<seg>:<j>, learn:q:<seg>:<j>, learn:seed:<id>:<j>,
-# learn:events, learn:steps. <seg> is a segment id, or UNASSIGNED before a model exists.
+# Tally names: learn:n:<seg>, learn:s:<seg>:<j>, learn:q:<seg>:<j>, learn:events,
+# learn:steps. <seg> is a segment id, or UNASSIGNED before a model exists. Seeds:
+# learn:seed:<shard>:<ordinal>:<j> and learn:seed:<shard>:<ordinal>:n (1 while the seed
+# stands, 0 once its customer is erased): named by place, never by customer id.
 PREFIX = "learn:"
+# Forgetting (a half-life in days, off by default): a contribution's weight 2^(-age /
+# half-life) in fixed point. Weighted sums are (w * units) // WEIGHT_UNIT: below the
+# unweighted ones, so the 64-bit counters hold them just the same.
+WEIGHT_UNIT = 1 << 20
 UNASSIGNED = "-"
 # A segment's centroid needs this many members to move; fewer keep the previous centroid.
 MIN_MEMBERS = 1
@@ -123,6 +132,18 @@ class SegmentSums:
     n: int = 0
     sums: list[int] = field(default_factory=list)
     squares: list[int] = field(default_factory=list)
+    # Forgetting: the total weight of the weighted members, and how many they are.
+    weight: int = 0
+    weighted: int = 0
+
+    @property
+    def mass(self) -> float:
+        """What the sums are sums over: the members, each weighing 1, or its weight when
+        forgetting (members learned without a weight still count 1). Just ``n`` when no
+        member is weighted, so the statistics without forgetting are unchanged."""
+        if not self.weighted:
+            return self.n
+        return self.n - self.weighted + self.weight / WEIGHT_UNIT
 
 
 @dataclass
@@ -131,13 +152,15 @@ class PopulationStats:
 
     dims: int
     segments: dict[str | int, SegmentSums] = field(default_factory=dict)
-    seeds: dict[str, list[int]] = field(default_factory=dict)
+    # (shard, ordinal) -> the seed's vector, for the seeds standing (see seed_snapshot)
+    seeds: dict[tuple[int, int], list[int]] = field(default_factory=dict)
     events: int = 0
     steps: int = 0
 
     @classmethod
     def from_tallies(cls, tallies: Mapping[str, int], dims: int) -> PopulationStats:
         out = cls(dims)
+        seeds: dict[tuple[int, int], dict[str, int]] = defaultdict(dict)
         for name, value in tallies.items():
             if not name.startswith(PREFIX):
                 continue
@@ -148,16 +171,22 @@ class PopulationStats:
             elif kind == "steps":
                 out.steps = value
             elif kind == "seed":
-                # learn:seed:<customer id>:<j>; the id may hold ":"
-                customer, j = ":".join(parts[1:-1]), int(parts[-1])
-                out.seeds.setdefault(customer, [0] * dims)[j] = value
-            elif kind in ("n", "s", "q"):
+                if len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit():
+                    seeds[int(parts[1]), int(parts[2])][parts[3]] = value
+            elif kind in ("n", "s", "q", "w", "nw"):
                 key: str | int = parts[1] if parts[1] == UNASSIGNED else int(parts[1])
                 sums = out.segments.setdefault(key, SegmentSums(0, [0] * dims, [0] * dims))
                 if kind == "n":
                     sums.n = value
+                elif kind == "w":
+                    sums.weight = value
+                elif kind == "nw":
+                    sums.weighted = value
                 else:
                     (sums.sums if kind == "s" else sums.squares)[int(parts[2])] = value
+        for place, fields in seeds.items():
+            if fields.get("n", 0) > 0:  # 0: its customer was erased (the fields are 0 too)
+                out.seeds[place] = [fields.get(str(j), 0) for j in range(dims)]
         return out
 
     @property
@@ -174,11 +203,12 @@ class PopulationStats:
         for j in range(self.dims):
             total = stats.Var(ddof=0)
             for part in self.segments.values():
-                if part.n <= 0:
+                mass = part.mass
+                if part.n <= 0 or mass <= 0:
                     continue
-                m = part.sums[j] / UNIT / part.n
-                var = max(part.squares[j] / UNIT / part.n - m * m, 0.0)
-                total += stats.Var._from_state(part.n, m, var, ddof=0)
+                m = part.sums[j] / UNIT / mass
+                var = max(part.squares[j] / UNIT / mass - m * m, 0.0)
+                total += stats.Var._from_state(mass, m, var, ddof=0)
             if total.n:
                 mean[j] = total.mean.get()
                 std = math.sqrt(max(total.get(), 0.0))
@@ -187,17 +217,17 @@ class PopulationStats:
 
     def centroid(self, segment: int) -> FloatArray | None:
         part = self.segments.get(segment)
-        if part is None or part.n < MIN_MEMBERS:
+        if part is None or part.n < MIN_MEMBERS or part.mass <= 0:
             return None
-        return np.array(part.sums, dtype=np.float64) / UNIT / part.n
+        return np.array(part.sums, dtype=np.float64) / UNIT / part.mass
 
     def spread(self, segment: int, scale: FloatArray) -> float:
         """Mean squared standardized distance of the segment's members to their mean."""
         part = self.segments.get(segment)
-        if part is None or part.n <= 0:
+        if part is None or part.n <= 0 or part.mass <= 0:
             return 0.0
-        m = np.array(part.sums, dtype=np.float64) / UNIT / part.n
-        var = np.maximum(np.array(part.squares, dtype=np.float64) / UNIT / part.n - m * m, 0.0)
+        m = np.array(part.sums, dtype=np.float64) / UNIT / part.mass
+        var = np.maximum(np.array(part.squares, dtype=np.float64) / UNIT / part.mass - m * m, 0.0)
         return float((var / (scale * scale)).sum())
 
 
@@ -208,14 +238,15 @@ def seed_snapshot(
     seeds_wanted: int,
     created_at: datetime,
     *,
+    partitions: int = 1,
     seed: int = 0,
 ) -> SegmentSnapshot | None:
     """Version 1, from the first ``seeds_wanted`` seed customers (k-means++ then Lloyd on
-    them), or None while fewer have been seen. Deterministic: the seeds are taken in
-    customer id order and the generator is seeded."""
-    if len(population.seeds) < max(seeds_wanted, k):
+    them), or None while too few have been seen (``chosen_seeds``). Deterministic: the
+    seeds chosen are a function of each shard's input order, and the generator is seeded."""
+    chosen = chosen_seeds(population.seeds, seeds_wanted, partitions)
+    if chosen is None or len(chosen) < k:
         return None
-    chosen = sorted(population.seeds)[:seeds_wanted]
     points = np.array([population.seeds[c] for c in chosen], dtype=np.float64) / UNIT
     mean, scale = population.scaling()
     if not population.customers:
@@ -233,6 +264,34 @@ def seed_snapshot(
     return _snapshot(
         1, created_at, names, mean, scale, list(range(k)), centroids, shares, spreads, points, 0
     )
+
+
+def chosen_seeds(
+    seeds: Mapping[tuple[int, int], object], wanted: int, partitions: int
+) -> list[tuple[int, int]] | None:
+    """The seeds version 1 is learned from, or None while they are not all known.
+
+    Each shard writes the vectors of its first customers (in its input order) with
+    ordinals 0, 1, ...; the first ``ceil(wanted / partitions)`` standing seeds of every
+    shard are due. Once every shard has that many, the first ``wanted`` of them in
+    (rank in its shard, shard) order are chosen: the same whichever shard got there first,
+    so the same input gives the same version 1. A shard that lags far behind (an idle
+    partition) must not hold learning up forever: once ``2 * wanted`` seeds stand, the
+    first ``wanted`` in that order are chosen as they are.
+    """
+    per_shard: dict[int, list[int]] = defaultdict(list)
+    for shard, ordinal in seeds:
+        per_shard[shard].append(ordinal)
+    quota = -(-wanted // max(partitions, 1))
+    ready = all(len(per_shard.get(shard, ())) >= quota for shard in range(partitions))
+    if not ready and len(seeds) < 2 * wanted:
+        return None
+    ranked = sorted(
+        (rank, shard, ordinal)
+        for shard, ordinals in per_shard.items()
+        for rank, ordinal in enumerate(sorted(ordinals)[:quota] if ready else sorted(ordinals))
+    )
+    return [(shard, ordinal) for _, shard, ordinal in ranked[:wanted]]
 
 
 @dataclass(frozen=True)
@@ -287,15 +346,15 @@ def _label_sample(population: PopulationStats, ids: Sequence[int], scale: FloatA
     labels' percentiles ("top value") need a population sample, and the statistics are all
     that is kept. Seeded, so the labels are a function of the statistics."""
     rng = np.random.default_rng(0)
-    total = sum(max(population.segments.get(i, SegmentSums()).n, 0) for i in ids)
+    total = sum(max(population.segments.get(i, SegmentSums()).mass, 0) for i in ids)
     rows: list[FloatArray] = []
     for i in ids:
         part = population.segments.get(i)
-        if part is None or part.n <= 0 or total <= 0:
+        if part is None or part.n <= 0 or part.mass <= 0 or total <= 0:
             continue
-        m = np.array(part.sums, dtype=np.float64) / UNIT / part.n
-        var = np.maximum(np.array(part.squares, dtype=np.float64) / UNIT / part.n - m * m, 0.0)
-        size = max(1, round(_LABEL_SAMPLE * part.n / total))
+        m = np.array(part.sums, dtype=np.float64) / UNIT / part.mass
+        var = np.maximum(np.array(part.squares, dtype=np.float64) / UNIT / part.mass - m * m, 0.0)
+        size = max(1, round(_LABEL_SAMPLE * part.mass / total))
         rows.append(m + rng.standard_normal((size, len(m))) * np.sqrt(var))
     return np.vstack(rows) if rows else np.zeros((0, len(scale)))
 

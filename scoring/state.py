@@ -96,6 +96,9 @@ class CustomerState:
     # Only in an account's aggregate (scoring/accounts.py): its contacts' contributions,
     # JSON-ready, so that an account is stored like a customer.
     members: dict[str, Any] | None = None
+    # When this customer is one of its shard's seeds of the first model: the seed's ordinal
+    # in the shard, then the seed vector as written (so an erasure can take it out again).
+    learned_seed: list[int] | None = None
     # Derived, never persisted: the scorer's cached time-driven candidate days.
     cached_moves: Moves | None = field(default=None, compare=False, repr=False)
     # Derived, never persisted: a lower bound of the days in ``days``, ``engagement_days``
@@ -164,6 +167,8 @@ class CustomerState:
             out["ac"] = [link.account_id, link.at.isoformat(), link.event_id, link.seq]
         if self.members is not None:
             out["am"] = self.members
+        if self.learned_seed is not None:
+            out["ls"] = self.learned_seed
         return out
 
     @classmethod
@@ -202,6 +207,8 @@ class CustomerState:
             state.account = ContactLink(account_id, datetime.fromisoformat(at), event_id, seq)
         if "am" in raw:
             state.members = raw["am"]
+        if "ls" in raw:
+            state.learned_seed = [int(v) for v in raw["ls"]]
         return state
 
 

@@ -9,14 +9,17 @@ holds them and they are written by the same commit as the states and offsets: a 
 neither loses nor double-counts a learning step (models/learning.py, docs/state-layout.md).
 
 Before any model exists, the vectors of customers learned for the first time also become
-seeds (``learn:seed:<customer id>:<j>``), from which the coordinator seeds the first
-model
+seeds, from which the coordinator seeds the first model. A seed is named by its shard and
+its ordinal in the shard (``learn:seed:<shard>:<ordinal>:<j>``, and ``...:n`` = 1 while it
+stands), never by the customer's id; the customer's state keeps its ordinal and vector
+(``learned_seed``), so that an erasure takes the seed out again in the erasing step.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from operator import mul, sub
 
@@ -24,16 +27,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.features import DEFAULT_FEATURE_SPEC, FeatureSpec
-from models.learning import PREFIX, UNASSIGNED, UNIT, in_feature_order
+from models.learning import PREFIX, UNASSIGNED, UNIT, WEIGHT_UNIT, in_feature_order
 from models.snapshot import SegmentSnapshot
 from scoring.days import utc_day
 from scoring.engine import Scorer
 from scoring.state import CustomerState
 from tierstream.segments import SnapshotBehaviour
 
-# Per-shard count of seeds written: a new owner starts from it (Learner.seeds_taken), so
-# the seeds are the shard's first ``seeds_wanted`` customers whoever learned them.
+# Per-shard count of the seeds standing (written, not erased) and of the ordinals given
+# out: a new owner starts from them (Learner.seeds_taken, Learner.next_ordinal), so the
+# seeds are the shard's first ``seeds_wanted`` customers whoever learned them.
 SEEDS_TALLY = PREFIX + "seeds"
+ORDINALS_TALLY = PREFIX + "seed_ordinals"
 
 
 # Steps with at least this many customers are assigned and summed with numpy (one call
@@ -43,24 +48,65 @@ VECTOR_MIN = 16
 
 IntArray = NDArray[np.int64]
 
+# utc_day without its call (scoring.days): aware datetimes subtract in UTC.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def shard_learner(
+    seeds_wanted: int,
+    shard: int,
+    tally: Callable[[int, str], int],
+    half_life_days: float = 0,
+) -> Learner:
+    """The learner of a shard just taken: its seed counts go on from the shard's committed
+    ones (``tally(shard, name)``: one running total of the shard's ``stats``)."""
+    return Learner(
+        seeds_wanted,
+        tally(shard, SEEDS_TALLY),
+        shard=shard,
+        next_ordinal=tally(shard, ORDINALS_TALLY),
+        half_life_days=half_life_days,
+    )
+
 
 class Learner:
     """One shard's learning step (pure: it only fills a step's tallies)."""
 
     def __init__(
-        self, seeds_wanted: int, seeds_taken: int = 0, spec: FeatureSpec = DEFAULT_FEATURE_SPEC
+        self,
+        seeds_wanted: int,
+        seeds_taken: int = 0,
+        spec: FeatureSpec = DEFAULT_FEATURE_SPEC,
+        *,
+        shard: int = 0,
+        next_ordinal: int | None = None,
+        half_life_days: float = 0,
     ) -> None:
         self.seeds_wanted = seeds_wanted
         # Seeds the shard has committed (its SEEDS_TALLY when the shard was taken), plus
         # those of this owner's steps; a step thrown away is rebuilt by a new owner.
         self.seeds_taken = seeds_taken
+        # The next seed's ordinal in the shard (ORDINALS_TALLY): ordinals are never reused,
+        # so an erased seed's fields stay zero and a replacement seed gets a fresh name.
+        self.next_ordinal = seeds_taken if next_ordinal is None else next_ordinal
+        self.shard = shard
         self.cap = spec.recency_cap_days
         self.kinds = spec.engagement_kinds
         self.names = spec.names
+        self._digits = [str(j) for j in range(len(spec.names))]
         self._no_engagement = (0,) * len(spec.engagement_kinds)
         # round(log1p(n) * UNIT) for every whole n up to the recency cap (exactly the value
         # the formula gives: the table is built with it).
         self._log_units = [round(math.log1p(n) * UNIT) for n in range(max(self.cap, 1000) + 1)]
+        # Forgetting (half_life_days > 0): a contribution weighs 2^(-age / half-life), age
+        # = the customer's recency in days, in WEIGHT_UNIT fixed point from this table, and
+        # carries its weight (the last item of its list) so that it is taken out exactly.
+        self._weights: IntArray | None = None
+        if half_life_days > 0:
+            self._weights = np.array(
+                [round(WEIGHT_UNIT * 0.5 ** (d / half_life_days)) for d in range(self.cap + 1)],
+                dtype=np.int64,
+            )
         self._snapshot: SegmentSnapshot | None = None
         self._assign: tuple[tuple[float, ...], tuple[float, ...], list[tuple[float, ...]]] = (
             (),
@@ -85,52 +131,108 @@ class Learner:
         keep = [state for state in states if state.clock_day is not None]
         # A step of many customers is featurized, assigned and summed as one int64 block
         # (numpy); a small one (a timer step for a customer or two) in plain Python.
-        block: IntArray | None = None
+        full: IntArray | None = None
         if len(keep) >= VECTOR_MIN:
-            block = self._block(scorer, keep)
-            rows: list[Sequence[int]] = block.tolist()
+            full = self._contributions(scorer, snapshot, keep)
+            rows: list[list[int]] = full.tolist()
         else:
-            rows = [self._units(scorer, state) for state in keep]
-        if snapshot is None:
-            segments = [-1] * len(rows)
-        elif block is not None:
-            segments = self._segments(block)
+            rows = [self._contribution(scorer, snapshot, state) for state in keep]
+        changed, removed, seeds = self._replace(snapshot, keep, rows, tallies)
+        # Per segment: [n, sums..., squares...] of what is put in minus what is taken out,
+        # turned into tally names once per step.
+        delta: dict[int, list[int]] = {}
+        dims = len(self.names)
+        if full is None:
+            _aggregate(delta, [rows[i] for i in changed], 1, dims)
+            _aggregate(delta, removed, -1, dims)
         else:
-            segments = [self._segment(units) for units in rows]
+            self._sum_step(delta, full if len(changed) == len(rows) else full[changed], removed)
+        self._tally(delta, tallies)
+        _bump(tallies, PREFIX + "steps", len(changed))
+        # The shard's seed counts, read back when a worker takes the shard (shard_learner).
+        _bump(tallies, SEEDS_TALLY, seeds)
+        _bump(tallies, ORDINALS_TALLY, seeds)
+        _bump(tallies, PREFIX + "events", events)
+
+    def _contribution(
+        self, scorer: Scorer, snapshot: SegmentSnapshot | None, state: CustomerState
+    ) -> list[int]:
+        """One customer's contribution [segment, units..., (weight)], in plain Python."""
+        units = self._units(scorer, state)
+        new = [-1 if snapshot is None else self._segment(units), *units]
+        if self._weights is not None:
+            new.append(int(self._weights[_days(units[0], self.cap)]))
+        return new
+
+    def _contributions(
+        self, scorer: Scorer, snapshot: SegmentSnapshot | None, keep: list[CustomerState]
+    ) -> IntArray:
+        """``_contribution`` of many customers as one int64 block (numpy)."""
+        block = self._block(scorer, keep)
+        full = np.empty((len(keep), 1 + block.shape[1]), dtype=np.int64)
+        full[:, 0] = -1 if snapshot is None else self._segments(block)
+        full[:, 1:] = block
+        if self._weights is not None:
+            days = np.clip(np.rint(np.expm1(block[:, 0] / UNIT)), 0, self.cap).astype(np.int64)
+            full = np.hstack((full, self._weights[days][:, None]))
+        return full
+
+    def _replace(
+        self,
+        snapshot: SegmentSnapshot | None,
+        keep: list[CustomerState],
+        rows: list[list[int]],
+        tallies: dict[str, int],
+    ) -> tuple[list[int], list[list[int]], int]:
+        """Put each customer's new contribution on its state: (the indices of those that
+        changed, the previous contributions to take out, the seeds taken)."""
         changed: list[int] = []
         removed: list[list[int]] = []
         seeds = 0
-        for index, (state, units, segment) in enumerate(zip(keep, rows, segments, strict=True)):
-            new = [segment, *units]
+        seeding = snapshot is None and self.seeds_taken < self.seeds_wanted
+        for index, state, new in zip(range(len(rows)), keep, rows, strict=True):
             old = state.learned
             if old == new:
                 continue
             if old is not None:
                 removed.append(old)
-            elif snapshot is None and self.seeds_taken < self.seeds_wanted:
-                self.seeds_taken += 1
+            elif seeding and self._take_seed(state, new, tallies):
                 seeds += 1
-                for j, value in enumerate(units):
-                    tallies[f"{PREFIX}seed:{state.customer_id}:{j}"] = value
+                seeding = self.seeds_taken < self.seeds_wanted
             changed.append(index)
             state.learned = new
-        # Per segment: [n, sums..., squares...], turned into tally names once per step.
-        delta: dict[int, list[int]] = {}
+        return changed, removed, seeds
+
+    def _sum_step(
+        self, delta: dict[int, list[int]], added: IntArray, removed: list[list[int]]
+    ) -> None:
+        """What a step puts in (a block) and takes out, per segment, exactly."""
         dims = len(self.names)
-        if block is not None:
-            _sum_block(delta, np.array(segments, dtype=np.int64)[changed], block[changed], 1)
-        else:
-            _aggregate(delta, [[segments[i], *rows[i]] for i in changed], 1, dims)
-        _aggregate(delta, removed, -1, dims)
-        self._tally(delta, tallies)
-        _bump(tallies, PREFIX + "steps", len(changed))
-        # The shard's seed count, read back when a worker takes the shard (SEEDS_TALLY).
-        _bump(tallies, SEEDS_TALLY, seeds)
-        _bump(tallies, PREFIX + "events", events)
+        if all(len(row) == added.shape[1] for row in removed):  # usual: one block for all
+            signs = np.ones(len(added) + len(removed), dtype=np.int64)
+            if removed:
+                signs[len(added) :] = -1
+                added = np.vstack((added, np.array(removed, dtype=np.int64)))
+            _sum_signed(delta, added, signs, dims)
+        else:  # contributions written before forgetting was switched on or off
+            _sum_signed(delta, added, np.ones(len(added), dtype=np.int64), dims)
+            _aggregate(delta, removed, -1, dims)
+
+    def _take_seed(self, state: CustomerState, new: list[int], tallies: dict[str, int]) -> bool:
+        """Make a customer learned for the first time a seed, while the shard wants more."""
+        if self.seeds_taken >= self.seeds_wanted:
+            return False
+        self.seeds_taken += 1
+        state.learned_seed = [self.next_ordinal, *new[1 : 1 + len(self.names)]]
+        self._seed(state.learned_seed, 1, tallies)
+        self.next_ordinal += 1
+        return True
 
     def forget(self, states: Iterable[CustomerState], tallies: dict[str, int]) -> None:
         """Take the contributions of customers whose data is deleted (erasure) out of the
-        statistics, in the step that deletes them."""
+        statistics, and their seeds (fields back to 0, ``:n`` to 0), in the step that
+        deletes them. A seed taken out frees its place: the shard takes another."""
+        states = list(states)
         removed = [state.learned for state in states if state.learned is not None]
         delta: dict[int, list[int]] = {}
         dims = len(self.names)
@@ -138,6 +240,20 @@ class Learner:
         self._tally(delta, tallies)
         for state in states:
             state.learned = None
+            if state.learned_seed is not None:
+                self._seed(state.learned_seed, -1, tallies)
+                _bump(tallies, SEEDS_TALLY, -1)
+                self.seeds_taken -= 1
+                state.learned_seed = None
+
+    def _seed(self, seed: Sequence[int], sign: int, tallies: dict[str, int]) -> None:
+        """Write (sign 1) or take out (-1) one seed: ``seed`` is [ordinal, units...]."""
+        name = f"{PREFIX}seed:{self.shard}:{seed[0]}:"
+        _bump(tallies, name + "n", sign)
+        for j, value in enumerate(seed[1:]):
+            if value:
+                field = name + self._digits[j]
+                tallies[field] = tallies.get(field, 0) + sign * value
 
     def _tally(self, delta: dict[int, list[int]], tallies: dict[str, int]) -> None:
         dims = len(self.names)
@@ -147,6 +263,9 @@ class Learner:
             for j in range(dims):
                 _bump(tallies, f"{PREFIX}s:{name}:{j}", row[1 + j])
                 _bump(tallies, f"{PREFIX}q:{name}:{j}", row[1 + dims + j])
+            if len(row) > 1 + 2 * dims:  # forgetting: weights and weighted members
+                _bump(tallies, f"{PREFIX}w:{name}", row[1 + 2 * dims])
+                _bump(tallies, f"{PREFIX}nw:{name}", row[2 + 2 * dims])
 
     def _segments(self, block: IntArray) -> list[int]:
         """``_segment`` for a whole step at once (numpy: one product for all customers)."""
@@ -158,25 +277,70 @@ class Learner:
 
     def _block(self, scorer: Scorer, states: list[CustomerState]) -> IntArray:
         """``_units`` of many customers: the counts from the tables, the money logs for
-        all at once (numpy's log1p and rint, which rounds half to even as ``round``)."""
-        counts: list[tuple[int, int]] = []
-        money: list[tuple[float, float]] = []
+        all at once (numpy's log1p and rint, which rounds half to even as ``round``).
+
+        The per-customer part is ``_raw`` written out inline, into flat columns (the hot
+        path of the learning step: no tuple or call per customer where it can be helped).
+        """
+        n = len(states)
+        recency_units: list[int] = []
+        frequency_units: list[int] = []
+        money: list[float] = []
+        averages: list[float] = []
         engaged: list[tuple[int, ...]] = []
+        engaged_at: list[int] = []
+        counts = self._log_units
+        top = len(counts)
+        cap = self.cap
         raw = self._raw
-        for state in states:
-            recency, frequency, monetary, average, engagement = raw(scorer, state)
-            counts.append((recency, frequency))
-            money.append((monetary, average))
-            engaged.append(engagement)
-        amounts = np.array(money, dtype=np.float64)
+        put_recency, put_frequency = recency_units.append, frequency_units.append
+        put_money, put_average = money.append, averages.append
+        for index, state in enumerate(states):
+            day = state.clock_day
+            scored = state.scored
+            if (
+                scored is not None
+                and scored[0] is scorer
+                and scored[1] == day
+                and not state.engagement_days
+            ):
+                # The scorer has just scored this day: its window totals are on the state.
+                frequency, monetary = scored[2], float(scored[3])
+                last = state.last_purchase_at
+                if last is None:
+                    recency = cap
+                else:
+                    recency = day - (last - _EPOCH).days
+                    recency = cap if recency > cap else (0 if recency < 0 else recency)
+                if frequency > 0:
+                    average = monetary / frequency
+                else:
+                    frequency, average = 0, 0.0
+                put_recency(counts[recency])
+                put_frequency(
+                    counts[frequency] if frequency < top else round(math.log1p(frequency) * UNIT)
+                )
+                put_money(monetary)
+                put_average(average)
+                continue
+            r, f, m, a, engagement = raw(scorer, state)
+            put_recency(r)
+            put_frequency(f)
+            put_money(m)
+            put_average(a)
+            if any(engagement):
+                engaged.append(engagement)
+                engaged_at.append(index)
+        out = np.zeros((n, 4 + len(self.kinds)), dtype=np.int64)
+        out[:, 0] = recency_units
+        out[:, 1] = frequency_units
+        amounts = np.array((money, averages), dtype=np.float64)
         logs = np.rint(np.copysign(np.log1p(np.abs(amounts)), amounts) * UNIT)
-        return np.hstack(
-            (
-                np.array(counts, dtype=np.int64),
-                logs.astype(np.int64),
-                np.array(engaged, dtype=np.int64).reshape(len(states), len(self.kinds)),
-            )
-        )
+        out[:, 2] = logs[0]
+        out[:, 3] = logs[1]
+        if engaged:
+            out[engaged_at, 4:] = engaged
+        return out
 
     def _units(self, scorer: Scorer, state: CustomerState) -> tuple[int, ...]:
         recency, frequency, monetary, average, engagement = self._raw(scorer, state)
@@ -268,11 +432,18 @@ def _aggregate(delta: dict[int, list[int]], rows: list[list[int]], sign: int, di
     (models.learning.add_contribution, in integers: numpy's int64 sums are exact here)."""
     if not rows:
         return
+    weighted = [row for row in rows if len(row) > 1 + dims]
+    if weighted:  # forgetting: summed with their weights (numpy, exact)
+        signs = np.full(len(weighted), sign, dtype=np.int64)
+        _sum_signed(delta, np.array(weighted, dtype=np.int64), signs, dims)
+        rows = [row for row in rows if len(row) == 1 + dims]
+        if not rows:
+            return
     if len(rows) < VECTOR_MIN:
         for row in rows:
             total = delta.get(row[0])
             if total is None:
-                total = delta[row[0]] = [0] * (1 + 2 * dims)
+                total = delta[row[0]] = [0] * (3 + 2 * dims)
             total[0] += sign
             for j in range(dims):
                 value = row[1 + j]
@@ -281,27 +452,51 @@ def _aggregate(delta: dict[int, list[int]], rows: list[list[int]], sign: int, di
                     total[1 + dims + j] += sign * (value * value // UNIT)
         return
     block = np.array(rows, dtype=np.int64)
-    _sum_block(delta, block[:, 0], block[:, 1:], sign)
+    _sum_signed(delta, block, np.full(len(rows), sign, dtype=np.int64), dims)
 
 
-def _sum_block(delta: dict[int, list[int]], segments: IntArray, units: IntArray, sign: int) -> None:
-    """Per segment: members, sums and sums of squares of an int64 block (exact: a unit is
-    below 4e7, its square below 2e15, a step's sum far below 2^63)."""
-    if len(segments) == 0:
+def _sum_signed(delta: dict[int, list[int]], rows: IntArray, signs: IntArray, dims: int) -> None:
+    """Per segment: sum of ``sign`` (members), of ``sign * units`` and of ``sign * squares``
+    over ``rows`` = [segment, units...], by one integer product with the segments' one-hot
+    matrix (exact: a unit is below 4e7, its square below 2e15, a step's sum far below 2^63).
+
+    Rows with a weight w (forgetting: [segment, units..., w]) add ``(w * units) //
+    WEIGHT_UNIT`` and ``(w * squares) // WEIGHT_UNIT`` instead, plus w and 1 to the weight
+    and weighted-members totals: the same integers whenever the row is taken out again.
+    Each segment's delta is [n, sums..., squares..., weight, weighted members].
+    """
+    if len(rows) == 0:
         return
-    dims = units.shape[1]
+    segments = rows[:, 0]
+    units = rows[:, 1 : 1 + dims]
     squares = units * units // UNIT
-    for segment in np.unique(segments).tolist():
-        members = segments == segment
+    values = np.zeros((len(rows), 3 + 2 * dims), dtype=np.int64)
+    values[:, 0] = signs
+    if rows.shape[1] > 1 + dims:
+        weights = rows[:, 1 + dims]
+        units = weights[:, None] * units // WEIGHT_UNIT
+        squares = weights[:, None] * squares // WEIGHT_UNIT
+        values[:, 1 + 2 * dims] = weights * signs
+        values[:, 2 + 2 * dims] = signs
+    values[:, 1 : 1 + dims] = units * signs[:, None]
+    values[:, 1 + dims : 1 + 2 * dims] = squares * signs[:, None]
+    found, which = np.unique(segments, return_inverse=True)
+    onehot = np.zeros((len(found), len(rows)), dtype=np.int64)
+    onehot[which.reshape(-1), np.arange(len(rows))] = 1
+    sums: list[list[int]] = (onehot @ values).tolist()
+    for segment, row in zip(found.tolist(), sums, strict=True):
         total = delta.get(segment)
         if total is None:
-            total = delta[segment] = [0] * (1 + 2 * dims)
-        total[0] += sign * int(members.sum())
-        sums = units[members].sum(axis=0).tolist()
-        sq = squares[members].sum(axis=0).tolist()
-        for j in range(dims):
-            total[1 + j] += sign * sums[j]
-            total[1 + dims + j] += sign * sq[j]
+            delta[segment] = row
+        else:
+            for j, value in enumerate(row):
+                total[j] += value
+
+
+def _days(recency_units: int, cap: int) -> int:
+    """The recency in whole days back from its units (log1p in fixed point: exact for
+    whole days up to far beyond the cap, as ``np.expm1`` in ``Learner._contributions``)."""
+    return min(max(round(math.expm1(recency_units / UNIT)), 0), cap)
 
 
 def _bump(tallies: dict[str, int], name: str, value: int) -> None:

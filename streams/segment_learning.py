@@ -88,7 +88,9 @@ class LearningCoordinator:
             "customers": population.customers,
         }
         if current is None:
-            fresh = seed_snapshot(population, self.names, self.k, self.seeds, created)
+            fresh = seed_snapshot(
+                population, self.names, self.k, self.seeds, created, partitions=store.partitions
+            )
             if fresh is None:
                 return None
             status |= {"version": 1, "shift": None, "published": True}

@@ -42,7 +42,7 @@ from streams.clock import Clock, EventClock
 from streams.config_follower import ConfigFollower
 from streams.deadletters import RawMessage
 from streams.failures import Backoff, Outcome, classify
-from streams.learner import SEEDS_TALLY, Learner
+from streams.learner import shard_learner
 from streams.metrics import Metrics
 from streams.processor import InputKind, ShardLogic, Step, StepResult
 from streams.publisher import Publisher, SendMany
@@ -153,6 +153,8 @@ class Runtime:
     # ------------------------------------------------------------ ownership
     async def assign(self, shards: Iterable[int]) -> None:
         wanted = set(shards)
+        if self.learning is not None and self.scorer.behaviour is None:
+            await self._adopt_published_segments()
         for shard in list(self.shards):
             if shard not in wanted:
                 async with self.locks[shard]:
@@ -183,8 +185,10 @@ class Runtime:
             erased_count=await self.store.erased_count(shard),
         )
         if self.learning is not None:  # the shard's seed count goes on from where it was
-            taken = await self._admin(partial(self._tally, shard, SEEDS_TALLY))
-            logic.learner = Learner(self.settings.learn_seed_customers, taken)
+            wanted, half_life = s.learn_seed_customers, s.learn_half_life_days
+            logic.learner = await self._admin(
+                partial(shard_learner, wanted, shard, self._tally, half_life)
+            )
         publisher = Publisher(
             shard,
             self._send,
@@ -488,6 +492,21 @@ class Runtime:
             chunk = ids[start : start + RESCORE_CHUNK]
             await self._step(shard, partial(self._rescore, ids=chunk, cause=cause, because=because))
         return shard in self.shards
+
+    async def _adopt_published_segments(self) -> None:
+        """Score with the published segment model from the first batch on, not from the
+        first timer tick: a learning worker's steps assign (and learn) with the model in
+        force, so a restarted worker must not learn its first customers as unassigned.
+        Sweeps are left to ``refresh_segments``, which finds the version adopted."""
+        try:
+            raw = await self._admin(partial(self.admin_store.get_meta, SNAPSHOT_META))
+        except Exception as exc:  # noqa: BLE001 - the next tick adopts it instead
+            log.warning("reading the segment model failed (%r); adopting it next tick", exc)
+            return
+        if raw is not None:
+            snapshot = SegmentSnapshot.from_bytes(raw)
+            await self._adopt(self.scorer.with_behaviour(SnapshotBehaviour(snapshot)))
+            log.info("adopted behavioural segment model version %d", snapshot.version)
 
     async def refresh_segments(self) -> None:
         """Adopt a newer behavioural segment snapshot and re-assign every customer.

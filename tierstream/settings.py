@@ -82,6 +82,9 @@ class Settings(KafkaSettings):
     learn_merge_seconds: float = Field(default=5, gt=0)  # how often statistics are merged
     # A new version is published when a centroid moved more than this (standardized units).
     learn_publish_distance: float = Field(default=0.05, gt=0)
+    # Forgetting: a customer's learned contribution weighs 2^(-days since its last purchase
+    # / this); 0 (default): every customer weighs 1 (docs/segments.md, "Forgetting").
+    learn_half_life_days: float = Field(default=0, ge=0)
     # Where Faust keeps its (small) local data directory.
     data_dir: Path = Path(tempfile.gettempdir()) / "tierstream-faust"
 

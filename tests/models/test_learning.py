@@ -12,6 +12,7 @@ from models.learning import (
     Contribution,
     PopulationStats,
     add_contribution,
+    chosen_seeds,
     in_feature_order,
     merged_snapshot,
     seed_snapshot,
@@ -67,8 +68,9 @@ def test_seed_waits_for_enough_customers_and_is_deterministic():
     tallies: dict[str, int] = {}
     points = np.vstack([rng.normal(0, 0.1, (20, 2)), rng.normal(5, 0.1, (20, 2))])
     for i, point in enumerate(points):
+        tallies[f"learn:seed:0:{i}:n"] = 1
         for j, value in enumerate(to_units(tuple(point))):
-            tallies[f"learn:seed:c{i:03d}:{j}"] = value
+            tallies[f"learn:seed:0:{i}:{j}"] = value
         add_contribution(tallies, Contribution(None, to_units(tuple(point))), 1)
     population = PopulationStats.from_tallies(tallies, 2)
     assert seed_snapshot(population, NAMES, 2, 41, NOW) is None
@@ -87,8 +89,9 @@ def test_a_merge_moves_each_centroid_to_the_mean_of_its_members_and_keeps_ids():
     for i, point in enumerate(np.vstack([rng.normal(0, 1, (50, 2)), rng.normal(8, 1, (50, 2))])):
         add_contribution(tallies, Contribution(None, to_units(tuple(point))), 1)
         if i == 0:
+            tallies["learn:seed:0:0:n"] = 1
             for j, value in enumerate(to_units(tuple(point))):
-                tallies[f"learn:seed:x:{j}"] = value
+                tallies[f"learn:seed:0:0:{j}"] = value
     population = PopulationStats.from_tallies(tallies, 2)
     seed = seed_snapshot(population, NAMES, 1, 1, NOW)
     assert seed is not None
@@ -106,7 +109,12 @@ def test_a_merge_moves_each_centroid_to_the_mean_of_its_members_and_keeps_ids():
 
 def test_a_batch_learned_snapshot_is_reordered_to_the_statistics_columns():
     population = PopulationStats.from_tallies(
-        {**tallies_of([(None, (1.0, 2.0)), (None, (3.0, 5.0))]), "learn:seed:a:0": UNIT}, 2
+        {
+            **tallies_of([(None, (1.0, 2.0)), (None, (3.0, 5.0))]),
+            "learn:seed:0:0:0": UNIT,
+            "learn:seed:0:0:n": 1,
+        },
+        2,
     )
     seed = seed_snapshot(population, ("b", "a"), 1, 1, NOW)
     assert seed is not None
@@ -115,3 +123,24 @@ def test_a_batch_learned_snapshot_is_reordered_to_the_statistics_columns():
     assert flipped.segments[0].centroid == tuple(reversed(seed.segments[0].centroid))
     with pytest.raises(ValueError, match="other features"):
         in_feature_order(seed, ("a", "c"))
+
+
+def test_the_seeds_chosen_are_each_shards_first_whatever_arrived_first():
+    # Three shards, 7 seeds wanted: 3 from each (ranks 0..2), then (rank, shard) order.
+    assert chosen_seeds({(0, i): 0 for i in range(9)} | {(1, 0): 0, (1, 1): 0}, 7, 3) is None
+    late = {(s, i): 0 for s in range(3) for i in range(3)}
+    early = late | {(0, i): 0 for i in range(3, 9)}  # shard 0 ran ahead: the same choice
+    chosen = [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1), (0, 2)]
+    assert chosen_seeds(late, 7, 3) == chosen_seeds(early, 7, 3) == chosen
+    # An erased seed (no longer standing) is replaced by the shard's next one.
+    erased = {k: 0 for k in early if k != (0, 1)}
+    assert chosen_seeds(erased, 7, 3) == [(0, 0), (1, 0), (2, 0), (0, 2), (1, 1), (2, 1), (0, 3)]
+    # An idle shard holds nothing up once twice as many seeds stand elsewhere.
+    idle = {(s, i): 0 for s in range(2) for i in range(7)}
+    assert chosen_seeds(idle, 7, 3) == [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2), (0, 3)]
+
+
+def test_a_seed_taken_out_is_no_longer_a_seed():
+    tallies = {"learn:seed:1:4:n": 1, "learn:seed:1:4:0": 5, "learn:seed:2:0:n": 0}
+    tallies |= {"learn:seed:2:0:0": 0, "learn:seed:2:0:1": 0}
+    assert PopulationStats.from_tallies(tallies, 2).seeds == {(1, 4): [5, 0]}

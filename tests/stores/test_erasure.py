@@ -136,8 +136,13 @@ def test_no_redis_key_or_value_holds_the_id_after_the_outbox_is_published(store,
     assert store.audience_size("tier", placed.tier) == 0
     store.outbox(shard, 1000)
     store.ack(processor.lease, len(store.outbox(shard, 1000)))  # published and trimmed
+    assert keys_holding(store, VICTIM) == []
+
+
+def keys_holding(store, customer_id: str) -> list[bytes]:
+    """Every key of the store's namespace whose name, field or value contains the id."""
     client = store._client
-    needle = VICTIM.encode()
+    needle = customer_id.encode()
     found = []
     for key in client.scan_iter(match=f"*{store.namespace}*".encode(), count=1000):
         kind = client.type(key)
@@ -148,11 +153,11 @@ def test_no_redis_key_or_value_holds_the_id_after_the_outbox_is_published(store,
             values = [b for pair in client.hgetall(key).items() for b in pair]
         elif kind == b"list":
             values = client.lrange(key, 0, -1)
-        elif kind == b"zset":
-            values = client.zrange(key, 0, -1)
+        elif kind in (b"zset", b"set"):
+            values = client.zrange(key, 0, -1) if kind == b"zset" else client.smembers(key)
         if needle in key or any(needle in v for v in values):
             found.append(key)
-    assert found == []
+    return found
 
 
 def test_erasure_takes_the_customer_out_of_the_learned_statistics(store, step):
@@ -181,3 +186,30 @@ def test_erasure_takes_the_customer_out_of_the_learned_statistics(store, step):
         for name, value in expected.items()
         if name.startswith(("learn:n:", "learn:s:", "learn:q:")) and value
     }
+
+
+def test_erasing_a_seed_customer_leaves_no_id_and_no_seed_behind(store, step):
+    """Before the first model a shard keeps its first customers' vectors as seeds, named
+    by shard and ordinal; erasing a seed customer zeroes its seed in the erasing step."""
+    from models.learning import PopulationStats
+    from streams.learner import Learner
+
+    shard, processor = step
+    processor.learner = Learner(10, shard=shard)
+    other = next(f"o{i}" for i in range(100) if shard_for(f"o{i}", store.partitions) == shard)
+    processor.process([purchase(0, VICTIM, shard), purchase(1, other, shard)])
+    victim = store.get(VICTIM)
+    assert victim is not None and victim.learned_seed is not None
+    assert victim.learned_seed[0] == 0  # the shard's first seed
+    processor.process([erasure(0, VICTIM, shard)])
+    seeds = PopulationStats.from_tallies(store.tallies(), len(victim.learned_seed) - 1).seeds
+    assert list(seeds) == [(shard, 1)]  # only the other customer's seed stands
+    assert store.shard_tally(shard, "learn:seeds") == 1
+    assert all(
+        value == 0
+        for name, value in store.tallies().items()
+        if name.startswith(f"learn:seed:{shard}:0:")
+    )
+    if hasattr(store, "wipe"):  # Redis: no key, field or value names the erased id
+        store.ack(processor.lease, len(store.outbox(shard, 1000)))
+        assert keys_holding(store, VICTIM) == []

@@ -15,7 +15,7 @@ from scoring.engine import Scorer
 from scoring.events import EngagementEvent, PurchaseEvent
 from streams.clock import EventClock
 from streams.deadletters import RawMessage
-from streams.learner import SEEDS_TALLY, Learner
+from streams.learner import shard_learner
 from streams.processor import ShardProcessor
 from streams.producer import keyed_records
 from streams.segment_learning import LearningCoordinator
@@ -64,7 +64,7 @@ def processor(
     store: RedisStore, shard: int, scorer: Scorer, clock: EventClock | None = None
 ) -> ShardProcessor:
     p = ShardProcessor(store, scorer, store.acquire(shard), KINDS, clock or EventClock())
-    p.learner = Learner(50, store.shard_tally(shard, SEEDS_TALLY))
+    p.learner = shard_learner(50, shard, store.shard_tally)
     return p
 
 
@@ -122,7 +122,12 @@ def test_statistics_equal_the_stored_contributions_and_survive_crashes(make_stor
     assert {
         k: v for k, v in stats.items() if k.startswith(("learn:n:", "learn:s:", "learn:q:"))
     } == {k: v for k, v in expected.items() if v}
-    assert sum(1 for k in stats if k.startswith("learn:seed:") and k.endswith(":0")) <= 2 * 50
+    assert sum(1 for k in stats if k.startswith("learn:seed:") and k.endswith(":n")) <= 2 * 50
+    # Seeds are named by shard and ordinal; the stored seed customers know theirs.
+    seeded = [s.learned_seed for s in states if s.learned_seed is not None]
+    assert len(seeded) == sum(
+        v for k, v in stats.items() if k.startswith("learn:seed:") and k.endswith(":n")
+    )
 
 
 def test_a_commit_retried_after_a_lost_reply_learns_once(make_store, messages):
