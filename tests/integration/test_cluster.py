@@ -16,6 +16,9 @@ from redis.crc import key_slot
 from tests.integration.api_support import Client, free_port
 from tests.integration.pipeline import ROOT, Pipeline, assert_applied_exactly_once
 
+# The whole CDNOW history through kill -9, a reshard and a failover: an acceptance run.
+pytestmark = pytest.mark.acceptance
+
 
 def test_cdnow_through_kafka_on_a_cluster_survives_kill9_reshard_and_failover(
     redis_cluster, kafka_bootstrap, fresh_topics, unique_name, tmp_path, cdnow_events, cdnow_frame

@@ -10,6 +10,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.integration.pipeline import (
     ROOT,
     assert_applied_exactly_once,
@@ -20,6 +22,7 @@ from tests.integration.pipeline import (
 )
 
 
+@pytest.mark.acceptance  # the whole CDNOW history, checked customer by customer
 def test_cdnow_history_through_kafka_equals_the_batch_reference(
     make_pipeline, cdnow_events, cdnow_frame
 ):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # What the build needs from the checkout; everything else (.venv, run dirs, caches) stays.
 SKIP = shutil.ignore_patterns(
     ".git", ".venv*", "infra", "out", "build", "dist", "*.egg-info", "__pycache__", ".*cache"

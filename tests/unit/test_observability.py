@@ -20,7 +20,7 @@ from tierstream.api import STATE_KEY, create_api
 from tierstream.settings import Settings, load_scoring_config
 from tierstream.stores.memory import MemoryStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "infra" / "prometheus"
 GRAFANA = ROOT / "infra" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "tierstream.json"
