@@ -18,10 +18,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from matplotlib import pyplot as plt  # noqa: E402 - after choosing the backend
-from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter  # noqa: E402
+from matplotlib import pyplot as plt  # after choosing the backend
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 
-from bench.targets import LATENCY_TARGET_RATE, PLOT, RESULTS, TARGETS  # noqa: E402
+from bench.targets import LATENCY_TARGET_RATE, PLOT, RESULTS, TARGETS
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:

@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
 def _inproc(what: str, workdir: Path, options: list[str] | None = None) -> dict[str, Any]:
     """Run ``bench.inproc`` in a fresh interpreter; its JSON result."""
     out = workdir / f"inproc-{what}-{time.monotonic_ns()}.json"
-    subprocess.run(  # noqa: S603 - our own module
+    subprocess.run(  # our own module
         [sys.executable, "-m", "bench.inproc", what, str(out), *(options or [])],
         cwd=workdir,
         env=child_env(),

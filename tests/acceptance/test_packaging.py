@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 def _run(args: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "TIERSTREAM_"))}
-    return subprocess.run(  # noqa: S603 - our own commands
+    return subprocess.run(  # our own commands
         args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
 

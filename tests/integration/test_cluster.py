@@ -83,7 +83,7 @@ def the_api_and_the_cli_read_the_cluster(pipeline: Pipeline, tmp_path) -> None:
     customers = {state.customer_id: state for state in pipeline.store.scan()}
     some = sorted(customers)[len(customers) // 2]
     port = free_port()
-    serve = subprocess.Popen(  # noqa: S603 - our own CLI
+    serve = subprocess.Popen(  # our own CLI
         [sys.executable, "-m", "tierstream.cli", "serve"],
         cwd=ROOT,
         env={**pipeline.env, "TIERSTREAM_API_PORT": str(port)},
@@ -112,7 +112,7 @@ def the_api_and_the_cli_read_the_cluster(pipeline: Pipeline, tmp_path) -> None:
     finally:
         serve.terminate()
         serve.wait(timeout=30)
-    shown = subprocess.run(  # noqa: S603
+    shown = subprocess.run(
         [sys.executable, "-m", "tierstream.cli", "customer", some, "--json"],
         cwd=ROOT,
         env=pipeline.env,
@@ -123,7 +123,7 @@ def the_api_and_the_cli_read_the_cluster(pipeline: Pipeline, tmp_path) -> None:
     )
     assert json.loads(shown.stdout)["tier"] == customers[some].tier
     out = tmp_path / "export.jsonl"
-    subprocess.run(  # noqa: S603
+    subprocess.run(
         [sys.executable, "-m", "tierstream.cli", "export", "--state-out", str(out)],
         cwd=ROOT,
         env=pipeline.env,

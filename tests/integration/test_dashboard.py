@@ -254,7 +254,7 @@ def test_dashboard_of_a_running_worker_fed_with_cdnow_follows_new_events(
             try:
                 page.goto(f"http://127.0.0.1:{port}/")
                 break
-            except Exception:
+            except Exception:  # noqa: BLE001 - playwright raises its own error types
                 assert time.monotonic() < deadline, "the worker never served the page"
                 time.sleep(0.5)
         wait_for(page, f"Number(document.body.dataset.customers) === {customers}")

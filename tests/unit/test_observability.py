@@ -147,7 +147,7 @@ def test_prometheus_scrapes_the_worker_and_the_api_where_they_listen() -> None:
     }
     api_port = services["api"]["environment"]["TIERSTREAM_API_PORT"]
     assert jobs["api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
-    assert services["worker"]["environment"]["TIERSTREAM_API_HOST"] == "0.0.0.0"  # noqa: S104
+    assert services["worker"]["environment"]["TIERSTREAM_API_HOST"] == "0.0.0.0"
     assert config["rule_files"] == ["alerts.yml"]
 
 
