@@ -24,10 +24,10 @@ from typing import Any
 from scoring.engine import Scorer
 from scoring.events import EngagementEvent, InputEvent, PurchaseEvent
 from scoring.state import CustomerState
-from streams.clock import WallClock
 from streams.deadletters import RawMessage
 from streams.processor import ShardProcessor
 from streams.producer import event_json
+from tierstream.clock import WallClock
 from tierstream.settings import load_scoring_config
 from tierstream.stores.base import StateStore, shard_for
 from tierstream.stores.memory import MemoryStore

@@ -13,13 +13,13 @@ from models.learning import Contribution, add_contribution
 from scoring.days import day_start
 from scoring.engine import Scorer
 from scoring.events import EngagementEvent, PurchaseEvent
-from streams.clock import EventClock
 from streams.deadletters import RawMessage
 from streams.learner import SEEDS_TALLY, Learner
 from streams.processor import ShardProcessor
 from streams.producer import keyed_records
 from streams.segment_learning import LearningCoordinator
 from tierstream.cli import app
+from tierstream.clock import EventClock
 from tierstream.readers import bundled_cdnow_path, read_events
 from tierstream.replay import ReplayStats, collect
 from tierstream.segments import customer_features
