@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tomllib
 import venv
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,6 +110,22 @@ def test_runtime_dependencies_leave_out_the_benchmark_tooling(installed: Path) -
         cwd=installed,
     )  # fmt: skip
     assert probe.stdout.strip() == "[]", probe.stdout + probe.stderr
+
+
+def test_the_wheel_ships_the_product_without_the_benchmark(installed: Path) -> None:
+    (wheel,) = (installed.parent.parent / "wheels").glob("tierstream-*.whl")
+    tops = {name.split("/", 1)[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert {"scoring", "models", "streams", "tierstream"} <= tops, tops
+    assert "bench" not in tops, "bench/ belongs to the checkout, not the wheel"
+    probe = _run(
+        [
+            str(installed / "python"),
+            "-c",
+            "import importlib.util as u; print(u.find_spec('bench'))",
+        ],
+        cwd=installed,
+    )
+    assert probe.stdout.strip() == "None", probe.stdout + probe.stderr
 
 
 def test_installed_bench_asks_for_its_extra(installed: Path) -> None:

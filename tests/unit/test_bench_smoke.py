@@ -269,3 +269,9 @@ def test_without_quixstreams_the_peer_is_skipped_saying_so(tmp_path, monkeypatch
     assert "quixstreams is not installed" in detail["skipped"]["peer"]
     assert detail["errors"] == []
     assert json.loads((tmp_path / "latest.json").read_text())["peer_eps"] is None
+
+
+def test_the_bench_command_finds_the_harness_in_the_checkout():
+    from tierstream.bench_checkout import bench_main
+
+    assert bench_main() is main  # bench/ is beside the package, not inside the wheel

@@ -53,8 +53,6 @@ ALLOWED_UP: dict[tuple[str, str], str] = {
     # each process from Settings is to take this over.
     ("streams.worker", "tierstream.api"): "the worker serves the API",
     ("streams.worker", "tierstream.serve"): "the worker serves the API",
-    # `tierstream bench` runs the harness from a checkout (bench/ is not in the wheel).
-    ("tierstream.cli", "bench.run"): "the bench command",
     # The type of the API's cached audience sizes lives in the API; it belongs beside
     # the audiences that compute it.
     ("tierstream.audiences", "tierstream.api"): "Sizes, for type checking",
