@@ -26,10 +26,10 @@ import pytest
 
 from scoring.engine import Scorer
 from streams.producer import event_json
+from tests.cdnow import cdnow_history
 from tests.integration.api_support import free_port
 from tests.integration.secured import SecuredKafka, SecuredRedis
-from tierstream.readers import bundled_cdnow_path, read_events
-from tierstream.replay import ReplayStats, collect, replay
+from tierstream.replay import ReplayStats, replay
 from tierstream.settings import load_scoring_config
 from tierstream.shift import days_to_now, shift_days
 
@@ -54,7 +54,7 @@ def first_purchases(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, lis
     """The first EVENTS CDNOW purchases, as a JSONL file for `produce` (a file this small
     is read at once, the whole CDNOW file is not) and as events."""
     events = sorted(
-        collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False),
+        cdnow_history(),
         key=lambda e: (e.occurred_at, e.event_id),
     )[:EVENTS]
     path = tmp_path_factory.mktemp("events") / "first.jsonl"
