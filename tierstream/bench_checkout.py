@@ -15,9 +15,12 @@ NOT_A_CHECKOUT = (
 )
 
 
+CHECKOUT = Path(__file__).resolve().parent.parent  # where the package's source lies
+
+
 def bench_main() -> Callable[[list[str]], int] | None:
     """``bench.run.main``, or None when no checkout holds bench/ (say NOT_A_CHECKOUT)."""
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = CHECKOUT
     if (checkout / "bench" / "run.py").is_file() and str(checkout) not in sys.path:
         # A console script's path holds its bin/ directory, not the checkout.
         sys.path.append(str(checkout))
