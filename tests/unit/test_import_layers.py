@@ -36,6 +36,9 @@ ENTRY_POINTS = (
     "tierstream.api_*",
     "tierstream.openapi*",
     "tierstream.serve",
+    # The `config apply|show|propose` commands (registered by config_cli).
+    "tierstream.config_store",
+    "tierstream.config_propose",
 )
 CORE = (
     "tierstream.settings",
@@ -44,6 +47,17 @@ CORE = (
     "tierstream.jsonbytes",
     "tierstream.erasure",
     "tierstream.segments",
+    "tierstream.config_versions",
+)
+# Modules that changes being merged alongside this test bring; until they are here, the
+# entries that name them are not checked for staleness. Empty this set once they exist.
+ARRIVING = frozenset(
+    {
+        "tierstream.config_versions",
+        "tierstream.config_store",
+        "tierstream.config_propose",
+        "streams.config_follower",
+    }
 )
 LAYERS = ("tools", "entry points", "service", "stores and streams", "core", "models", "scoring")
 
@@ -77,8 +91,11 @@ ALLOWED_CIRCLES: dict[tuple[str, str], str] = {
     # The Parquet reader is loaded only when asked for (pyarrow is heavy) and shares the
     # readers' row checks.
     ("tierstream.readers_parquet", "tierstream.readers"): "the shared row checks",
-    # The learning coordinator types the worker's runtime it runs in.
+    # The learning coordinator and the config follower type the worker's runtime they run in.
     ("streams.segment_learning", "streams.worker"): "Runtime, for type checking",
+    ("streams.config_follower", "streams.worker"): "Runtime, for type checking",
+    ("tierstream.config_store", "tierstream.config_cli"): "its problem report, from the CLI "
+    "module that registers it",
 }
 
 
@@ -178,7 +195,7 @@ def test_every_module_has_a_layer_and_the_layers_exist():
     assert layer("tierstream.cli") < layer("tierstream.replay") < layer("streams.worker")
     assert layer("streams.worker") < layer("tierstream.settings") < layer("models.snapshot")
     assert layer("models.snapshot") < layer("scoring.engine")
-    assert set(CORE) <= set(graph), "a CORE module was renamed or moved: update CORE"
+    assert set(CORE) - ARRIVING <= set(graph), "a CORE module was renamed or moved: update CORE"
 
 
 def test_no_import_points_up_a_layer():
@@ -197,7 +214,7 @@ def test_no_import_points_up_a_layer():
 def test_there_is_no_circle_of_imports():
     graph = import_graph()
     for source, target in (*ALLOWED_CIRCLES, *ALLOWED_UP):
-        graph[source].discard(target)
+        graph.get(source, set()).discard(target)
     found = circles(graph)
     assert not found, "modules that import each other (directly or around a circle):\n" + (
         "\n".join(f"  {' <-> '.join(component)}" for component in found)
@@ -205,8 +222,13 @@ def test_there_is_no_circle_of_imports():
 
 
 def test_the_allowlists_hold_only_imports_that_still_exist():
-    existing = edges(import_graph())
-    stale = sorted((set(ALLOWED_UP) | set(ALLOWED_CIRCLES)) - existing)
+    graph = import_graph()
+    existing = edges(graph)
+    stale = sorted(
+        edge
+        for edge in (set(ALLOWED_UP) | set(ALLOWED_CIRCLES)) - existing
+        if not (set(edge) & ARRIVING - set(graph))
+    )
     assert not stale, f"no longer imported, delete from the allowlist: {stale}"
     needless = sorted(edge for edge in ALLOWED_UP if layer(edge[1]) >= layer(edge[0]))
     assert not needless, f"these point down: delete from ALLOWED_UP: {needless}"
