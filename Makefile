@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PEER_VENV  := .venv-peer
 PEER_STAMP := $(PEER_VENV)/.installed
 
-.PHONY: install constraints promtool chromium demo test test-unit test-integration lint typecheck services-up services-down bench schemas clean
+.PHONY: install constraints promtool chromium demo test test-unit test-integration test-acceptance lint typecheck services-up services-down bench schemas clean
 
 install: $(STAMP) $(PEER_STAMP) promtool
 
@@ -51,8 +51,20 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy scoring models tierstream streams
 
+# The test tiers. Each test belongs to exactly one (markers set by the directory conftests):
+# unit (no services, no full CDNOW run, under a minute), integration (the local Kafka and
+# Redis), acceptance (the CDNOW reference runs and the installed wheel; some need the
+# services). `make test` runs all three in one session.
 test-unit: install
-	$(PY) -m pytest --doctest-modules models tests -m "not integration"
+	$(PY) -m pytest --doctest-modules models tests -m "not integration and not acceptance"
+
+test-integration: install chromium
+	bash infra/services.sh up
+	$(PY) -m pytest tests -m "integration and not acceptance"; status=$$?; bash infra/services.sh down; exit $$status
+
+test-acceptance: install
+	bash infra/services.sh up
+	$(PY) -m pytest tests -m acceptance; status=$$?; bash infra/services.sh down; exit $$status
 
 services-up: install
 	bash infra/services.sh up

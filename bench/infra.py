@@ -269,7 +269,7 @@ class PrivateRedis:
             self.port = probe.getsockname()[1]
         self.dir = workdir / f"redis-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(  # noqa: S603 - a redis-server of our own
+        self.process = subprocess.Popen(  # a redis-server of our own
             [
                 binary,
                 "--port",
@@ -406,7 +406,7 @@ class Child:
         self.log_path = workdir / f"{label}.log"
         self._log = self.log_path.open("wb")
         self.started = time.monotonic()
-        self.process = subprocess.Popen(  # noqa: S603 - our own modules
+        self.process = subprocess.Popen(  # our own modules
             [python, *args],
             cwd=workdir,  # Faust writes its <app id>-data directory here
             env=env,

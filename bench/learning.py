@@ -29,12 +29,12 @@ from models.snapshot import SegmentSnapshot, assign
 from scoring.days import day_start
 from scoring.engine import Scorer
 from scoring.events import EngagementEvent, PurchaseEvent
-from streams.clock import EventClock
 from streams.deadletters import RawMessage
 from streams.learner import Learner, shard_learner
 from streams.processor import ShardProcessor
 from streams.producer import keyed_records
 from streams.segment_learning import LearningCoordinator
+from tierstream.clock import EventClock
 from tierstream.segments import SNAPSHOT_META, SnapshotBehaviour, customer_features
 from tierstream.settings import load_scoring_config
 from tierstream.stores.base import StateStore, shard_for

@@ -849,7 +849,7 @@ def cdnow_events() -> list[InputEvent]:
 
 
 def replay_speed(limit: int | None = None) -> dict[str, Any]:
-    """The embedded replay of CDNOW (as tests/test_cdnow_reference.py runs it), events/s."""
+    """The embedded replay of CDNOW (as tests/acceptance/test_cdnow_reference.py does), events/s."""
     from tierstream.replay import ReplayStats, replay
 
     events = cdnow_events()

@@ -24,10 +24,10 @@ from typing import Any
 from scoring.engine import Scorer
 from scoring.events import EngagementEvent, InputEvent, PurchaseEvent
 from scoring.state import CustomerState
-from streams.clock import WallClock
 from streams.deadletters import RawMessage
 from streams.processor import ShardProcessor
 from streams.producer import event_json
+from tierstream.clock import WallClock
 from tierstream.settings import load_scoring_config
 from tierstream.stores.base import StateStore, shard_for
 from tierstream.stores.memory import MemoryStore
@@ -98,13 +98,13 @@ def _walk(
 
 def state_sizes(store: MemoryStore) -> dict[str, Any]:
     """Encoded size of every state (the Redis value), and what the largest ones hold."""
-    from tierstream.stores.redis import _encode
+    from tierstream.stores.state_codec import encode_state
 
     states = list(store.scan())
     if not states:
         return {}
-    sizes = sorted(len(_encode(state)) for state in states)
-    biggest = max(states, key=lambda state: len(_encode(state)))
+    sizes = sorted(len(encode_state(state)) for state in states)
+    biggest = max(states, key=lambda state: len(encode_state(state)))
     n = len(sizes)
     return {
         "customers": n,
@@ -127,7 +127,7 @@ def stages(raw: Sequence[RawMessage]) -> dict[str, Any]:
     """
     from streams.deadletters import parse_message
     from streams.processor import encode_change
-    from tierstream.stores.redis import _decode, _encode
+    from tierstream.stores.state_codec import decode_state, encode_state
 
     scorer = Scorer(load_scoring_config(None))
     config = scorer.config
@@ -144,7 +144,7 @@ def stages(raw: Sequence[RawMessage]) -> dict[str, Any]:
         count["parse"] += len(batch)
         ids = {e.customer_id for e in events}
         t = clock()
-        states = {cid: _decode(cid, stored[cid]) for cid in ids if cid in stored}
+        states = {cid: decode_state(cid, stored[cid]) for cid in ids if cid in stored}
         spent["decode"] += clock() - t
         count["decode"] += len(states)
         t = clock()
@@ -163,7 +163,7 @@ def stages(raw: Sequence[RawMessage]) -> dict[str, Any]:
         count["next_rescore_at"] += len(states)
         t = clock()
         for state in states.values():
-            stored[state.customer_id] = _encode(state)
+            stored[state.customer_id] = encode_state(state)
         spent["encode"] += clock() - t
         count["encode"] += len(states)
         t = clock()

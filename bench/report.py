@@ -18,10 +18,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from matplotlib import pyplot as plt  # noqa: E402 - after choosing the backend
-from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter  # noqa: E402
+from matplotlib import pyplot as plt  # after choosing the backend
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 
-from bench.run import LATENCY_TARGET_RATE, PLOT, RESULTS, TARGETS  # noqa: E402
+from bench.targets import LATENCY_TARGET_RATE, PLOT, RESULTS, TARGETS
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:
@@ -38,7 +38,7 @@ def _spread(summary: dict[str, Any], key: str, digits: int = 0) -> str:
 
 
 def _target(metric: str) -> str:
-    """A target as the table shows it, from ``bench.run.TARGETS``: "≥ 0.25", "≤ 2,000"."""
+    """A target as the table shows it, from ``bench.targets.TARGETS``: "≥ 0.25", "≤ 2,000"."""
     op, threshold, _ = TARGETS[metric]
     return f"{'≥' if op == '>=' else '≤'} {threshold:,g}"
 

@@ -41,9 +41,8 @@ from bench.infra import (
     peer_python,
 )
 from bench.mix import MixSpec, generate
+from bench.targets import LATENCY_TARGET_RATE, PLOT, RESULTS, TARGETS
 
-RESULTS = ROOT / "bench" / "results"
-PLOT = ROOT / "docs" / "img" / "benchmarks.png"
 PHASES = ("raw", "naive", "peer", "worker", "latency", "replay", "anatomy", "profile")
 
 
@@ -65,23 +64,6 @@ BASELINES = {
         "quix-streams peer (RocksDB state, changelog, one output per event)",
         phases.peer,
     ),
-}
-
-LATENCY_TARGET_RATE = 5_000.0  # events/s at which the latency target holds
-
-# Targets (docs/benchmarks.md): metric -> (comparison, threshold, what it is relative to)
-TARGETS: dict[str, tuple[str, float, str]] = {
-    "worker_vs_raw": (">=", 0.25, "worker_eps / raw_consume_eps"),
-    "worker_vs_naive": (">=", 10.0, "worker_eps / naive_eps"),
-    "worker_vs_peer": (">=", 1.0, "worker_eps / peer_eps"),
-    "latency_p99_ms": ("<=", 100.0, f"at {LATENCY_TARGET_RATE:,.0f} events/s offered"),
-    "inactivity_lag_p99_ms": ("<=", 2000.0, "moment -> change consumed"),
-    "redis_bytes_per_customer": (
-        "<=",
-        512.0,
-        "INFO used_memory delta / customers, idle private Redis holding the worker's keys",
-    ),
-    "replay_eps": (">=", 75_000.0, "CDNOW, in-process"),
 }
 
 
@@ -365,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
 def _inproc(what: str, workdir: Path, options: list[str] | None = None) -> dict[str, Any]:
     """Run ``bench.inproc`` in a fresh interpreter; its JSON result."""
     out = workdir / f"inproc-{what}-{time.monotonic_ns()}.json"
-    subprocess.run(  # noqa: S603 - our own module
+    subprocess.run(  # our own module
         [sys.executable, "-m", "bench.inproc", what, str(out), *(options or [])],
         cwd=workdir,
         env=child_env(),

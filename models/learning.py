@@ -107,9 +107,6 @@ class Contribution:
     segment: int | None
     units: tuple[int, ...]
 
-    def to_list(self) -> list[int]:
-        return [-1 if self.segment is None else self.segment, *self.units]
-
     @classmethod
     def from_list(cls, raw: Sequence[int]) -> Contribution:
         segment = int(raw[0])

@@ -436,7 +436,7 @@ def _as_account(changes: list[Change]) -> list[Change]:
         account = AccountChange.__new__(AccountChange)
         for name in Change.__slots__:
             object.__setattr__(account, name, getattr(change, name))
-        account._event_id = None  # noqa: SLF001 - the account namespace's id
+        account._event_id = None
         out.append(account)
     return out
 

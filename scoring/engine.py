@@ -257,7 +257,7 @@ class AsOfError(ValueError):
 
 def change_event_id(customer_id: str, version: int) -> str:
     """uuid5(CHANGE_NAMESPACE, "<customer_id>\\0<version>"), computed without uuid's overhead."""
-    h = hashlib.sha1(  # noqa: S324 - uuid5 is defined on SHA-1; an id, not a secret
+    h = hashlib.sha1(  # uuid5 is defined on SHA-1; an id, not a secret
         _NAMESPACE_BYTES + f"{customer_id}\x00{version}".encode(), usedforsecurity=False
     ).hexdigest()
     variant = "89ab"[int(h[16], 16) & 0x3]  # RFC 4122 variant bits
@@ -389,7 +389,7 @@ class Scorer:
                         before = (known[2], known[3])  # scored on this very day: no change since
                     else:
                         before = self._totals(state, clock)
-                reason = change._reason  # noqa: SLF001 - built by _record just above
+                reason = change._reason  # built by _record just above
                 assert isinstance(reason, _ChangeReason)
                 reason.because = _InactivityReason(before, current, self.window)
                 changes.append(change)
@@ -892,7 +892,7 @@ class _ChangeReason:
         self.traits = traits  # the trait criteria's values and scores at the change
 
     def __str__(self) -> str:
-        tier_rule, segment_rule = self.scorer._explain(self.scores, self.traits)  # noqa: SLF001
+        tier_rule, segment_rule = self.scorer._explain(self.scores, self.traits)
         parts = [str(self.because), _score_moves(self.before, self.scores), tier_rule]
         parts.append(segment_rule)
         if self.behaviour is not None:

@@ -127,20 +127,6 @@ class Scale:
         return min(max(previous, lowest), highest)
 
 
-def score(
-    value: Decimal | int,
-    cuts: Cuts,
-    dim: Dimension,
-    previous: int | None,
-    *,
-    higher_is_better: bool = True,
-    relative: bool = False,
-) -> int:
-    """Score one value (convenience form of ``Scale``)."""
-    scale = Scale.build(cuts, dim, higher_is_better=higher_is_better, relative=relative)
-    return scale.score(value, previous)
-
-
 def quantile_cuts(values: Sequence[Decimal | int], *, higher_is_better: bool = True) -> Cuts:
     """Cut points that split a population into quintiles, strictly ascending.
 

@@ -22,12 +22,12 @@ from typing import Any
 from scoring.accounts import AccountEngine, AccountScorer, AccountState, ContributionUpdate
 from scoring.config import ScoringConfig
 from scoring.state import CustomerState
-from streams.clock import EventClock
 from streams.deadletters import RawMessage, Rejected, dead_letter, message_value
 from streams.processor import Parsed, ShardLogic, Step, StepResult, _placements
 from streams.publisher import SendMany
 from streams.worker import Runtime
 from tierstream.accounts import account_store
+from tierstream.clock import EventClock
 from tierstream.settings import Settings
 
 

@@ -59,7 +59,7 @@ class ConfigFollower:
             return
         self._next_check = now + runtime.settings.config_check_seconds
         store = runtime.admin_store
-        raw = await runtime._admin(partial(store.get_meta, CONFIG_META))  # noqa: SLF001
+        raw = await runtime._admin(partial(store.get_meta, CONFIG_META))
         if raw is None:
             return
         entry = PublishedConfig.from_bytes(raw)
@@ -76,7 +76,7 @@ class ConfigFollower:
                     self.version,
                 )
                 return
-            await runtime._adopt(scorer)  # noqa: SLF001
+            await runtime._adopt(scorer)
             self.version = entry.version
             runtime.counts["config_updates"] += 1
             log.info(

@@ -25,7 +25,7 @@ class RawMessage:
     timestamp: float | None = None  # the record's Kafka time, in seconds (latency metrics)
 
 
-class Rejected(Exception):  # noqa: N818 - a result, not a failure of ours
+class Rejected(Exception):  # a result, not a failure of ours
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(detail)
         self.kind = kind

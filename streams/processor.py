@@ -19,11 +19,11 @@ from scoring.engine import Change, Outcome, Scorer
 from scoring.events import Cause, DeadLetter, EngagementEvent, InputEvent, PurchaseEvent
 from scoring.profiles import ProfileUpdate
 from scoring.state import CustomerState
-from streams.clock import Clock, EventClock
 from streams.deadletters import RawMessage, Rejected, dead_letter, parse_message
 from streams.erasing import erased_dead_letter, parse_erasure
 from streams.learner import Learner
 from streams.profiles_input import parse_profile
+from tierstream.clock import Clock, EventClock
 from tierstream.erasure import (
     ERASURE_HOOKS,
     Erasure,

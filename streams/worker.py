@@ -38,7 +38,6 @@ from scoring.quantiles import population_thresholds
 from scoring.scores import Thresholds
 from streams import intake
 from streams.batchsend import BatchSender
-from streams.clock import Clock, EventClock
 from streams.config_follower import ConfigFollower
 from streams.deadletters import RawMessage
 from streams.failures import Backoff, Outcome, classify
@@ -48,6 +47,7 @@ from streams.processor import InputKind, ShardLogic, Step, StepResult
 from streams.publisher import Publisher, SendMany
 from streams.rollback import lost_offsets, past_gap
 from streams.segment_learning import learning_coordinator
+from tierstream.clock import Clock, EventClock
 from tierstream.erasure import ErasureRequest, erasure_salt
 from tierstream.segments import SNAPSHOT_META, SnapshotBehaviour
 from tierstream.settings import Settings

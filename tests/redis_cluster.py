@@ -64,8 +64,8 @@ class LocalCluster:
         }
 
     def services(self, *args: str) -> None:
-        subprocess.run(  # noqa: S603 - our own script
-            ["bash", str(ROOT / "infra" / "services.sh"), *args],  # noqa: S607
+        subprocess.run(  # our own script
+            ["bash", str(ROOT / "infra" / "services.sh"), *args],
             env=self.env,
             check=True,
             capture_output=True,
@@ -143,8 +143,8 @@ class LocalCluster:
 
     def reshard(self, source: int, target: int, slots: int) -> None:
         """Move ``slots`` slots (with their keys) from one master to another, live."""
-        subprocess.run(  # noqa: S603
-            [  # noqa: S607
+        subprocess.run(
+            [
                 "redis-cli",
                 "--cluster",
                 "reshard",

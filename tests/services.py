@@ -14,7 +14,8 @@ the tests, which delete topics and flush a database, at it):
   (default port 9092), as started by infra/services.sh.
 * Redis: ``TIERSTREAM_TEST_REDIS_URL``, else
   ``redis://127.0.0.1:$TIERSTREAM_REDIS_PORT/15``: database 15 of the local server
-  is the test database, flushed before and after each test using ``redis_client``.
+  is the test database, flushed before and after each test using ``redis_client``
+  (under pytest-xdist, worker gwN uses database 15 - N).
 """
 
 from __future__ import annotations
@@ -40,8 +41,18 @@ def _kafka_bootstrap() -> str:
 def _redis_url() -> str:
     explicit = os.environ.get("TIERSTREAM_TEST_REDIS_URL")
     if explicit:
-        return explicit
-    return f"redis://127.0.0.1:{os.environ.get('TIERSTREAM_REDIS_PORT', '6379')}/15"
+        return _per_worker(explicit)
+    return _per_worker(f"redis://127.0.0.1:{os.environ.get('TIERSTREAM_REDIS_PORT', '6379')}/15")
+
+
+def _per_worker(url: str) -> str:
+    """Under pytest-xdist, worker gwN uses the database N below the configured one (15, 14,
+    ...): ``redis_client`` flushes its database, which must not be another worker's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    base, _, database = url.rpartition("/")
+    return f"{base}/{int(database) - int(worker[2:])}"
 
 
 @pytest.fixture(scope="session")

@@ -212,7 +212,7 @@ class ApiState:
             raise StoreUnavailableError(
                 f"no answer from the state store within {timeout:g}s"
             ) from None
-        except Exception as exc:  # noqa: BLE001 - any store failure is a 503 with its reason
+        except Exception as exc:  # any store failure is a 503 with its reason
             raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
 
     async def current_scorer(self) -> Scorer:
@@ -503,7 +503,7 @@ def _sizes_body(api: ApiState, sizes: Sizes) -> dict[str, Any]:
 async def _sizes(api: ApiState) -> Sizes:
     try:
         return await api.sizes.get()
-    except Exception as exc:  # noqa: BLE001 - the scan's failure, reported as 503
+    except Exception as exc:  # the scan's failure, reported as 503
         raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
 
 

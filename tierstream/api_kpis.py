@@ -122,7 +122,7 @@ async def _population(app: web.Application, as_of: datetime | None) -> Populatio
         task = own.running[day] = asyncio.create_task(asyncio.to_thread(scan))
     try:
         people = await asyncio.shield(task)
-    except Exception as exc:  # noqa: BLE001 - the scan's failure, reported as 503
+    except Exception as exc:  # the scan's failure, reported as 503
         raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
     own.running.pop(day, None)
     # Keep few days: a dashboard asks for today; an as_of= query adds one more.

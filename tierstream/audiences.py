@@ -72,12 +72,6 @@ def decode_cursor(cursor: str) -> str:
         raise BadCursor("cursor: not one returned as next_cursor by this route") from None
 
 
-def check_kind(kind: str) -> str:
-    if kind not in AUDIENCE_KINDS:
-        raise ValueError(f"audience kind {kind!r}: use one of {', '.join(AUDIENCE_KINDS)}")
-    return kind
-
-
 def members(store: AudienceStore, kind: str, name: str, page: int = MAX_PAGE) -> Iterator[str]:
     """Every member of one audience, page by page (see the module docstring)."""
     after: str | None = None

@@ -31,9 +31,9 @@ from pathlib import Path
 
 from scoring.engine import Scorer
 from scoring.events import InputEvent
-from streams.clock import EventClock
 from streams.deadletters import RawMessage
 from streams.processor import DEAD_LETTER_ENTRY, InputKind, Parsed, ShardLogic, StepResult
+from tierstream.clock import EventClock
 from tierstream.erasure import erasure_salt
 from tierstream.stores.base import shard_for
 from tierstream.stores.redis import RedisStore

@@ -426,8 +426,11 @@ def bench_command(ctx: typer.Context) -> None:
     missing = [m for m in ("matplotlib", "pyinstrument") if importlib.util.find_spec(m) is None]
     if missing:  # runtime installs leave the benchmark tooling out
         fail(f"tierstream bench needs {', '.join(missing)}: pip install 'tierstream[bench]'")
-    from bench.run import main  # noqa: PLC0415 - the benchmark harness
+    from tierstream.bench_checkout import NOT_A_CHECKOUT, bench_main  # noqa: PLC0415
 
+    main = bench_main()
+    if main is None:
+        fail(NOT_A_CHECKOUT)
     raise typer.Exit(main(list(ctx.args)))
 
 

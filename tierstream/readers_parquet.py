@@ -32,7 +32,7 @@ def read_parquet(path: Path) -> Iterator[Numbered]:
         compressed = probe.read(2) == GZIP_MAGIC
     try:
         if compressed:
-            spool = tempfile.NamedTemporaryFile(suffix=".parquet")  # noqa: SIM115 - closed below
+            spool = tempfile.NamedTemporaryFile(suffix=".parquet")  # closed below
             with gzip.open(path, "rb") as source:
                 shutil.copyfileobj(source, spool, 1 << 20)
             spool.flush()

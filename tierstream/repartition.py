@@ -138,7 +138,7 @@ def customers(store: RedisStore) -> dict[int, list[str]]:
     SCAN of the keyspace, whatever the partition count)."""
     prefix = f"{{{store.namespace}:p".encode()
     found: dict[int, set[str]] = defaultdict(set)
-    for key in store._client.scan_iter(match=prefix + b"*}:c:*", count=1000):  # noqa: SLF001
+    for key in store._client.scan_iter(match=prefix + b"*}:c:*", count=1000):
         end = key.index(b"}")
         if not key.startswith(b":c:", end + 1):
             continue  # another key whose customer id holds "}:c:" (a history list)
@@ -239,7 +239,7 @@ def repartition(
                 "again"
             )
     store.set_meta(LAYOUT_META, str(target).encode())
-    store._client.delete(store.global_key(REPARTITION_META))  # noqa: SLF001
+    store._client.delete(store.global_key(REPARTITION_META))
     report.customers = after.customers
     return report
 
@@ -279,7 +279,7 @@ def _move_shard(
 
 
 def _move(store: RedisStore, shard: int, target: int, ids: Sequence[str]) -> None:
-    client = store._client  # noqa: SLF001 - the store's own connection (plain or Cluster)
+    client = store._client  # the store's own connection (plain or Cluster)
     with client.pipeline(transaction=False) as pipe:
         for cid in ids:
             pipe.dump(store.state_key(shard, cid))
@@ -340,7 +340,7 @@ def _spread_erasure_markers(store: RedisStore, source: int, target: int) -> None
     a few dozen bytes each; copying with HSETNX makes a resumed run a no-op for those
     already copied and never overwrites a marker a shard already has.
     """
-    client = store._client  # noqa: SLF001
+    client = store._client
     markers: dict[bytes, bytes] = {}
     for shard in range(source):
         markers.update(client.hgetall(store.erased_key(shard)))
@@ -356,7 +356,7 @@ def _spread_erasure_markers(store: RedisStore, source: int, target: int) -> None
 
 # ------------------------------------------------------------------ helpers
 def _read(store: RedisStore, shard: int, ids: Sequence[str]) -> list[tuple[Any, Any, Any]]:
-    client = store._client  # noqa: SLF001
+    client = store._client
     with client.pipeline(transaction=False) as pipe:
         for cid in ids:
             pipe.get(store.state_key(shard, cid))
@@ -375,12 +375,12 @@ def _customer_digest(cid: str, state: bytes | None, history: list[bytes], score:
 
 
 def _epoch(store: RedisStore, shard: int) -> int:
-    return int(store._client.hget(store.meta_key(shard), "epoch") or 0)  # noqa: SLF001
+    return int(store._client.hget(store.meta_key(shard), "epoch") or 0)
 
 
 def _tallies(store: RedisStore, shards: int) -> dict[str, int]:
     total: dict[str, int] = defaultdict(int)
     for shard in range(shards):
-        for name, value in store._client.hgetall(store.stats_key(shard)).items():  # noqa: SLF001
+        for name, value in store._client.hgetall(store.stats_key(shard)).items():
             total[name.decode("utf-8")] += int(value)
     return dict(total)

@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from scoring.config import ScoringConfig, load_config_text
-from streams.clock import Clock, EventClock, WallClock
+from tierstream.clock import Clock, EventClock, WallClock
 from tierstream.kafka_settings import KafkaSettings
 
 # Package data (configs/default.yaml in the repository, linked into the package), so an

@@ -140,8 +140,8 @@ def test_the_customer_step_queues_updates_in_its_commit_and_an_erasure_leaves(de
     the same commit as the customer's state, keyed by account; an erased contact leaves."""
     import json
 
-    from streams.clock import WallClock
     from streams.processor import CONTRIBUTION_ENTRY, ShardProcessor, decode_entry
+    from tierstream.clock import WallClock
     from tierstream.erasure import ErasureRequest
     from tierstream.stores.memory import MemoryStore
 

@@ -19,9 +19,9 @@ from aiohttp import web
 
 from scoring.engine import Change, Scorer
 from scoring.state import CustomerState
+from tests.cdnow import cdnow_history
 from tierstream.api import start_api
-from tierstream.readers import bundled_cdnow_path, read_events
-from tierstream.replay import ReplayStats, collect, replay
+from tierstream.replay import ReplayStats, replay
 from tierstream.settings import load_scoring_config
 from tierstream.stores import Batch, StateStore, record_changes, record_memberships, shard_for
 
@@ -39,7 +39,7 @@ class Replayed:
 @functools.cache
 def cdnow() -> Replayed:
     """Every CDNOW customer's state and change as of 1998-07-01 (computed once per run)."""
-    events = collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False)
+    events = list(cdnow_history())
     changes: list[Change] = []
     result = replay(
         events,

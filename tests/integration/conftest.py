@@ -19,11 +19,10 @@ from typing import Any
 import pytest
 
 from scoring.events import InputEvent
+from tests.cdnow import cdnow_history
 from tests.integration.helpers import FreshTopics
 from tests.integration.pipeline import Pipeline
 from tests.reference import load_cdnow
-from tierstream.readers import bundled_cdnow_path, read_events
-from tierstream.replay import ReplayStats, collect
 
 HERE = Path(__file__).resolve().parent
 
@@ -60,7 +59,7 @@ def fresh_topics(kafka_bootstrap: str, unique_name: Callable[[str], str]) -> Ite
 @pytest.fixture(scope="module")
 def cdnow_events() -> list[InputEvent]:
     """CDNOW's 69,659 purchases as events, in event-time order."""
-    events = collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False)
+    events = list(cdnow_history())
     events.sort(key=lambda e: e.occurred_at)
     return events
 

@@ -211,7 +211,7 @@ def report(pipeline: Pipeline, total: int | None = None, log_chars: int = 4000) 
         done = applied(pipeline)
         if total:
             lines.append(f"applied {done}/{total} input messages ({done / total:.1%})")
-        client = pipeline.store._client  # noqa: SLF001 - a test looking inside
+        client = pipeline.store._client  # a test looking inside
         for shard in range(pipeline.partitions):
             epoch = client.hget(pipeline.store.meta_key(shard), "epoch")
             outbox = client.llen(pipeline.store.outbox_key(shard))

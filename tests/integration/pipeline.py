@@ -101,7 +101,7 @@ class Pipeline:
         self, *options: str, env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"worker-{len(self.workers)}.log").open("wb")
-        process = subprocess.Popen(  # noqa: S603 - our own CLI
+        process = subprocess.Popen(  # our own CLI
             [sys.executable, "-m", "tierstream.cli", "worker", "--loglevel", "warning", *options],
             cwd=ROOT,
             env={**self.env, **(env or {})},

@@ -22,8 +22,8 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[2]
 SASL_USER = "tierstream"
-SASL_SECRET = "sasl-test-secret"  # noqa: S105 - a throwaway broker's test user
-REDIS_SECRET = "redis-test-secret"  # noqa: S105
+SASL_SECRET = "sasl-test-secret"  # a throwaway broker's test user
+REDIS_SECRET = "redis-test-secret"
 
 
 def free_port_block(size: int) -> int:
@@ -31,7 +31,7 @@ def free_port_block(size: int) -> int:
     (32768 on Linux), where the system's own outgoing connections would not take one
     between this check and the broker binding it."""
     for _ in range(200):
-        base = random.randrange(20_000, 32_000)  # noqa: S311 - not for security
+        base = random.randrange(20_000, 32_000)  # not for security
         if all(_free(base + offset) for offset in range(size)):
             return base
     raise RuntimeError("no block of free ports")
@@ -85,7 +85,7 @@ class SecuredKafka:
         return env
 
     def services(self, command: str) -> None:
-        done = subprocess.run(  # noqa: S603 - the project's own script
+        done = subprocess.run(  # the project's own script
             ["bash", str(ROOT / "infra" / "services.sh"), command],
             env=self.env,
             capture_output=True,
@@ -137,14 +137,14 @@ class SecuredRedis:
             raise FileNotFoundError("redis-server is not installed")
         tls = workdir / "redis-tls"
         tls.mkdir(parents=True, exist_ok=True)
-        subprocess.run(  # noqa: S603, S607 - openssl makes a throwaway certificate
+        subprocess.run(  # openssl makes a throwaway certificate
             ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
              "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
              "-keyout", str(tls / "key.pem"), "-out", str(tls / "cert.pem")],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
         port = free_port_block(1)
-        process = subprocess.Popen(  # noqa: S603 - a redis-server of our own
+        process = subprocess.Popen(  # a redis-server of our own
             [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
              "--tls-cert-file", str(tls / "cert.pem"), "--tls-key-file", str(tls / "key.pem"),
              "--tls-ca-cert-file", str(tls / "cert.pem"), "--tls-auth-clients", "no",

@@ -61,7 +61,7 @@ def check_export_and_api(
     """`tierstream export --entity account` writes exactly these records, and
     GET /accounts/{id} shows one with its contacts and recent changes."""
     out = tmp_path / "accounts.jsonl"
-    subprocess.run(  # noqa: S603 - our own CLI
+    subprocess.run(
         [sys.executable, "-m", "tierstream.cli", "export", "--entity", "account"]
         + ["--state-out", str(out), "--as-of", "1998-07-01"],
         cwd=ROOT,

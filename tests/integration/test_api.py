@@ -501,7 +501,7 @@ def serve_process(cdnow_store, redis_url, kafka_bootstrap):
         "TIERSTREAM_CLOCK": "event",
         "TIERSTREAM_API_PORT": str(port),
     }
-    process = subprocess.Popen(  # noqa: S603 - our own module
+    process = subprocess.Popen(  # our own module
         [sys.executable, "-m", "tierstream.serve"],
         env=env,
         stdout=subprocess.PIPE,

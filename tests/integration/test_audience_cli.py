@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typer.testing import CliRunner
 
 from scoring.engine import Scorer
+from tests.cdnow import cdnow_history
 from tierstream.cli import app
-from tierstream.readers import bundled_cdnow_path, read_events
-from tierstream.replay import ReplayStats, collect, replay
+from tierstream.replay import ReplayStats, replay
 from tierstream.settings import load_scoring_config
 from tierstream.stores import Batch, shard_for
 from tierstream.stores.redis import RedisStore
@@ -24,11 +24,7 @@ def test_rebuild_then_export_a_tier_and_a_segment(redis_url, tmp_path, monkeypat
     monkeypatch.setenv("TIERSTREAM_REDIS_URL", redis_url)
     monkeypatch.setenv("TIERSTREAM_REDIS_NAMESPACE", namespace)
     monkeypatch.setenv("TIERSTREAM_PARTITIONS", "4")
-    events = [
-        e
-        for e in collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False)
-        if e.customer_id < "01000"
-    ]
+    events = [e for e in cdnow_history() if e.customer_id < "01000"]
     scorer = Scorer(load_scoring_config(None))
     result = replay(events, scorer, as_of=AS_OF, emit=lambda c: None, stats=ReplayStats())
     store = RedisStore(redis_url, partitions=4, namespace=namespace)

@@ -43,7 +43,7 @@ KEYS = [
 
 def test_quick_benchmark_end_to_end(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> None:
     out = tmp_path / "results"
-    result = subprocess.run(  # noqa: S603 - our own module
+    result = subprocess.run(  # our own module
         [
             sys.executable,
             "-m",

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typer.testing import CliRunner
 
 from scoring.engine import Scorer
+from tests.cdnow import cdnow_history
 from tierstream.cli import app
-from tierstream.readers import bundled_cdnow_path, read_events
-from tierstream.replay import ReplayStats, collect, replay
+from tierstream.replay import ReplayStats, replay
 from tierstream.settings import load_scoring_config
 from tierstream.stores import Batch
 from tierstream.stores.redis import RedisStore
@@ -24,11 +24,7 @@ def test_segments_export_and_customer_read_the_shared_state(redis_url, tmp_path,
     monkeypatch.setenv("TIERSTREAM_REDIS_URL", redis_url)
     monkeypatch.setenv("TIERSTREAM_REDIS_NAMESPACE", namespace)
     monkeypatch.setenv("TIERSTREAM_PARTITIONS", "4")
-    events = [
-        e
-        for e in collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False)
-        if e.customer_id < "03000"
-    ]
+    events = [e for e in cdnow_history() if e.customer_id < "03000"]
     result = replay(
         events,
         Scorer(load_scoring_config(None)),

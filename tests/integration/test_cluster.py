@@ -16,6 +16,9 @@ from redis.crc import key_slot
 from tests.integration.api_support import Client, free_port
 from tests.integration.pipeline import ROOT, Pipeline, assert_applied_exactly_once
 
+# The whole CDNOW history through kill -9, a reshard and a failover: an acceptance run.
+pytestmark = pytest.mark.acceptance
+
 
 def test_cdnow_through_kafka_on_a_cluster_survives_kill9_reshard_and_failover(
     redis_cluster, kafka_bootstrap, fresh_topics, unique_name, tmp_path, cdnow_events, cdnow_frame
@@ -80,7 +83,7 @@ def the_api_and_the_cli_read_the_cluster(pipeline: Pipeline, tmp_path) -> None:
     customers = {state.customer_id: state for state in pipeline.store.scan()}
     some = sorted(customers)[len(customers) // 2]
     port = free_port()
-    serve = subprocess.Popen(  # noqa: S603 - our own CLI
+    serve = subprocess.Popen(  # our own CLI
         [sys.executable, "-m", "tierstream.cli", "serve"],
         cwd=ROOT,
         env={**pipeline.env, "TIERSTREAM_API_PORT": str(port)},
@@ -109,7 +112,7 @@ def the_api_and_the_cli_read_the_cluster(pipeline: Pipeline, tmp_path) -> None:
     finally:
         serve.terminate()
         serve.wait(timeout=30)
-    shown = subprocess.run(  # noqa: S603
+    shown = subprocess.run(
         [sys.executable, "-m", "tierstream.cli", "customer", some, "--json"],
         cwd=ROOT,
         env=pipeline.env,
@@ -120,7 +123,7 @@ def the_api_and_the_cli_read_the_cluster(pipeline: Pipeline, tmp_path) -> None:
     )
     assert json.loads(shown.stdout)["tier"] == customers[some].tier
     out = tmp_path / "export.jsonl"
-    subprocess.run(  # noqa: S603
+    subprocess.run(
         [sys.executable, "-m", "tierstream.cli", "export", "--state-out", str(out)],
         cwd=ROOT,
         env=pipeline.env,

@@ -24,6 +24,7 @@ import pytest
 
 from scoring.engine import Change, change_event_id
 from scoring.state import CustomerState
+from tests.cdnow import cdnow_history
 from tests.integration.api_support import AS_OF, Served, cdnow, commit_states
 from tierstream.api import create_api
 from tierstream.settings import Settings
@@ -224,10 +225,8 @@ def test_dashboard_of_a_running_worker_fed_with_cdnow_follows_new_events(
     """End to end: CDNOW through Kafka into a worker that serves the page itself."""
     from tests.integration.api_support import free_port
     from tests.integration.pipeline import Pipeline
-    from tierstream.readers import bundled_cdnow_path, read_events
-    from tierstream.replay import ReplayStats, collect
 
-    events = collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False)
+    events = list(cdnow_history())
     events.sort(key=lambda e: e.occurred_at)
     first = [e for e in events if e.customer_id < "02000"]
     later = [e for e in events if "02000" <= e.customer_id < "02500"]
@@ -254,7 +253,7 @@ def test_dashboard_of_a_running_worker_fed_with_cdnow_follows_new_events(
             try:
                 page.goto(f"http://127.0.0.1:{port}/")
                 break
-            except Exception:
+            except Exception:  # noqa: BLE001 - playwright raises its own error types
                 assert time.monotonic() < deadline, "the worker never served the page"
                 time.sleep(0.5)
         wait_for(page, f"Number(document.body.dataset.customers) === {customers}")

@@ -93,7 +93,7 @@ feeders: dict[int, list[Feeder]] = {}
 def start_streaming(pipeline: Pipeline, events: list, rate: float = RATE) -> Feeder:
     """Start a worker, wait until it owns every shard, then feed the input at ``rate``."""
     pipeline.start_worker()
-    client = pipeline.store._client  # noqa: SLF001 - the shard epochs are the store's own
+    client = pipeline.store._client  # the shard epochs are the store's own
     wait_for(
         pipeline,
         lambda: all(
@@ -253,7 +253,7 @@ def test_two_workers_in_separate_groups_fencing_each_other_lose_nothing(
         feeder = start_streaming(pipeline, events)
     finally:
         pipeline.env = own_env
-    client = pipeline.store._client  # noqa: SLF001 - the shard epoch is the store's own
+    client = pipeline.store._client  # the shard epoch is the store's own
     wait_for(
         pipeline,
         lambda: int(client.hget(pipeline.store.meta_key(0), "epoch") or 0) >= 2,

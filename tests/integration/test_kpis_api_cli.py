@@ -18,14 +18,14 @@ from typer.testing import CliRunner
 
 from scoring.days import utc_day
 from scoring.engine import Scorer
+from tests.cdnow import cdnow_history
 from tests.integration.api_support import Client, Served, commit_states
 from tierstream.api import create_api
 from tierstream.cli import app
 from tierstream.clv import CLV_META, ClvSnapshot
 from tierstream.kpis import kpi_table, population
 from tierstream.openapi import OPENAPI
-from tierstream.readers import bundled_cdnow_path, read_events
-from tierstream.replay import ReplayStats, collect, replay
+from tierstream.replay import ReplayStats, replay
 from tierstream.review import REVIEWS_META
 from tierstream.settings import Settings, load_scoring_config
 from tierstream.stores.redis import RedisStore
@@ -36,11 +36,7 @@ PARTITIONS = 4
 
 @pytest.fixture(scope="module")
 def replayed():
-    events = [
-        e
-        for e in collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False)
-        if e.customer_id < "06000"
-    ]
+    events = [e for e in cdnow_history() if e.customer_id < "06000"]
     return replay(
         events,
         Scorer(load_scoring_config(None)),

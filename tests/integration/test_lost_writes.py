@@ -22,7 +22,7 @@ def restart_empty(redis: PrivateRedis) -> subprocess.Popen[bytes]:
     command = redis.process.args
     redis.process.kill()
     redis.process.wait()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     redis.process = process
     deadline = time.monotonic() + 15
     while True:

@@ -180,7 +180,7 @@ def _api(pipeline: Pipeline, port: int, path: str) -> tuple[int, Any]:
 
 
 def _cli(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own CLI
+    return subprocess.run(
         [sys.executable, "-m", "tierstream.cli", *args],
         cwd=Path(ROOT),
         env=pipeline.env,

@@ -34,7 +34,7 @@ def add_partitions(bootstrap: str, topics: list[str], count: int) -> None:
 
 
 def cli(pipeline, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(  # noqa: S603 - our own CLI
+    return subprocess.run(  # our own CLI
         [sys.executable, "-m", "tierstream.cli", *args],
         cwd=ROOT,
         env={**pipeline.env, **(env or {})},

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_report_opens_with_its_plots_drawn(browser, tmp_path):  # noqa: F811
     # A small history in the csv format: the report is about rendering here, the KPI
-    # figures themselves are checked against pandas in tests/test_kpis_cdnow.py.
+    # figures themselves are checked against pandas in tests/acceptance/test_kpis_cdnow.py.
     history = tmp_path / "history.csv"
     rows = ["event_id,customer_id,occurred_at,amount,currency"]
     for n in range(240):

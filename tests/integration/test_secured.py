@@ -26,10 +26,10 @@ import pytest
 
 from scoring.engine import Scorer
 from streams.producer import event_json
+from tests.cdnow import cdnow_history
 from tests.integration.api_support import free_port
 from tests.integration.secured import SecuredKafka, SecuredRedis
-from tierstream.readers import bundled_cdnow_path, read_events
-from tierstream.replay import ReplayStats, collect, replay
+from tierstream.replay import ReplayStats, replay
 from tierstream.settings import load_scoring_config
 from tierstream.shift import days_to_now, shift_days
 
@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = 3000  # the first CDNOW purchases: enough customers, quick to apply
-TOKEN = "secured-test-token"  # noqa: S105
+TOKEN = "secured-test-token"
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def first_purchases(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, lis
     """The first EVENTS CDNOW purchases, as a JSONL file for `produce` (a file this small
     is read at once, the whole CDNOW file is not) and as events."""
     events = sorted(
-        collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False),
+        cdnow_history(),
         key=lambda e: (e.occurred_at, e.event_id),
     )[:EVENTS]
     path = tmp_path_factory.mktemp("events") / "first.jsonl"
@@ -93,7 +93,7 @@ def _env(
 
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own CLI
+    return subprocess.run(  # our own CLI
         [sys.executable, "-m", "tierstream.cli", *args],
         cwd=ROOT,
         env=env,
@@ -105,11 +105,11 @@ def _cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.Co
 
 
 def _get(port: int, path: str, token: str | None = TOKEN) -> tuple[int, Any]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")  # noqa: S310
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read()
             status = response.status
     except urllib.error.HTTPError as exc:
@@ -137,7 +137,7 @@ def _wait_for(port: int, path: str, status: int, seconds: float = 60) -> Any:
 def _serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: S603 - our own CLI
+        process = subprocess.Popen(  # our own CLI
             [sys.executable, "-m", "tierstream.cli", "serve"],
             cwd=ROOT,
             env={**env, "TIERSTREAM_API_PORT": str(port)},
@@ -254,7 +254,7 @@ def test_worker_over_sasl_ssl_and_redis_tls_with_auth(
     assert _cli(env, "topics", "create").returncode == 0
     api_port = free_port()
     log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(  # noqa: S603 - our own CLI
+    worker = subprocess.Popen(  # our own CLI
         [sys.executable, "-m", "tierstream.cli", "worker", "--loglevel", "warning"],
         cwd=ROOT,
         env={**env, "TIERSTREAM_API_PORT": str(api_port)},

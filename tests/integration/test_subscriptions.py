@@ -60,7 +60,7 @@ def hook(url: str, **extra: Any) -> dict[str, Any]:
 
 
 def start_deliver(pipeline, log: Path, metrics_port: int = 0) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603 - our own CLI
+    return subprocess.Popen(  # our own CLI
         [sys.executable, "-m", "tierstream.cli", "deliver", "--loglevel", "warning"]
         + ["--metrics-port", str(metrics_port)],
         cwd=ROOT,
@@ -294,7 +294,7 @@ def test_deliver_refuses_to_start_when_a_derived_topic_does_not_exist(
     missing = unique_name("never-created")
     config = subscriptions_config(tmp_path, [{"name": "v", "topic": missing}])
     pipeline = make_pipeline(config=config)
-    result = subprocess.run(  # noqa: S603 - our own CLI
+    result = subprocess.run(  # our own CLI
         [sys.executable, "-m", "tierstream.cli", "deliver", "--loglevel", "warning"],
         cwd=ROOT,
         env=pipeline.env,

@@ -10,6 +10,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.integration.pipeline import (
     ROOT,
     assert_applied_exactly_once,
@@ -20,6 +22,7 @@ from tests.integration.pipeline import (
 )
 
 
+@pytest.mark.acceptance  # the whole CDNOW history, checked customer by customer
 def test_cdnow_history_through_kafka_equals_the_batch_reference(
     make_pipeline, cdnow_events, cdnow_frame
 ):
@@ -174,9 +177,9 @@ def test_services_restarting_mid_stream_pause_and_resume_without_loss(
     pipeline.produce(events)
     worker = pipeline.start_worker()
     pipeline.wait_applied(0.3)
-    subprocess.run(["bash", "infra/services.sh", "restart-redis"], cwd=ROOT, check=True)  # noqa: S603,S607
+    subprocess.run(["bash", "infra/services.sh", "restart-redis"], cwd=ROOT, check=True)
     pipeline.wait_applied(0.6)
-    subprocess.run(["bash", "infra/services.sh", "restart-kafka"], cwd=ROOT, check=True)  # noqa: S603,S607
+    subprocess.run(["bash", "infra/services.sh", "restart-kafka"], cwd=ROOT, check=True)
     pipeline.wait_applied(1.0, timeout=300)
     pipeline.wait_quiet(timeout=120)
     assert worker.poll() is None, f"the worker must ride out the restarts\n{pipeline.logs()}"
@@ -284,7 +287,7 @@ def test_worker_serves_every_api_endpoint_behind_its_token(make_pipeline, cdnow_
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                with urllib.request.urlopen(request, timeout=5) as response:
                     return response.status, bytes(response.read())
             except urllib.error.HTTPError as exc:
                 return exc.code, bytes(exc.read())
@@ -352,7 +355,7 @@ def test_two_workers_adopt_a_published_segment_model_and_agree(make_pipeline, cd
     before = pipeline.changes()
     assert all(c["new_behaviour"] is None for c in before)  # no model yet
 
-    learned = subprocess.run(  # noqa: S603 - our own CLI
+    learned = subprocess.run(  # our own CLI
         [sys.executable, "-m", "tierstream.cli", "segments", "--as-of", "1998-07-01", "--json"],
         cwd=ROOT,
         env=pipeline.env,

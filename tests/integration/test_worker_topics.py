@@ -14,7 +14,7 @@ from tests.integration.pipeline import ROOT
 
 
 def start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own CLI
+    return subprocess.run(
         [sys.executable, "-m", "tierstream.cli", "worker", "--loglevel", "warning"],
         cwd=ROOT,
         env=env,

@@ -69,7 +69,7 @@ def test_created_at_is_normalized_to_utc_and_must_be_aware(model: OnlineSegmente
     assert json.loads(snap.to_bytes())["created_at"] == "2024-05-01T12:00:00+00:00"
     assert SegmentSnapshot.from_bytes(snap.to_bytes()).created_at == T0
     with pytest.raises(ValueError, match="timezone"):
-        snapshot_from_model(model, created_at=datetime(2024, 5, 1))  # noqa: DTZ001
+        snapshot_from_model(model, created_at=datetime(2024, 5, 1))
 
 
 def test_invalid_snapshots_are_rejected() -> None:

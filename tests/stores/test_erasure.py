@@ -9,9 +9,9 @@ import pytest
 
 from scoring.engine import Scorer
 from scoring.events import EngagementEvent, PurchaseEvent
-from streams.clock import WallClock
 from streams.deadletters import RawMessage
 from streams.processor import ShardProcessor, decode_entry
+from tierstream.clock import WallClock
 from tierstream.erasure import ErasureRequest, customer_digest, parse_marker
 from tierstream.stores import shard_for
 

@@ -13,15 +13,14 @@ from models.learning import Contribution, add_contribution
 from scoring.days import day_start
 from scoring.engine import Scorer
 from scoring.events import EngagementEvent, PurchaseEvent
-from streams.clock import EventClock
 from streams.deadletters import RawMessage
 from streams.learner import shard_learner
 from streams.processor import ShardProcessor
 from streams.producer import keyed_records
 from streams.segment_learning import LearningCoordinator
+from tests.cdnow import cdnow_history
 from tierstream.cli import app
-from tierstream.readers import bundled_cdnow_path, read_events
-from tierstream.replay import ReplayStats, collect
+from tierstream.clock import EventClock
 from tierstream.segments import customer_features
 from tierstream.settings import load_scoring_config
 from tierstream.stores.base import shard_for
@@ -35,7 +34,7 @@ KINDS = {"purchases": PurchaseEvent, "engagements": EngagementEvent}
 
 @pytest.fixture(scope="module")
 def messages() -> dict[int, list[RawMessage]]:
-    events = collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False)
+    events = list(cdnow_history())
     by_shard: dict[int, list[RawMessage]] = defaultdict(list)
     for is_purchase, key, value in keyed_records(e for e in events if e.customer_id < "00400"):
         shard = shard_for(key.decode(), PARTITIONS)

@@ -18,8 +18,8 @@ import pytest
 
 from scoring.engine import Change, Scorer
 from streams.processor import encode_change
+from tests.cdnow import cdnow_history
 from tierstream.audiences import differences
-from tierstream.readers import bundled_cdnow_path, read_events
 from tierstream.repartition import (
     LAYOUT_META,
     RepartitionError,
@@ -29,7 +29,7 @@ from tierstream.repartition import (
     plan,
     repartition,
 )
-from tierstream.replay import ReplayResult, ReplayStats, collect, replay
+from tierstream.replay import ReplayResult, ReplayStats, replay
 from tierstream.stores import Batch, record_changes, shard_for
 from tierstream.stores.base import AUDIENCE_KINDS, record_memberships
 from tierstream.stores.redis import RedisStore
@@ -42,7 +42,7 @@ AS_OF = datetime(1998, 7, 1, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def cdnow(default_config) -> tuple[ReplayResult, dict[str, list[Change]]]:
-    events = collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False)
+    events = list(cdnow_history())
     changes: dict[str, list[Change]] = defaultdict(list)
     result = replay(
         events,

@@ -90,7 +90,7 @@ def test_a_plan_of_fractions_scores_as_before() -> None:
     assert config.tiers.scale == "fractions" and not config.tiers.traits
     # 0.35*5 + 0.25*3 + 0.30*4 + 0.10*1 = 3.8: tier A, and the reason as it always read
     scorer = Scorer(config)
-    tier_rule, _ = scorer._explain(Scores(5, 3, 4, 1))  # noqa: SLF001
+    tier_rule, _ = scorer._explain(Scores(5, 3, 4, 1))
     assert tier_rule == "tier A: weighted score 3.80 = 0.35×R5 + 0.25×F3 + 0.30×M4 + 0.10×E1 ≥ 3.4"
 
 

@@ -9,9 +9,9 @@ import pytest
 
 from scoring.engine import Scorer
 from scoring.events import DeadLetter, EngagementEvent, PurchaseEvent
-from streams.clock import EventClock, WallClock
 from streams.deadletters import RawMessage
 from streams.processor import CHANGE_ENTRY, DEAD_LETTER_ENTRY, ShardProcessor, decode_entry
+from tierstream.clock import EventClock, WallClock
 from tierstream.stores import FencedError, MemoryStore
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

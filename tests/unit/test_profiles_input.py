@@ -14,11 +14,11 @@ from scoring.config import load_config_text
 from scoring.engine import Scorer
 from scoring.events import EngagementEvent, PurchaseEvent
 from scoring.profiles import ProfileUpdate
-from streams.clock import WallClock
 from streams.deadletters import RawMessage
 from streams.processor import ShardProcessor, decode_entry
 from tests.unit.test_processor import NOW
 from tests.unit.test_processor import purchase as processor_purchase
+from tierstream.clock import WallClock
 from tierstream.erasure import ErasureRequest
 from tierstream.personal_data import customer_export
 from tierstream.stores import MemoryStore

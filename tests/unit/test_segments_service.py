@@ -8,8 +8,8 @@ import pytest
 
 from models.snapshot import SegmentSnapshot
 from scoring.engine import Scorer
-from tierstream.readers import bundled_cdnow_path, read_events
-from tierstream.replay import ReplayStats, collect, replay
+from tests.cdnow import cdnow_history
+from tierstream.replay import ReplayStats, replay
 from tierstream.segments import behaviour, learn_snapshot
 
 AS_OF = datetime(1998, 7, 1, tzinfo=UTC)
@@ -18,11 +18,7 @@ AS_OF = datetime(1998, 7, 1, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def cdnow_states(request):
     config = request.getfixturevalue("default_config")
-    events = [
-        e
-        for e in collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False)
-        if e.customer_id < "05000"
-    ]
+    events = [e for e in cdnow_history() if e.customer_id < "05000"]
     result = replay(events, Scorer(config), as_of=AS_OF, emit=lambda c: None, stats=ReplayStats())
     return result.scorer, list(result.states.values())
 
@@ -64,11 +60,7 @@ def test_replaying_twice_with_a_snapshot_gives_the_same_segments(cdnow_states, d
 
     scorer, states = cdnow_states
     published = learn_snapshot(scorer, states, AS_OF).snapshot.to_bytes()
-    events = [
-        e
-        for e in collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False)
-        if e.customer_id < "02000"
-    ]
+    events = [e for e in cdnow_history() if e.customer_id < "02000"]
     runs = []
     for _ in range(2):  # two processes' worth: each parses the published bytes itself
         model = SnapshotBehaviour(SegmentSnapshot.from_bytes(published))

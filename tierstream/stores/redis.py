@@ -33,13 +33,11 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
-import orjson
 import redis
 from redis.backoff import EqualJitterBackoff
 from redis.retry import Retry
 
 from scoring.state import CustomerState
-from tierstream.jsonbytes import compact_json
 from tierstream.stores.base import (
     AUDIENCES_META,
     CUSTOMERS_TALLY,
@@ -57,6 +55,8 @@ from tierstream.stores.base import (
     stamp,
 )
 from tierstream.stores.redis_connect import sync_client
+from tierstream.stores.state_codec import decode_state as _decode
+from tierstream.stores.state_codec import encode_state as _encode
 
 # Redis runs a commit of 500 states in about 2 ms; waiting 5 s means it is stuck (or
 # swapping), not busy, and the worker is better off retrying on a fresh connection.
@@ -313,19 +313,6 @@ head = head + drop
 redis.call('HSET', KEYS[1], 'head', head)
 return {0, head}
 """
-
-
-def _encode(state: CustomerState) -> bytes:
-    """Compact JSON of ``CustomerState.to_dict()`` without the id (the key holds it)."""
-    raw = state.to_dict()
-    del raw["c"]
-    return compact_json(raw)
-
-
-def _decode(customer_id: str, data: bytes) -> CustomerState:
-    raw = orjson.loads(data)
-    raw["c"] = customer_id
-    return CustomerState.from_dict(raw)
 
 
 class RedisStore:

@@ -25,13 +25,13 @@ from tierstream.stores.redis import (
     CONNECT_TIMEOUT,
     SOCKET_TIMEOUT,
     RedisStore,
-    _decode,
     _score,
     applied_offsets,
     check_commit_reply,
     commit_request,
 )
 from tierstream.stores.redis_connect import async_client
+from tierstream.stores.state_codec import decode_state as _decode
 
 
 class AsyncRedisStore:

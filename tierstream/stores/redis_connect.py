@@ -61,10 +61,6 @@ def seeds(plain: str) -> tuple[str, list[tuple[str, int]]]:
     return f"{scheme}://{userinfo}{at}{first}{tail}", extra
 
 
-def is_cluster(url: str) -> bool:
-    return cluster_url(url) is not None
-
-
 def sync_client(url: str, **options: Any) -> Any:
     """A blocking client: ``redis.Redis``, or ``RedisCluster`` for a cluster URL."""
     plain = cluster_url(url)

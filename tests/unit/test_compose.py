@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 # The Compose Specification's JSON Schema, as the loader of `docker compose` (compose-go
 # v2.16.2, schema/compose-spec.json, Apache-2.0) validates files with it: the check runs

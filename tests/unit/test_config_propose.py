@@ -159,7 +159,7 @@ def test_propose_with_trait_criteria_reads_the_profiles_as_replay_does(
             for n in range(1, 401, 2)
         )
     )
-    b2b = Path(__file__).resolve().parents[1] / "configs" / "b2b-traits.yaml"
+    b2b = Path(__file__).resolve().parents[2] / "configs" / "b2b-traits.yaml"
     result = cli(
         "config", "propose", str(b2b), "--replay", str(small), "--format", "cdnow",
         "--as-of", AS_OF, "--current", str(DEFAULT_CONFIG), "--json",

@@ -10,7 +10,7 @@ from tierstream.clv_validation import markdown, validate
 
 pytestmark = pytest.mark.slow
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "clv.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "clv.md"
 
 
 def test_cdnow_holdout_figures_match_the_docs():

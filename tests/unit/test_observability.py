@@ -21,7 +21,7 @@ from tierstream.api import STATE_KEY, create_api
 from tierstream.settings import Settings, load_scoring_config
 from tierstream.stores.memory import MemoryStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "infra" / "prometheus"
 GRAFANA = ROOT / "infra" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "tierstream.json"
@@ -149,7 +149,7 @@ def test_prometheus_scrapes_the_worker_and_the_api_where_they_listen() -> None:
     }
     api_port = services["api"]["environment"]["TIERSTREAM_API_PORT"]
     assert jobs["api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
-    assert services["worker"]["environment"]["TIERSTREAM_API_HOST"] == "0.0.0.0"  # noqa: S104
+    assert services["worker"]["environment"]["TIERSTREAM_API_HOST"] == "0.0.0.0"
     deliver_command = services["deliver"]["command"]
     deliver_port = int(deliver_command[deliver_command.index("--metrics-port") + 1])
     assert jobs["deliver"]["dns_sd_configs"][0]["port"] == deliver_port

@@ -269,3 +269,36 @@ def test_without_quixstreams_the_peer_is_skipped_saying_so(tmp_path, monkeypatch
     assert "quixstreams is not installed" in detail["skipped"]["peer"]
     assert detail["errors"] == []
     assert json.loads((tmp_path / "latest.json").read_text())["peer_eps"] is None
+
+
+def test_the_bench_command_finds_the_harness_in_the_checkout():
+    from tierstream.bench_checkout import bench_main
+
+    assert bench_main() is main  # bench/ is beside the package, not inside the wheel
+
+
+class _NoBench:
+    """An import system without bench/, as an installed wheel has it."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "bench" or name.startswith("bench."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+def test_without_a_checkout_the_bench_command_says_so_in_one_line(tmp_path, monkeypatch):
+    import sys
+
+    from typer.testing import CliRunner
+
+    from tierstream import bench_checkout
+    from tierstream.cli import app
+
+    for name in [n for n in sys.modules if n == "bench" or n.startswith("bench.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [_NoBench(), *sys.meta_path])
+    monkeypatch.setattr(bench_checkout, "CHECKOUT", tmp_path)  # no bench/ beside it
+    assert bench_checkout.bench_main() is None
+    result = CliRunner().invoke(app, ["bench", "--quick"])
+    assert result.exit_code == 2
+    assert "runs from a checkout" in result.output and "Traceback" not in result.output

@@ -17,12 +17,13 @@ import subprocess
 import sys
 import tomllib
 import venv
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # What the build needs from the checkout; everything else (.venv, run dirs, caches) stays.
 SKIP = shutil.ignore_patterns(
     ".git", ".venv*", "infra", "out", "build", "dist", "*.egg-info", "__pycache__", ".*cache"
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.slow
 
 def _run(args: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "TIERSTREAM_"))}
-    return subprocess.run(  # noqa: S603 - our own commands
+    return subprocess.run(  # our own commands
         args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
 
@@ -109,6 +110,22 @@ def test_runtime_dependencies_leave_out_the_benchmark_tooling(installed: Path) -
         cwd=installed,
     )  # fmt: skip
     assert probe.stdout.strip() == "[]", probe.stdout + probe.stderr
+
+
+def test_the_wheel_ships_the_product_without_the_benchmark(installed: Path) -> None:
+    (wheel,) = (installed.parent.parent / "wheels").glob("tierstream-*.whl")
+    tops = {name.split("/", 1)[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert {"scoring", "models", "streams", "tierstream"} <= tops, tops
+    assert "bench" not in tops, "bench/ belongs to the checkout, not the wheel"
+    probe = _run(
+        [
+            str(installed / "python"),
+            "-c",
+            "import importlib.util as u; print(u.find_spec('bench'))",
+        ],
+        cwd=installed,
+    )
+    assert probe.stdout.strip() == "None", probe.stdout + probe.stderr
 
 
 def test_installed_bench_asks_for_its_extra(installed: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -41,7 +40,3 @@ class EventClock:
         if self._watermark is None:
             return datetime.fromtimestamp(0, UTC)
         return self._watermark
-
-
-def monotonic() -> float:
-    return time.monotonic()

@@ -15,9 +15,9 @@ pytest.importorskip(
 )
 pytest.importorskip("pandas", reason="the CDNOW features are computed with pandas")
 
-from models.clustering import OnlineSegmenter  # noqa: E402
-from models.evaluation import cdnow_features, reference_labels, run_online  # noqa: E402
-from models.snapshot import assign, snapshot_from_model  # noqa: E402
+from models.clustering import OnlineSegmenter
+from models.evaluation import cdnow_features, reference_labels, run_online
+from models.snapshot import assign, snapshot_from_model
 
 K = 5
 

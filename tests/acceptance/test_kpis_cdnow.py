@@ -20,11 +20,11 @@ import pytest
 
 from scoring.config import ScoringConfig
 from scoring.engine import Scorer
+from tests.cdnow import cdnow_history
 from tests.reference import load_cdnow
 from tierstream.clv import features_of, fit
 from tierstream.kpis import kpi_table, population
-from tierstream.readers import bundled_cdnow_path, read_events
-from tierstream.replay import ReplayStats, collect, replay
+from tierstream.replay import ReplayStats, replay
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def frame() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def replayed(no_hysteresis_config):
     """One replay per case, shared by the tests (two full CDNOW runs in all)."""
-    events = collect(read_events(bundled_cdnow_path(), "cdnow"), ReplayStats(), strict=False)
+    events = list(cdnow_history())
     done = {}
 
     def run(as_of: date, window: int):
