@@ -13,15 +13,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pytest
-
 from scoring.accounts import AccountScorer, AccountState, account_change_event_id
 from tests.accounts.reference import account_rfm, with_accounts
+from tests.api_schema import assert_valid
 from tests.integration.api_support import Client, Served
 from tests.integration.pipeline import AS_OF, ROOT, Pipeline, subset
 from tierstream.accounts import ACCOUNTS_NAMESPACE_SUFFIX
 from tierstream.api import create_api
-from tierstream.openapi import OPENAPI
 from tierstream.settings import Settings
 from tierstream.stores.redis import RedisStore
 
@@ -97,9 +95,7 @@ def check_export_and_api(
             latest = body["history"][0]
             assert latest["version"] == held.totals.version
             assert latest["event_id"] == account_change_event_id(account_id, latest["version"])
-            jsonschema = pytest.importorskip("jsonschema")
-            schema = {"$ref": "#/components/schemas/Account", **OPENAPI}
-            jsonschema.Draft202012Validator(schema).validate(body)
+            assert_valid("Account", body)
             assert client.get("/accounts/nobody-at-all")[0] == 404
             assert client.get("/accounts/a%01b")[0] == 400
         finally:

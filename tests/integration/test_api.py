@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scoring.state import CustomerState
 from streams.metrics import Metrics
 from streams.processor import StepResult
+from tests.api_schema import assert_valid
 from tests.integration.api_support import Client, Served, cdnow, commit_states, free_port
 from tests.integration.helpers import FreshTopics
 from tierstream.api import create_api
@@ -316,6 +317,7 @@ def test_a_token_protects_every_route_but_healthz_and_the_page(
             assert status == 401, path
             assert body["error"] == "unauthorized"
             assert headers["WWW-Authenticate"] == 'Bearer realm="tierstream"'
+            assert_valid("Error", body)
             assert client.get(path, token="wrong")[0] == 401
             assert client.get(path, token="s3cret")[0] == 200, path
         assert client.get("/openapi.json")[0] == 401
@@ -423,12 +425,7 @@ def test_openapi_document_is_served_and_matches_the_docs_copy(client):
 
 
 def test_responses_validate_against_the_openapi_schemas(client, replayed):
-    jsonschema = pytest.importorskip("jsonschema")
-
-    def check(schema_name: str, body) -> None:
-        schema = {"$ref": f"#/components/schemas/{schema_name}", **OPENAPI}
-        jsonschema.Draft202012Validator(schema).validate(body)
-
+    check = assert_valid
     check("Customer", client.customer(sample_ids(replayed, 1)[0])[1])
     check("Error", client.customer("nobody")[1])
     check("Error", client.customer("")[1])
@@ -437,6 +434,10 @@ def test_responses_validate_against_the_openapi_schemas(client, replayed):
     check("Flows", client.get("/flows")[1])
     check("Model", client.get("/model")[1])
     check("Health", client.get("/healthz")[1])
+    check("Error", client.get("/no/such/route")[1])
+    check("Error", client.get("/kpis?by=nothing")[1])
+    check("Error", client.get("/customers/nobody/export")[1])
+    check("CustomerExport", client.get(f"/customers/{sample_ids(replayed, 1)[0]}/export")[1])
 
 
 # ------------------------------------------------------------ inside a worker
@@ -600,6 +601,7 @@ def test_members_pages_list_every_customer_of_a_tier_once(client, replayed):
             path += f"&cursor={cursor}"
         status, body, _ = client.get(path)
         assert status == 200, body
+        assert_valid("Members", body)
         size = body["size"]
         listed += body["members"]
         cursor = body["next_cursor"]
@@ -639,6 +641,7 @@ def test_members_routes_refuse_bad_requests_with_one_line(client, replayed, path
     tier = quote(replayed.scorer.config.tiers.levels[0].name)
     got, body, _ = client.get(path.format(tier=tier))
     assert got == status and isinstance(body["error"], str) and "\n" not in body["error"]
+    assert_valid("Error", body)
 
 
 def test_sizes_from_the_kept_counts_equal_the_scan(replayed, kafka_bootstrap):

@@ -10,9 +10,9 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.api_schema import assert_valid
 from tests.integration.api_support import Client, Served, cdnow, commit_states
 from tierstream.api import create_api
-from tierstream.openapi import OPENAPI
 from tierstream.settings import Settings
 from tierstream.stores.redis import RedisStore
 
@@ -125,18 +125,14 @@ def test_a_malformed_lookup_body_is_a_400_with_the_reason(served, body, reason):
 
 
 def test_lookup_answers_validate_against_the_openapi_schemas(client, served, replayed):
-    jsonschema = pytest.importorskip("jsonschema")
-
-    def check(schema_name: str, body: Any) -> None:
-        schema = {"$ref": f"#/components/schemas/{schema_name}", **OPENAPI}
-        jsonschema.Draft202012Validator(schema).validate(body)
-
+    check = assert_valid
     customer_id = sorted(replayed.states)[0]
     check("CustomerTier", client.get(f"/customers/{customer_id}/tier")[1])
     check("Error", client.get("/customers/nobody/tier")[1])
     _, body = post(
         served.port, "/customers/lookup", json.dumps({"ids": [customer_id, "x"]}).encode()
     )
+    check("LookupResults", body)
     for result in body["results"]:
         check("LookupResult", result)
     check("Error", post(served.port, "/customers/lookup", b"{")[1])

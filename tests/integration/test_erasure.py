@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.api_schema import assert_valid
 from tests.integration.api_support import Client, free_port
 from tests.integration.pipeline import ROOT, Pipeline
 from tierstream.erasure import customer_digest, erasure_salt
@@ -125,6 +126,7 @@ def test_erase_by_cli_api_and_topic_leaves_nothing_and_publishes_one_change(pipe
     wait_api(port)
     status, body = api_call(port, "GET", f"/customers/{quote(by_api, safe='')}/export")
     assert status == 200 and body["customer_id"] == by_api and body["state"]["first_purchase_at"]
+    assert_valid("CustomerExport", body)
     assert body["stored"]["v"] == body["state"]["version"] and "history" in body
     # The token protects the new routes.
     client = Client(port)
@@ -139,6 +141,7 @@ def test_erase_by_cli_api_and_topic_leaves_nothing_and_publishes_one_change(pipe
 
     status, body = api_call(port, "DELETE", f"/customers/{quote(by_api, safe='')}")
     assert status == 202 and body["status"] == "accepted" and body["customer_id"] == by_api
+    assert_valid("ErasureAccepted", body)
     pipeline.produce_raw("erasures", [(by_topic.encode(), erasure_request(by_topic))])
     done = cli(pipeline, "erase", suppressed, "--suppress", "--wait", "60")
     assert done.returncode == 0, done.stderr
@@ -164,8 +167,9 @@ def test_erase_by_cli_api_and_topic_leaves_nothing_and_publishes_one_change(pipe
 
     assert holders_of(pipeline, erased) == {}, "erased ids still held"
     wait_api(port)  # the restarted worker's
-    status, _ = api_call(port, "GET", f"/customers/{quote(by_api, safe='')}/export")
+    status, body = api_call(port, "GET", f"/customers/{quote(by_api, safe='')}/export")
     assert status == 404
+    assert_valid("Error", body)
     salt = erasure_salt(pipeline.store)
     audit = [
         json.loads(record)
