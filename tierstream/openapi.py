@@ -22,6 +22,7 @@ from pydantic_core import core_schema
 
 from tierstream import api_models as m
 from tierstream.audiences import DEFAULT_PAGE, MAX_PAGE
+from tierstream.kpis import DIMENSIONS
 
 COMPONENTS = "#/components/schemas/"
 
@@ -90,7 +91,12 @@ AS_OF = Param(
 KPI_AS_OF = Param(
     "as_of", "query", {"type": "string"}, "YYYY-MM-DD or an ISO-8601 datetime (default: now)"
 )
-BY = Param("by", "query", {"type": "string", "enum": ["tier", "segment", "behaviour"]})
+BY = Param(
+    "by",
+    "query",
+    {"type": "string", "enum": list(DIMENSIONS)},
+    "the grouping (default tier)",
+)
 SUPPRESS = Param(
     "suppress",
     "query",
