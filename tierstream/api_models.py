@@ -58,31 +58,36 @@ class Behaviour(Body):
     model_version: int
 
 
-class Customer(Body):
-    """The SPEC state record as of `as_of`, why, and recent tier changes"""
+class StateRecord(Body):
+    """The state record's fields shared by a customer and a B2B account (docs/contracts.md)"""
 
-    customer_id: str
     frequency: int = Field(description="purchases in the window")
-    monetary: str = Field(description="net amount in the window (decimal)")
+    monetary: str = Field(description="net amount in the window (decimal, base currency)")
     recency_days: int | None
     last_purchase_at: datetime | None
     first_purchase_at: datetime | None
     r: Score | None
     f: Score | None
     m: Score | None
-    e: Score | None = Field(description="engagement score")
     tier: str | None
     segment: str | None
     engagement: dict[str, str] = Field(
         description="engagement kind -> summed weight in the window (decimal)"
     )
+    version: int = Field(ge=0)
+    as_of: date
+
+
+class Customer(StateRecord):
+    """The SPEC state record as of `as_of`, why, and recent tier changes"""
+
+    customer_id: str
+    e: Score | None = Field(description="engagement score")
     traits: dict[str, str | bool] | None = Field(
         default=None,
         description="the customer's traits from the customer-profiles topic, when any "
         "(numbers as decimal strings); docs/custom-criteria.md",
     )
-    version: int = Field(ge=0)
-    as_of: date
     why: str = Field(description="the tier and segment rules that apply")
     pending_changes: Count = Field(
         description="changes due by as_of that the worker has not committed yet"
@@ -286,25 +291,12 @@ class AccountMember(Body):
     segment: str | None
 
 
-class Account(Body):
+class Account(StateRecord):
     """A B2B account's record (docs/contracts.md, account record), summed over its current
     contacts, with them and its recent changes"""
 
     account_id: str
     contacts: Count
-    frequency: int
-    monetary: str = Field(description="decimal, base currency")
-    recency_days: int | None
-    last_purchase_at: datetime | None
-    first_purchase_at: datetime | None
-    r: Score | None
-    f: Score | None
-    m: Score | None
-    tier: str | None
-    segment: str | None
-    engagement: dict[str, str] | None = None
-    version: int = Field(ge=0)
-    as_of: date
     members: list[AccountMember] = Field(
         description="the current contacts, by id, with their own tier and segment"
     )
