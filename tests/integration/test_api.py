@@ -250,9 +250,12 @@ def test_model_is_null_until_a_snapshot_is_published(redis_url, kafka_bootstrap,
         app = create_api(store, replayed.scorer, settings_for(kafka_bootstrap))
         with Served(app) as server:
             client = Client(server.port)
-            assert client.get("/model")[1] == {"model": snapshot.to_dict()}
+            status, body, _ = client.get("/model")
+            assert body == {"model": snapshot.to_dict()}
+            assert_valid("Model", body)
             status, body = client.customer(ids[0])
             assert status == 200
+            assert_valid("Customer", body)
             assert body["behaviour"]["model_version"] == 3
             assert body["behaviour"]["label"] in {"active", "dormant"}
             client.close()
@@ -284,6 +287,7 @@ def test_healthz_is_503_when_kafka_is_down(cdnow_store, replayed):
         assert body["status"] == "unavailable"
         assert body["redis"]["ok"] is True
         assert body["kafka"]["ok"] is False and body["kafka"]["detail"]
+        assert_valid("Health", body)
         # Customers are still served: Redis is what lookups need.
         assert client.customer(sample_ids(replayed, 1)[0])[0] == 200
         client.close()
@@ -297,8 +301,10 @@ def test_healthz_and_lookups_report_503_when_redis_is_down(kafka_bootstrap, repl
         status, body, _ = client.get("/healthz")
         assert status == 503
         assert body["redis"]["ok"] is False and body["kafka"]["ok"] is True
+        assert_valid("Health", body)
         status, body = client.customer("00001")
         assert status == 503 and body["error"] == "state store unavailable"
+        assert_valid("Error", body)
         status, body, _ = client.get("/tiers")
         assert status == 503 and body["error"] == "state store unavailable"
         client.close()
