@@ -1,7 +1,7 @@
 """The API's OpenAPI 3.1 document, generated from the response models and a route table.
 
 The bodies' schemas come from the pydantic models in tierstream/api_models.py
-(``model_json_schema``, nested models as components); each route is one row of ``ROUTES``
+(``models_json_schema``, nested models as components); each route is one row of ``ROUTES``
 below, its parameters declared once. ``python -m tierstream.openapi`` writes
 docs/openapi.json; a test checks that the copy matches and that real responses validate
 against these schemas.

@@ -3,13 +3,16 @@ docs/, and made of the models (real answers are checked against it in tests/inte
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import jsonschema
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from pydantic import BaseModel
 
+from scoring.engine import Scorer
 from tierstream import api_models
+from tierstream.api import create_api
 from tierstream.openapi import (
     DOCS_COPY,
     OPENAPI,
@@ -18,6 +21,8 @@ from tierstream.openapi import (
     component_schemas,
     render,
 )
+from tierstream.settings import Settings, load_scoring_config
+from tierstream.stores.redis import RedisStore
 
 
 def test_the_document_is_valid_openapi_3_1():
@@ -58,3 +63,23 @@ def test_a_nullable_enum_or_constant_still_accepts_null():
     assert schema["properties"]["name"] == {"type": ["string", "null"]}
     jsonschema.validate({"kind": None, "fixed": None, "name": None}, schema)
     jsonschema.validate({"kind": "a", "fixed": "x", "name": "n"}, schema)
+
+
+def test_the_route_table_lists_exactly_what_the_app_serves():
+    # Nothing is connected: the app is built, never started.
+    store = RedisStore("redis://127.0.0.1:1/0", partitions=2)
+    settings = Settings(kafka_bootstrap="127.0.0.1:1")
+    app = create_api(store, Scorer(load_scoring_config(None)), settings)
+
+    def shape(path: str) -> str:  # path parameter names may differ: {tier} and {name}
+        return re.sub(r"\{[^}]*\}", "{}", path)
+
+    served = {
+        (route.method.lower(), shape(route.resource.canonical))
+        for route in app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+    }
+    documented = {
+        (method, shape(path)) for path, item in OPENAPI["paths"].items() for method in item
+    }
+    assert served == documented
