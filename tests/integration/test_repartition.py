@@ -16,8 +16,14 @@ import time
 from kafka import KafkaProducer
 from kafka.admin import NewPartitions
 
+from tests.accounts.reference import with_accounts
 from tests.integration.helpers import admin_client
 from tests.integration.pipeline import ROOT, assert_applied_exactly_once, subset
+from tests.integration.test_accounts_worker import (
+    account_store,
+    assert_accounts_equal_reference,
+    wait_accounts_settled,
+)
 from tierstream.repartition_kafka import old_layout_messages
 from tierstream.stores import Batch, shard_for
 from tierstream.stores.redis import RedisStore
@@ -58,16 +64,20 @@ def wait_group_empty(pipeline, timeout: float = 60) -> None:
 def test_repartition_from_4_to_12_between_two_halves_of_cdnow(
     make_pipeline, cdnow_events, cdnow_frame
 ):
-    events = subset(cdnow_events, "05000")
+    # With accounts: their shards (keyed by account, on the contributions topic) move too.
+    events = with_accounts(subset(cdnow_events, "05000"))
     first, second = events[: len(events) * 3 // 5], events[len(events) * 3 // 5 :]
     pipeline = make_pipeline()
     inputs = [
         pipeline.topics[name] for name in ("purchases", "engagements", "erasures", "profiles")
     ]
+    accounts = account_store(pipeline)
     pipeline.produce(first)
     worker = pipeline.start_worker()
     pipeline.wait_applied(1.0)
     pipeline.wait_quiet()
+    wait_accounts_settled(pipeline, accounts)
+    accounts_before = {s.customer_id for s in accounts.scan()}
 
     refused = cli(pipeline, "repartition", "--to", str(TARGET))
     assert refused.returncode == 2 and "member" in refused.stderr, refused.stderr
@@ -78,12 +88,20 @@ def test_repartition_from_4_to_12_between_two_halves_of_cdnow(
     assert refused.returncode == 2 and "has 4 partitions" in refused.stderr, refused.stderr
 
     add_partitions(pipeline.bootstrap, inputs, TARGET)
+    refused = cli(pipeline, "repartition", "--to", str(TARGET))
+    contributions = pipeline.topics["account-contributions"]
+    assert refused.returncode == 2 and f"{contributions!r} has 4 partitions" in refused.stderr
+    add_partitions(pipeline.bootstrap, [contributions], TARGET)
     done = cli(pipeline, "repartition", "--to", str(TARGET))
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     customers = {e.customer_id for e in first}
     assert summary["customers"] == len(customers)
     assert summary["moved"] == sum(1 for c in customers if shard_for(c, TARGET) != shard_for(c, 4))
+    assert summary["accounts"] == len(accounts_before) > 100
+    assert summary["accounts_moved"] == sum(
+        1 for a in accounts_before if shard_for(a, TARGET) != shard_for(a, 4)
+    )
     again = cli(pipeline, "repartition", "--to", str(TARGET))
     assert again.returncode == 0 and "nothing to do" in again.stderr
 
@@ -95,12 +113,23 @@ def test_repartition_from_4_to_12_between_two_halves_of_cdnow(
     pipeline.env["TIERSTREAM_PARTITIONS"] = str(TARGET)
     pipeline.store.close()
     pipeline.store = RedisStore(pipeline.redis_url, partitions=TARGET, namespace=pipeline.namespace)
+    accounts.close()
+    accounts = account_store(pipeline)
     pipeline.produce(second)  # a new producer: Kafka's partitioner now spreads over 12
     pipeline.start_worker()
-    assert_applied_exactly_once(pipeline, cdnow_frame, events)
-    for shard in range(TARGET):
-        for customer_id in pipeline.store.customer_ids(shard):
-            assert shard_for(customer_id, TARGET) == shard, customer_id
+    try:
+        assert_applied_exactly_once(pipeline, cdnow_frame, events)
+        for shard in range(TARGET):
+            for customer_id in pipeline.store.customer_ids(shard):
+                assert shard_for(customer_id, TARGET) == shard, customer_id
+            for account_id in accounts.customer_ids(shard):
+                assert shard_for(account_id, TARGET) == shard, account_id
+        wait_accounts_settled(pipeline, accounts)
+        frame = cdnow_frame[cdnow_frame["customer_id"] < "05000"]
+        assert_accounts_equal_reference(accounts, pipeline.scorer, frame)
+    finally:
+        accounts.wipe()
+        accounts.close()
 
 
 def test_messages_produced_for_the_old_count_and_not_applied_are_found(
