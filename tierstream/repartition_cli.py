@@ -7,7 +7,8 @@ the accounts' contributions topic, run this, start the workers with
 
 Two namespaces move, each with ``repartition``'s own marker and verification: the account
 shards (``<namespace>.accounts``, account shard p = partition p of the contributions topic,
-keyed by account id), then the customers.
+keyed by account id), then the customers. Both markers are written before either moves,
+and the worker checks both (``tierstream worker``, ``layout_problem``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from redis.exceptions import RedisError
 
 from tierstream.accounts import accounts_namespace
 from tierstream.cli_input import fail, say
-from tierstream.repartition import RepartitionError, Report, plan, repartition
+from tierstream.repartition import RepartitionError, Report, begin, plan, repartition
 from tierstream.repartition_kafka import (
     check_no_workers,
     check_partitions,
@@ -51,14 +52,18 @@ def _run(settings: Settings, target: int) -> None:
         "customers": _store(settings, settings.redis_namespace, covered),
     }
     try:
-        # Accounts first, customers last: until the customers' move is verified, the
-        # customer store refuses a worker with the new count (a layout or an unfinished
-        # move), whichever step an interruption stopped in.
         plans = {name: plan(store, settings.partitions, target) for name, store in stores.items()}
         if all(source == target and not resumed for source, resumed in plans.values()):
             say(f"the store is laid out for {target} partitions already: nothing to do", "green")
             return
         _check_kafka(settings, stores, plans, target)
+        # Both namespaces are marked as moving before either moves: whichever step an
+        # interruption stops in, a worker is refused (layout_problem) until both are
+        # verified, and the next run resumes both.
+        for name, store in stores.items():
+            source, resumed = plans[name]
+            if source != target and not resumed:
+                begin(store, source, target, _progress(name))
         deliver, producer = outbox_delivery(
             settings.kafka_bootstrap,
             settings.topic_tier_changes,
@@ -75,12 +80,7 @@ def _run(settings: Settings, target: int) -> None:
                     continue  # moved by an earlier, interrupted run
                 say(f"{name}: from {source} to {target} partitions", "cyan")
                 reports[name] = repartition(
-                    store,
-                    source,
-                    target,
-                    deliver,
-                    resumed=resumed,
-                    progress=_progress(name),
+                    store, source, target, deliver, resumed=True, progress=_progress(name)
                 )
         finally:
             producer.close()

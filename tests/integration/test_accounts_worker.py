@@ -27,10 +27,10 @@ from tierstream.settings import Settings
 from tierstream.stores.redis import RedisStore
 
 
-def account_store(pipeline: Pipeline) -> RedisStore:
+def account_store(pipeline: Pipeline, partitions: int | None = None) -> RedisStore:
     return RedisStore(
         pipeline.redis_url,
-        partitions=pipeline.partitions,
+        partitions=partitions or pipeline.partitions,
         namespace=pipeline.namespace + ACCOUNTS_NAMESPACE_SUFFIX,
     )
 
@@ -77,6 +77,16 @@ def assert_accounts_equal_reference(
             wrong.append((account_id, dict(row), got))
     assert wrong == [], f"{len(wrong)} accounts differ, e.g. {wrong[:2]}"
     return accounts, records
+
+
+def assert_settled_accounts_exact(
+    pipeline: Pipeline, store: RedisStore, frame: Any, customers_below: str
+) -> None:
+    """Once the account step has applied every update, the accounts of the customers below
+    ``customers_below`` equal the pandas aggregation."""
+    wait_accounts_settled(pipeline, store)
+    subset = frame[frame["customer_id"] < customers_below]
+    assert_accounts_equal_reference(store, pipeline.scorer, subset)
 
 
 def check_export_and_api(

@@ -25,7 +25,7 @@ from tests.integration.pipeline import AS_OF, ROOT, assert_audiences_exact, asse
 from tests.integration.test_accounts_worker import (
     account_store,
     assert_accounts_equal_reference,
-    wait_accounts_settled,
+    assert_settled_accounts_exact,
 )
 from tierstream.accounts import ACCOUNTS_NAMESPACE_SUFFIX, AccountBook
 from tierstream.backfill import CHECKPOINT_PREFIX
@@ -169,9 +169,7 @@ def test_worker_goes_on_from_a_backfill_and_overlapping_events_count_once(
     accounts = account_store(pipeline)
     try:
         assert summary["account_updates"] > 0
-        wait_accounts_settled(pipeline, accounts)
-        frame = cdnow_frame[cdnow_frame["customer_id"] < "03000"]
-        assert_accounts_equal_reference(accounts, pipeline.scorer, frame)
+        assert_settled_accounts_exact(pipeline, accounts, cdnow_frame, "03000")
     finally:
         accounts.wipe()
         accounts.close()

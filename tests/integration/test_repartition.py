@@ -22,8 +22,10 @@ from tests.integration.pipeline import ROOT, assert_applied_exactly_once, subset
 from tests.integration.test_accounts_worker import (
     account_store,
     assert_accounts_equal_reference,
+    assert_settled_accounts_exact,
     wait_accounts_settled,
 )
+from tierstream.repartition import pending, repartition
 from tierstream.repartition_kafka import old_layout_messages
 from tierstream.stores import Batch, shard_for
 from tierstream.stores.redis import RedisStore
@@ -124,9 +126,7 @@ def test_repartition_from_4_to_12_between_two_halves_of_cdnow(
                 assert shard_for(customer_id, TARGET) == shard, customer_id
             for account_id in accounts.customer_ids(shard):
                 assert shard_for(account_id, TARGET) == shard, account_id
-        wait_accounts_settled(pipeline, accounts)
-        frame = cdnow_frame[cdnow_frame["customer_id"] < "05000"]
-        assert_accounts_equal_reference(accounts, pipeline.scorer, frame)
+        assert_settled_accounts_exact(pipeline, accounts, cdnow_frame, "05000")
     finally:
         accounts.wipe()
         accounts.close()
@@ -160,3 +160,63 @@ def test_messages_produced_for_the_old_count_and_not_applied_are_found(
     finally:
         store.wipe()
         store.close()
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_repartition_interrupted_in_the_account_shards_resumes_them_then_the_customers(
+    make_pipeline, cdnow_events, cdnow_frame
+):
+    # Accounts move first: a run stopped in their move leaves their progress marker, and
+    # the next run finishes them (same plan) before it moves the customers.
+    events = with_accounts(subset(cdnow_events, "01500"))
+    pipeline = make_pipeline()
+    accounts = account_store(pipeline)
+    try:
+        pipeline.produce(events)
+        worker = pipeline.start_worker()
+        pipeline.wait_applied(1.0)
+        pipeline.wait_quiet()
+        wait_accounts_settled(pipeline, accounts)
+        pipeline.kill(worker, 15)
+        pipeline.workers.remove(worker)
+        wait_group_empty(pipeline)
+        add_partitions(
+            pipeline.bootstrap,
+            [pipeline.topics[name] for name in ("purchases", "engagements", "erasures")]
+            + [pipeline.topics["profiles"], pipeline.topics["account-contributions"]],
+            TARGET,
+        )
+        wide = account_store(pipeline, partitions=TARGET)
+
+        def stop(moved: int) -> None:
+            raise Interrupted
+
+        try:
+            repartition(wide, 4, TARGET, lambda shard, entries: None, after_chunk=stop)
+        except Interrupted:
+            pass
+        assert pending(wide) is not None
+        wide.close()
+        refused = cli(pipeline, "worker", env={"TIERSTREAM_PARTITIONS": str(TARGET)})
+        # The account shards' unfinished move stops a worker, whatever the customers say.
+        assert refused.returncode == 2 and "unfinished" in refused.stderr, refused.stderr
+
+        done = cli(pipeline, "repartition", "--to", str(TARGET))
+        assert done.returncode == 0, done.stderr
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        assert summary["resumed"] and summary["customers"] == len({e.customer_id for e in events})
+        assert summary["accounts"] == len(list(accounts.scan()))
+
+        accounts.close()
+        accounts = account_store(pipeline, partitions=TARGET)
+        for shard in range(TARGET):
+            for account_id in accounts.customer_ids(shard):
+                assert shard_for(account_id, TARGET) == shard, account_id
+        frame = cdnow_frame[cdnow_frame["customer_id"] < "01500"]
+        assert_accounts_equal_reference(accounts, pipeline.scorer, frame)
+    finally:
+        accounts.wipe()
+        accounts.close()
