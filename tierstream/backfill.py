@@ -18,6 +18,10 @@ backfill applied that the worker later reads from Kafka count once (duplicates).
 changes found on the way go to the customers' recent history and the running totals,
 but not to the outbox (historical moves are not news) unless ``queue_changes`` is set.
 Run it with the workers stopped: taking the shards fences any worker that holds them.
+
+Accounts. Given an ``AccountSink`` (tierstream/backfill_accounts.py), each commit's
+contribution updates are applied to the account shards before the customer commit, so
+the accounts are those the worker would have built; without one, they are dropped.
 """
 
 from __future__ import annotations
@@ -32,7 +36,15 @@ from pathlib import Path
 from scoring.engine import Scorer
 from scoring.events import InputEvent
 from streams.deadletters import RawMessage
-from streams.processor import DEAD_LETTER_ENTRY, InputKind, Parsed, ShardLogic, StepResult
+from streams.processor import (
+    CONTRIBUTION_ENTRY,
+    DEAD_LETTER_ENTRY,
+    InputKind,
+    Parsed,
+    ShardLogic,
+    StepResult,
+)
+from tierstream.backfill_accounts import AccountSink
 from tierstream.clock import EventClock
 from tierstream.erasure import erasure_salt
 from tierstream.stores.base import shard_for
@@ -80,8 +92,10 @@ class Backfill:
         *,
         batch_events: int = BATCH_EVENTS,
         queue_changes: bool = False,
+        accounts: AccountSink | None = None,
     ) -> None:
         self.store = store
+        self.accounts = accounts
         self.scorer = scorer
         self.topic = CHECKPOINT_PREFIX + source
         self.batch_events = batch_events
@@ -155,6 +169,11 @@ class Backfill:
             found = self.store.erased(shard, list(digests.values()))
             markers = {c: m.decode() for c, m in zip(digests, found, strict=True) if m}
         step = logic.apply(parsed, states, markers)
+        if self.accounts is not None:
+            # Accounts first: after a crash here the customers' events are applied again
+            # and make the same updates, which the account step recognises (seq).
+            self.accounts.apply(step.batch.changes, queue_changes=self.queue_changes)
+            step.batch.changes = [e for e in step.batch.changes if e[:1] != CONTRIBUTION_ENTRY]
         if not self.queue_changes:
             step.batch.changes = [e for e in step.batch.changes if e[:1] == DEAD_LETTER_ENTRY]
         self.store.commit(logic.lease, step.batch)

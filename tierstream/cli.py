@@ -273,7 +273,7 @@ def _check_layout(store: RedisStore, partitions: int) -> None:
     from tierstream.repartition import layout_problem  # noqa: PLC0415
 
     try:
-        problem = layout_problem(store, partitions)
+        problem = layout_problem(store, partitions) or _accounts_layout_problem(store, partitions)
         if problem is None:
             mark_if_fresh(store)  # an empty store keeps its audience sizes from the start
     except RedisError as exc:  # Redis not up yet: the worker waits for it as for anything
@@ -281,6 +281,19 @@ def _check_layout(store: RedisStore, partitions: int) -> None:
         return
     if problem is not None:
         fail(f"worker not started: {problem}")
+
+
+def _accounts_layout_problem(store: RedisStore, partitions: int) -> str | None:
+    """The account shards' layout (``<namespace>.accounts``, moved by repartition too)."""
+    from tierstream.accounts import ACCOUNTS_NAMESPACE_SUFFIX  # noqa: PLC0415
+    from tierstream.repartition import layout_problem  # noqa: PLC0415
+    from tierstream.stores.redis import RedisStore  # noqa: PLC0415
+
+    accounts = RedisStore(store.url, partitions, store.namespace + ACCOUNTS_NAMESPACE_SUFFIX)
+    try:
+        return layout_problem(accounts, partitions)
+    finally:
+        accounts.close()
 
 
 def _check_topics(settings: Settings) -> None:

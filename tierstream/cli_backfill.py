@@ -51,7 +51,9 @@ def backfill_command(
     """
     from redis.exceptions import RedisError  # noqa: PLC0415
 
+    from tierstream.accounts import account_store  # noqa: PLC0415
     from tierstream.backfill import Backfill, source_id  # noqa: PLC0415
+    from tierstream.backfill_accounts import AccountSink  # noqa: PLC0415
     from tierstream.cli import _redis_store  # noqa: PLC0415 - avoids an import cycle
 
     source_format = format_of(path, fmt)
@@ -61,11 +63,15 @@ def backfill_command(
     source = source_id(resolve_path(path, source_format), source_format)
     stats = ReplayStats()
     store = _redis_store(settings)
+    account_states = account_store(settings)
     try:
         from tierstream.audiences import mark_if_fresh  # noqa: PLC0415
 
         mark_if_fresh(store)  # an empty store keeps its audience sizes from the start
-        job = Backfill(store, Scorer(config), source, queue_changes=queue_changes)
+        accounts = AccountSink(account_states, config)
+        job = Backfill(
+            store, Scorer(config), source, queue_changes=queue_changes, accounts=accounts
+        )
         events = TimeOrdered(valid_events(parsed, stats, strict=False))
         with Progress(
             SpinnerColumn(),
@@ -91,6 +97,7 @@ def backfill_command(
         fail(f"backfill stopped: {type(exc).__name__}: {exc} (run it again to resume)")
     finally:
         store.close()
+        account_states.close()
     summary = {
         "source": source,
         "events": result.events,
@@ -101,6 +108,8 @@ def backfill_command(
         "dead_letters": result.dead_letters,
         "rejected": stats.rejected,
         "tier_changes": result.changes,
+        "account_updates": accounts.updates,
+        "account_changes": accounts.changes,
         "commits": result.commits,
         "seconds": round(result.seconds, 3),
         "events_per_second": round(result.events_per_second),

@@ -172,6 +172,34 @@ def misplaced(store: RedisStore, partitions: int) -> int:
     )
 
 
+def begin(
+    store: RedisStore,
+    source: int,
+    target: int,
+    progress: Callable[[str], None] = lambda line: None,
+) -> None:
+    """Check the store can move, fingerprint it and write the progress marker: from here
+    on the move is pending (``pending``, ``layout_problem``) until ``repartition`` verifies
+    it. Nothing is moved."""
+    stored = customers(store)
+    for shard in range(source, target):
+        if store.offsets(shard) or stored.get(shard):
+            raise RepartitionError(
+                f"shard {shard} already holds state or offsets: did a worker run with "
+                f"more than {source} partitions? (TIERSTREAM_PARTITIONS must be the count "
+                "the workers ran with)"
+            )
+    progress(f"fingerprinting the {source} shards before the move")
+    before = fingerprint(store, source)
+    if misplaced(store, source):
+        raise RepartitionError(
+            f"the store holds customers outside their home shard for {source} "
+            "partitions: is TIERSTREAM_PARTITIONS the partition count the workers ran with?"
+        )
+    marker: dict[str, Any] = {"from": source, "to": target, "before": before.to_dict()}
+    store.set_meta(REPARTITION_META, json.dumps(marker).encode())
+
+
 def repartition(
     store: RedisStore,
     source: int,
@@ -191,26 +219,8 @@ def repartition(
         raise ValueError(f"the store covers {store.partitions} shards, not {target}")
     report = Report(source, target, resumed=resumed)
     if not resumed:
-        stored = customers(store)
-        for shard in range(source, target):
-            if store.offsets(shard) or stored.get(shard):
-                raise RepartitionError(
-                    f"shard {shard} already holds state or offsets: did a worker run with "
-                    f"more than {source} partitions? (TIERSTREAM_PARTITIONS must be the count "
-                    "the workers ran with)"
-                )
-        progress(f"fingerprinting the {source} shards before the move")
-        before = fingerprint(store, source)
-        if misplaced(store, source):
-            raise RepartitionError(
-                f"the store holds customers outside their home shard for {source} "
-                "partitions: is TIERSTREAM_PARTITIONS the partition count the workers ran with?"
-            )
-        marker: dict[str, Any] = {"from": source, "to": target, "before": before.to_dict()}
-        store.set_meta(REPARTITION_META, json.dumps(marker).encode())
-    else:
-        marker = pending(store) or {}
-        before = Fingerprint.from_dict(marker["before"])
+        begin(store, source, target, progress)
+    before = Fingerprint.from_dict((pending(store) or {})["before"])
     # Fence whatever worker may still hold a shard: its next commit is refused.
     leases = [store.acquire(shard) for shard in range(target)]
     report.delivered = _deliver_outboxes(store, leases[:source], deliver, progress)

@@ -7,12 +7,14 @@ Three checks, each a refusal with one line of explanation:
   A worker killed without leaving stays a member until its session times out.
 * **The input topics have the new partition count** (``kafka-topics --alter
   --partitions N`` first): the store is laid out for the partitions the events will
-  arrive on.
+  arrive on. So must the accounts' contributions topic, if it exists: account shard ``p``
+  is its partition ``p``.
 * **Nothing produced under the old count is left unapplied.** Every message still to be
   applied on an old partition ``p`` (from the offset the store holds for it to the end)
   must belong to ``p`` under the new count too, i.e. have been produced after the
   partitions were added: an older message for a customer who moves would be applied to a
-  shard that no longer holds them. The fix is to let the workers drain before adding
+  shard that no longer holds them. The same holds for account contributions and the
+  account shards. The fix is to let the workers drain before adding
   partitions (pause the producers, wait for zero lag, stop the workers).
 """
 
@@ -46,6 +48,19 @@ def check_no_workers(bootstrap: str, group: str, security: dict[str, Any]) -> No
             f"(state {info.get('group_state')}): stop every worker first (a worker killed "
             "without leaving stays a member until its session times out)"
         )
+
+
+def existing_topics(bootstrap: str, topics: Iterable[str], security: dict[str, Any]) -> list[str]:
+    """Those of ``topics`` the cluster has (the accounts' internal topic is created by the
+    first worker, so a deployment may not have it yet)."""
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS, **security
+    )
+    try:
+        present = set(admin.list_topics())
+    finally:
+        admin.close()
+    return [topic for topic in topics if topic in present]
 
 
 def check_partitions(

@@ -249,20 +249,26 @@ def worker_topic_problem(settings: Settings, *, timeout_s: float = 10.0) -> str 
     cluster cannot be asked (the caller decides whether that may wait).
     """
     names = {setting: getattr(settings, setting.lower()) for setting in TOPIC_SETTINGS}
+    contributions = settings.topic_account_contributions
     admin = _admin(settings.kafka_bootstrap, timeout_s, **settings.client_options())
     try:
-        counts = _partition_counts(admin, sorted(set(names.values())))
+        counts = _partition_counts(admin, sorted({*names.values(), contributions}))
     finally:
         admin.close()
     missing = sorted({name for name in names.values() if name not in counts})
     if missing:
         return f"topic(s) {', '.join(missing)} do not exist: run `tierstream topics create`"
-    for setting in INPUT_TOPIC_SETTINGS:
-        name = names[setting]
+    # Account shard p is partition p of the contributions topic, keyed by account like the
+    # inputs by customer; the worker creates it when missing, with the shards' count.
+    sharded = [names[setting] for setting in INPUT_TOPIC_SETTINGS]
+    if contributions in counts:
+        sharded.append(contributions)
+    for name in sharded:
         if counts[name] != settings.partitions:
             return (
                 f"topic {name} has {counts[name]} partitions but TIERSTREAM_PARTITIONS is "
-                f"{settings.partitions}: input topics need one partition per shard "
+                f"{settings.partitions}: input topics (and the accounts' contributions topic) need "
+                "one partition per shard "
                 "(after adding partitions, run `tierstream repartition`: docs/operations.md)"
             )
     return None

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from scoring.accounts import AccountScorer, AccountState, account_change_event_id
+from scoring.engine import Scorer
 from tests.accounts.reference import account_rfm, with_accounts
 from tests.api_schema import assert_valid
 from tests.integration.api_support import Client, Served
@@ -24,10 +25,10 @@ from tierstream.settings import Settings
 from tierstream.stores.redis import RedisStore
 
 
-def account_store(pipeline: Pipeline) -> RedisStore:
+def account_store(pipeline: Pipeline, partitions: int | None = None) -> RedisStore:
     return RedisStore(
         pipeline.redis_url,
-        partitions=pipeline.partitions,
+        partitions=partitions or pipeline.partitions,
         namespace=pipeline.namespace + ACCOUNTS_NAMESPACE_SUFFIX,
     )
 
@@ -48,6 +49,42 @@ def wait_accounts_settled(pipeline: Pipeline, store: RedisStore, timeout: float 
         last = now
         time.sleep(2.0)
     raise AssertionError(f"accounts did not settle: {applied} of {ends}\n{pipeline.logs()}")
+
+
+def assert_accounts_equal_reference(
+    store: RedisStore, customer_scorer: Scorer, frame: Any
+) -> tuple[dict[str, AccountState], dict[str, dict[str, Any]]]:
+    """Every account in ``store`` equals the pandas aggregation of ``frame`` (contacts,
+    frequency, monetary, recency as of AS_OF, 365-day window); returns the states and
+    their records."""
+    scorer = AccountScorer(customer_scorer.config)
+    accounts = {s.customer_id: AccountState.of(s) for s in store.scan()}
+    records = {a: scorer.record(account, AS_OF) for a, account in accounts.items()}
+    expected = account_rfm(frame, AS_OF.date(), 365)
+    held = {a for a, r in records.items() if r["contacts"] > 0}
+    assert held == set(expected.index)
+    wrong = []
+    for account_id, row in expected.iterrows():
+        got = records[account_id]
+        if (
+            got["contacts"] != row["contacts"]
+            or got["frequency"] != row["frequency"]
+            or Decimal(got["monetary"]) != Decimal(int(row["monetary_cents"])) / 100
+            or got["recency_days"] != row["recency_days"]
+        ):
+            wrong.append((account_id, dict(row), got))
+    assert wrong == [], f"{len(wrong)} accounts differ, e.g. {wrong[:2]}"
+    return accounts, records
+
+
+def assert_settled_accounts_exact(
+    pipeline: Pipeline, store: RedisStore, frame: Any, customers_below: str
+) -> None:
+    """Once the account step has applied every update, the accounts of the customers below
+    ``customers_below`` equal the pandas aggregation."""
+    wait_accounts_settled(pipeline, store)
+    subset = frame[frame["customer_id"] < customers_below]
+    assert_accounts_equal_reference(store, pipeline.scorer, subset)
 
 
 def check_export_and_api(
@@ -119,24 +156,9 @@ def test_accounts_through_kafka_with_kill9_equal_the_pandas_aggregation(
         pipeline.wait_quiet()
         wait_accounts_settled(pipeline, store)
 
-        scorer = AccountScorer(pipeline.scorer.config)
-        accounts = {s.customer_id: AccountState.of(s) for s in store.scan()}
-        records = {a: scorer.record(account, AS_OF) for a, account in accounts.items()}
         frame = cdnow_frame[cdnow_frame["customer_id"] < "03000"]
-        expected = account_rfm(frame, AS_OF.date(), 365)
+        accounts, records = assert_accounts_equal_reference(store, pipeline.scorer, frame)
         held = {a for a, r in records.items() if r["contacts"] > 0}
-        assert held == set(expected.index)
-        wrong = []
-        for account_id, row in expected.iterrows():
-            got = records[account_id]
-            if (
-                got["contacts"] != row["contacts"]
-                or got["frequency"] != row["frequency"]
-                or Decimal(got["monetary"]) != Decimal(int(row["monetary_cents"])) / 100
-                or got["recency_days"] != row["recency_days"]
-            ):
-                wrong.append((account_id, dict(row), got))
-        assert wrong == [], f"{len(wrong)} accounts differ, e.g. {wrong[:2]}"
 
         # Account changes on tier-changes: redelivered ones identical, versions 1..n
         # chaining to the stored account.

@@ -20,7 +20,14 @@ import pytest
 
 from scoring.engine import Scorer
 from streams.producer import event_json
+from tests.accounts.reference import with_accounts
 from tests.integration.pipeline import AS_OF, ROOT, assert_audiences_exact, assert_exact
+from tests.integration.test_accounts_worker import (
+    account_store,
+    assert_accounts_equal_reference,
+    assert_settled_accounts_exact,
+)
+from tierstream.accounts import ACCOUNTS_NAMESPACE_SUFFIX, AccountBook
 from tierstream.backfill import CHECKPOINT_PREFIX
 from tierstream.replay import ReplayStats, replay
 from tierstream.settings import load_scoring_config
@@ -63,10 +70,14 @@ def checkpoints(store: RedisStore) -> int:
 @pytest.fixture
 def store(redis_url):
     store = RedisStore(redis_url, partitions=PARTITIONS, namespace=f"b{uuid.uuid4().hex[:12]}")
+    accounts = RedisStore(
+        redis_url, partitions=PARTITIONS, namespace=store.namespace + ACCOUNTS_NAMESPACE_SUFFIX
+    )
     store.wipe()
     yield store
-    store.wipe()
-    store.close()
+    for each in (store, accounts):
+        each.wipe()
+        each.close()
 
 
 def env_for(store: RedisStore, **extra: str) -> dict[str, str]:
@@ -79,8 +90,11 @@ def env_for(store: RedisStore, **extra: str) -> dict[str, str]:
     }
 
 
-def test_backfill_resumes_after_kill_9_and_equals_a_replay(store, cdnow_events, tmp_path):
-    events = [e for e in cdnow_events if e.customer_id < "06000"]
+def test_backfill_resumes_after_kill_9_and_equals_a_replay(
+    store, cdnow_events, cdnow_frame, tmp_path
+):
+    # With accounts: the backfill applies their updates through the account step's commit.
+    events = with_accounts([e for e in cdnow_events if e.customer_id < "06000"])
     # File in customer order, as CDNOW ships: the backfill has to sort it by time.
     path = write_jsonl(tmp_path / "history.jsonl", sorted(events, key=lambda e: e.customer_id))
     env = env_for(store)
@@ -101,7 +115,10 @@ def test_backfill_resumes_after_kill_9_and_equals_a_replay(store, cdnow_events, 
     assert store.tallies()["applied"] == len(events)  # each event exactly once
 
     scorer = Scorer(load_scoring_config(None))
-    replayed = replay(list(events), scorer, as_of=AS_OF, emit=lambda c: None, stats=ReplayStats())
+    book = AccountBook(scorer.config, emit=lambda c: None)  # the contacts' account links
+    replayed = replay(
+        list(events), scorer, as_of=AS_OF, emit=lambda c: None, stats=ReplayStats(), accounts=book
+    )
     stored = {state.customer_id: state for state in store.scan()}
     assert set(stored) == set(replayed.states)
     different = []
@@ -112,6 +129,15 @@ def test_backfill_resumes_after_kill_9_and_equals_a_replay(store, cdnow_events, 
             different.append((customer_id, state.to_dict(), expected.to_dict()))
     assert different == [], f"{len(different)} states differ, e.g. {different[:1]}"
     assert_audiences_exact(store)  # the shared commit path keeps the sets across kill -9
+    accounts = RedisStore(
+        store.url, partitions=PARTITIONS, namespace=store.namespace + ACCOUNTS_NAMESPACE_SUFFIX
+    )
+    try:  # every account exact across the kill too (updates applied once, by seq)
+        frame = cdnow_frame[cdnow_frame["customer_id"] < "06000"]
+        assert_accounts_equal_reference(accounts, Scorer(load_scoring_config(None)), frame)
+        assert not any(accounts.outbox(shard, 1) for shard in range(PARTITIONS))
+    finally:
+        accounts.close()
     # A third run finds everything done.
     again = finished(backfill(env, path))
     assert again["already_backfilled"] == len(events) and again["applied"] == 0
@@ -120,7 +146,8 @@ def test_backfill_resumes_after_kill_9_and_equals_a_replay(store, cdnow_events, 
 def test_worker_goes_on_from_a_backfill_and_overlapping_events_count_once(
     make_pipeline, cdnow_events, cdnow_frame, tmp_path
 ):
-    events = [e for e in cdnow_events if e.customer_id < "03000"]  # in time order
+    # In time order, with accounts: backfilled contributions, then live ones through Kafka.
+    events = with_accounts([e for e in cdnow_events if e.customer_id < "03000"])
     cut_low, cut_high = int(len(events) * 0.4), int(len(events) * 0.6)
     backfilled, through_kafka = events[:cut_high], events[cut_low:]
     pipeline = make_pipeline(partitions=PARTITIONS)
@@ -139,6 +166,13 @@ def test_worker_goes_on_from_a_backfill_and_overlapping_events_count_once(
     assert outcomes == len(backfilled) + len(through_kafka)
     assert tallies.get("duplicate", 0) > 0
     assert_exact(pipeline, cdnow_frame, {e.customer_id for e in events})
+    accounts = account_store(pipeline)
+    try:
+        assert summary["account_updates"] > 0
+        assert_settled_accounts_exact(pipeline, accounts, cdnow_frame, "03000")
+    finally:
+        accounts.wipe()
+        accounts.close()
 
 
 @pytest.mark.parametrize("name", ["h.csv", "h.csv.gz", "h.parquet", "h.parquet.gz", "h.jsonl"])

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 from tests.integration.pipeline import ROOT
+from tierstream.topics import ensure_topics
 
 
 def start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -43,4 +44,21 @@ def test_an_input_topic_with_another_partition_count_stops_the_worker(make_pipel
     assert result.returncode == 2, result.stdout + result.stderr
     output = (result.stdout + result.stderr).strip()
     assert f"topic {wider} has 8 partitions but TIERSTREAM_PARTITIONS is" in output
+    assert "Traceback" not in output
+
+
+def test_a_contributions_topic_with_another_partition_count_stops_the_worker(
+    make_pipeline, fresh_topics, unique_name
+):
+    # Account shard p is partition p of the accounts' internal topic: left at another count
+    # (partitions added to the inputs only), contributions would reach the wrong shard.
+    pipeline = make_pipeline()
+    app_id = unique_name("app")
+    contributions = f"{app_id}-account-contributions"
+    ensure_topics(pipeline.bootstrap, {contributions: 8})
+    fresh_topics.track(contributions)
+    result = start({**pipeline.env, "TIERSTREAM_APP_ID": app_id})
+    assert result.returncode == 2, result.stdout + result.stderr
+    output = (result.stdout + result.stderr).strip()
+    assert f"topic {contributions} has 8 partitions but TIERSTREAM_PARTITIONS is" in output
     assert "Traceback" not in output
