@@ -301,11 +301,9 @@ def _check_topics(settings: Settings) -> None:
 
 def _segment_snapshot(store: StateStore) -> Any:
     """The published behavioural segment snapshot, if one was learned."""
-    from models.snapshot import SegmentSnapshot  # noqa: PLC0415
-    from tierstream.segments import SNAPSHOT_META  # noqa: PLC0415
+    from tierstream.published import SNAPSHOT_META, Watched, segment_snapshot  # noqa: PLC0415
 
-    raw = store.get_meta(SNAPSHOT_META)
-    return SegmentSnapshot.from_bytes(raw) if raw else None
+    return Watched(store, SNAPSHOT_META, segment_snapshot).read()
 
 
 def _behaviour_from_file(path: Path) -> Any:

@@ -29,6 +29,7 @@ from tierstream.cli_input import (
     scoring_config,
 )
 from tierstream.clv import CLV_META, ClvSnapshot, ClvSnapshotError, NotEnoughDataError
+from tierstream.published import Watched
 from tierstream.replay import ReplayStats, replay
 
 if TYPE_CHECKING:
@@ -111,14 +112,15 @@ def load_source(
 
 def published_clv(store: Any) -> ClvSnapshot | None:
     """The published lifetime value snapshot (None: none yet, or one that does not parse)."""
-    raw = store.get_meta(CLV_META)
-    if not raw:
-        return None
-    try:
-        return ClvSnapshot.from_bytes(raw)
-    except ClvSnapshotError as exc:
-        say(f"the published lifetime value snapshot is unusable: {exc}", "yellow")
-        return None
+
+    def parse(raw: bytes) -> ClvSnapshot | None:
+        try:
+            return ClvSnapshot.from_bytes(raw)
+        except ClvSnapshotError as exc:
+            say(f"the published lifetime value snapshot is unusable: {exc}", "yellow")
+            return None
+
+    return Watched(store, CLV_META, parse).read()
 
 
 def clv_from_file(path: Path) -> ClvSnapshot:

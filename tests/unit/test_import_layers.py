@@ -48,6 +48,7 @@ CORE = (
     "tierstream.erasure",
     "tierstream.segments",
     "tierstream.config_versions",
+    "tierstream.published",
 )
 # Modules that changes being merged alongside this test bring; until they are here, the
 # entries that name them are not checked for staleness. Empty this set once they exist.
