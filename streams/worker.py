@@ -611,9 +611,11 @@ def build_app(
     scorer: Scorer,
     hot_store: AsyncRedisStore,
     config_version: int = 0,
+    worker_metrics: Metrics | None = None,
 ) -> faust.App:
     """The Faust app of ``tierstream worker``: ``hot_store`` carries the hot path, ``store``
-    (the same Redis, blocking) the rare whole-shard reads and the API."""
+    (the same Redis, blocking) the rare whole-shard reads. tierstream/bootstrap.py builds
+    it, with the metrics it shares with the API it serves beside it."""
     datadir = settings.data_dir / settings.app_id
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -706,7 +708,7 @@ def build_app(
                 await app.consumer.seek(tp, offset)
                 committed.pop(tp, None)
 
-    metrics = Metrics()
+    metrics = worker_metrics if worker_metrics is not None else Metrics()
 
     def on_fatal(exc: BaseException) -> None:
         # A shard stopped on an error nobody can judge safe to skip. Leave the group (the
@@ -737,13 +739,6 @@ def build_app(
         rewind,
         config_version,
     )
-    if settings.api_port is not None:
-        # The HTTP API and dashboard inside the worker process (a Faust service).
-        from tierstream.api import create_api
-        from tierstream.serve import attach_api
-
-        api = create_api(store, scorer, settings, metrics)
-        attach_api(app, api, settings.api_host, settings.api_port)
     metrics.watch_shards(
         lambda: {shard: owned.publisher.in_flight for shard, owned in runtime.shards.items()}
     )

@@ -36,14 +36,9 @@ def accounts_namespace(settings: Settings) -> str:
 def account_store(settings: Settings) -> RedisStore:
     """The store of the account step's states (streams/accounts.py): the customers' Redis,
     the accounts' namespace, a shard per partition of the contributions topic."""
-    from tierstream.stores.redis import RedisStore  # noqa: PLC0415 - only Redis users need it
+    from tierstream.stores.from_settings import redis_store  # noqa: PLC0415 - Redis users only
 
-    return RedisStore(
-        settings.redis_url,
-        partitions=settings.partitions,
-        namespace=accounts_namespace(settings),
-        history_length=settings.history_length,
-    )
+    return redis_store(settings, namespace=accounts_namespace(settings))
 
 
 class AccountBook:

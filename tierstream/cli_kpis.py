@@ -99,10 +99,11 @@ def load_source(
             "--config and --segments go with --replay; the Redis state is scored with "
             "the config in force (tierstream config show) and the published segment model"
         )
-    from tierstream.cli import _redis_store, _scorer_in_force, _segment_snapshot  # noqa: PLC0415
+    from tierstream.cli import _scorer_in_force, _segment_snapshot  # noqa: PLC0415
+    from tierstream.stores.from_settings import redis_store  # noqa: PLC0415
 
     settings = load_settings()
-    store = _redis_store(settings)
+    store = redis_store(settings)
     scorer = _scorer_in_force(settings, store)  # the published config version, if any
     states = list(store.scan())
     return Source(
