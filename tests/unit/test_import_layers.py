@@ -63,8 +63,6 @@ ALLOWED_UP: dict[tuple[str, str], str] = {
     # The type of the API's cached audience sizes lives in the API; it belongs beside
     # the audiences that compute it.
     ("tierstream.audiences", "tierstream.api"): "Sizes, for type checking",
-    # The account step's store factory lives with the replay's account bookkeeping.
-    ("streams.accounts", "tierstream.accounts"): "account_store",
 }
 
 # Imports inside a circle of modules, one layer. Each circle is broken by the edges listed

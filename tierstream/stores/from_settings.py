@@ -1,4 +1,5 @@
-"""The one factory of the Redis store from ``Settings``, for every process and command."""
+"""The one factory of the Redis store from ``Settings``, for every process and command,
+and the accounts' store beside the customers'."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
 # rather than wait for the workers' 20-second retry budget.
 API_RETRIES = 2
 API_SOCKET_TIMEOUT = 2.0
+ACCOUNTS_NAMESPACE_SUFFIX = ".accounts"
 
 
 def redis_store(
@@ -39,3 +41,14 @@ def redis_store(
         history_length=settings.history_length,
         **options,
     )
+
+
+def accounts_namespace(settings: Settings) -> str:
+    """The Redis namespace of the account states (next to the customers', never inside)."""
+    return settings.redis_namespace + ACCOUNTS_NAMESPACE_SUFFIX
+
+
+def account_store(settings: Settings) -> RedisStore:
+    """The store of the account step's states (streams/accounts.py): the customers' Redis,
+    the accounts' namespace, a shard per partition of the contributions topic."""
+    return redis_store(settings, namespace=accounts_namespace(settings))
