@@ -15,14 +15,13 @@ adopted: the worker keeps the version it has and says so once.
 from __future__ import annotations
 
 import logging
-import time
-from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import ValidationError
 
 from scoring.engine import Scorer
-from tierstream.config_versions import CONFIG_META, PublishedConfig
+from tierstream.config_versions import PublishedConfig
+from tierstream.published import CONFIG_META, Watched
 
 if TYPE_CHECKING:
     from streams.worker import Runtime
@@ -48,21 +47,23 @@ class ConfigFollower:
     def __init__(self, runtime: Runtime, version: int) -> None:
         self.runtime = runtime
         self.version = version  # the published version in force here (0: the local file)
-        self._next_check = 0.0
+        self.published = Watched(
+            runtime.admin_store,
+            CONFIG_META,
+            PublishedConfig.from_bytes,
+            runtime.settings.config_check_seconds,
+        )
         self._unreadable = 0  # the version last refused, said once
         self._swept: dict[int, int] = {}
 
     async def follow_config(self) -> None:
         runtime = self.runtime
-        now = time.monotonic()
-        if now < self._next_check:
+        watched = self.published
+        if not watched.claim():
             return
-        self._next_check = now + runtime.settings.config_check_seconds
-        store = runtime.admin_store
-        raw = await runtime._admin(partial(store.get_meta, CONFIG_META))
-        if raw is None:
+        entry = watched.take(await runtime._admin(watched.read_raw))
+        if entry is None:
             return
-        entry = PublishedConfig.from_bytes(raw)
         if entry.version > self.version and entry.version != self._unreadable:
             try:
                 scorer = successor(runtime.scorer, entry, runtime.settings.window_days)
@@ -96,9 +97,24 @@ def adopt_published(
         return None
     try:
         entry = PublishedConfig.from_bytes(raw)
-        if entry.version <= version:
-            return None
+    except (ValueError, KeyError) as exc:
+        not_valid_here(exc)
+        return None
+    return adopt_newer(entry, scorer, version, settings)
+
+
+def adopt_newer(
+    entry: PublishedConfig | None, scorer: Scorer, version: int, settings: Settings
+) -> tuple[Scorer, int] | None:
+    """The scorer of ``entry`` if it is newer than ``version`` and valid here, else None."""
+    if entry is None or entry.version <= version:
+        return None
+    try:
         return successor(scorer, entry, settings.window_days), entry.version
     except (ValidationError, ValueError, KeyError) as exc:
-        log.warning("the published scoring config is not valid here (%s)", exc)
+        not_valid_here(exc)
         return None
+
+
+def not_valid_here(exc: Exception) -> None:
+    log.warning("the published scoring config is not valid here (%s)", exc)

@@ -29,13 +29,11 @@ from aiokafka.structs import OffsetAndMetadata
 from aiokafka.structs import TopicPartition as AIOKafkaTP
 from faust.types import TP, EventT
 
-from models.snapshot import SegmentSnapshot
 from scoring.days import utc_day
 from scoring.engine import Scorer
 from scoring.events import Cause, EngagementEvent, PurchaseEvent
 from scoring.profiles import ProfileUpdate
 from scoring.quantiles import population_thresholds
-from scoring.scores import Thresholds
 from streams import intake
 from streams.batchsend import BatchSender
 from streams.config_follower import ConfigFollower
@@ -49,7 +47,9 @@ from streams.rollback import lost_offsets, past_gap
 from streams.segment_learning import learning_coordinator
 from tierstream.clock import Clock, EventClock
 from tierstream.erasure import ErasureRequest, erasure_salt
-from tierstream.segments import SNAPSHOT_META, SnapshotBehaviour
+from tierstream.published import SNAPSHOT_META, THRESHOLDS_META, Watched, segment_snapshot
+from tierstream.published import thresholds as parse_thresholds
+from tierstream.segments import SnapshotBehaviour
 from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
 from tierstream.stores.redis_async import AsyncRedisStore
@@ -60,9 +60,6 @@ T = TypeVar("T")
 # Redis with appendfsync everysec may lose up to ~2 s of writes if its host crashes;
 # committing Kafka offsets this far behind Redis keeps Kafka from ever skipping them.
 KAFKA_COMMIT_LAG = 3.0
-
-# Store metadata key of the published quintile cut points.
-THRESHOLDS_META = "thresholds"
 
 # How long the producer lets a batch of tier changes fill before sending it.
 PRODUCER_LINGER_SECONDS = 0.005
@@ -132,9 +129,14 @@ class Runtime:
         self.stopped: dict[int, str] = {}  # shard -> why it stopped (fatal error)
         # shard -> (backoff, when last fenced), see _contention_delay
         self._contention: dict[int, tuple[Backoff | None, float]] = {}
-        self._next_threshold_check = 0.0
+        # The published cut points and segment model, re-read every check period.
+        self.published_thresholds = Watched(
+            admin_store, THRESHOLDS_META, parse_thresholds, settings.threshold_check_seconds
+        )
         self._next_threshold_compute = 0.0
-        self._next_segments_check = 0.0
+        self.published_segments = Watched(
+            admin_store, SNAPSHOT_META, segment_snapshot, settings.segments_check_seconds
+        )
         self._swept: dict[int, int] = {}  # shard -> segment model version it was swept with
         self.learning = learning_coordinator(settings)  # None unless learn_segments
         self.config_follower = ConfigFollower(self, config_version)  # tierstream config apply
@@ -436,12 +438,11 @@ class Runtime:
         (cause ``threshold_update``). Fixed cut points need none of this."""
         if self.scorer.config.scores.method != "quintiles":
             return
-        now = time.monotonic()
-        if now < self._next_threshold_check:
+        watched = self.published_thresholds
+        if not watched.claim():
             return
-        self._next_threshold_check = now + self.settings.threshold_check_seconds
-        published = await self._admin(partial(self.admin_store.get_meta, THRESHOLDS_META))
-        current = Thresholds.from_dict(json.loads(published)) if published else None
+        now = time.monotonic()
+        current = watched.take(await self._admin(watched.read_raw))
         leader = self.shards.get(0)
         if leader is not None and now >= self._next_threshold_compute:
             self._next_threshold_compute = now + self.settings.threshold_refresh_seconds
@@ -498,13 +499,14 @@ class Runtime:
         first timer tick: a learning worker's steps assign (and learn) with the model in
         force, so a restarted worker must not learn its first customers as unassigned.
         Sweeps are left to ``refresh_segments``, which finds the version adopted."""
+        watched = self.published_segments
         try:
-            raw = await self._admin(partial(self.admin_store.get_meta, SNAPSHOT_META))
+            raw = await self._admin(watched.read_raw)
         except Exception as exc:  # noqa: BLE001 - the next tick adopts it instead
             log.warning("reading the segment model failed (%r); adopting it next tick", exc)
             return
-        if raw is not None:
-            snapshot = SegmentSnapshot.from_bytes(raw)
+        snapshot = watched.take(raw)
+        if snapshot is not None:
             await self._adopt(self.scorer.with_behaviour(SnapshotBehaviour(snapshot)))
             log.info("adopted behavioural segment model version %d", snapshot.version)
 
@@ -518,15 +520,13 @@ class Runtime:
         the store records the version a shard was fully swept with, so a sweep cut short
         by a crash or a rebalance is finished by the shard's next owner.
         """
-        now = time.monotonic()
-        if now < self._next_segments_check:
+        watched = self.published_segments
+        if not watched.claim():
             return
-        self._next_segments_check = now + self.settings.segments_check_seconds
-        raw = await self._admin(partial(self.admin_store.get_meta, SNAPSHOT_META))
-        if raw is None:
+        snapshot = watched.take(await self._admin(watched.read_raw))
+        if snapshot is None:
             return
         adopted = self.scorer.behaviour
-        snapshot = SegmentSnapshot.from_bytes(raw)  # a few hundred bytes: cheap to parse
         if adopted is None or snapshot.version > adopted.version:
             await self._adopt(self.scorer.with_behaviour(SnapshotBehaviour(snapshot)))
             log.info("adopted behavioural segment model version %d", snapshot.version)
@@ -611,9 +611,11 @@ def build_app(
     scorer: Scorer,
     hot_store: AsyncRedisStore,
     config_version: int = 0,
+    worker_metrics: Metrics | None = None,
 ) -> faust.App:
     """The Faust app of ``tierstream worker``: ``hot_store`` carries the hot path, ``store``
-    (the same Redis, blocking) the rare whole-shard reads and the API."""
+    (the same Redis, blocking) the rare whole-shard reads. tierstream/bootstrap.py builds
+    it, with the metrics it shares with the API it serves beside it."""
     datadir = settings.data_dir / settings.app_id
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -706,7 +708,7 @@ def build_app(
                 await app.consumer.seek(tp, offset)
                 committed.pop(tp, None)
 
-    metrics = Metrics()
+    metrics = worker_metrics if worker_metrics is not None else Metrics()
 
     def on_fatal(exc: BaseException) -> None:
         # A shard stopped on an error nobody can judge safe to skip. Leave the group (the
@@ -737,13 +739,6 @@ def build_app(
         rewind,
         config_version,
     )
-    if settings.api_port is not None:
-        # The HTTP API and dashboard inside the worker process (a Faust service).
-        from tierstream.api import create_api
-        from tierstream.serve import attach_api
-
-        api = create_api(store, scorer, settings, metrics)
-        attach_api(app, api, settings.api_host, settings.api_port)
     metrics.watch_shards(
         lambda: {shard: owned.publisher.in_flight for shard, owned in runtime.shards.items()}
     )
@@ -821,4 +816,4 @@ def build_app(
     return app
 
 
-__all__ = ["EventClock", "Runtime", "build_app"]
+__all__ = ["THRESHOLDS_META", "EventClock", "Runtime", "build_app"]

@@ -20,30 +20,12 @@ from scoring.config import ScoringConfig
 from scoring.engine import AsOfError, Change, Outcome
 from scoring.events import InputEvent
 from scoring.state import CustomerState
+from tierstream.stores.from_settings import ACCOUNTS_NAMESPACE_SUFFIX as ACCOUNTS_NAMESPACE_SUFFIX
+from tierstream.stores.from_settings import account_store as account_store
+from tierstream.stores.from_settings import accounts_namespace as accounts_namespace
 
 if TYPE_CHECKING:
     from tierstream.settings import Settings
-    from tierstream.stores.redis import RedisStore
-
-ACCOUNTS_NAMESPACE_SUFFIX = ".accounts"
-
-
-def accounts_namespace(settings: Settings) -> str:
-    """The Redis namespace of the account states (next to the customers', never inside)."""
-    return settings.redis_namespace + ACCOUNTS_NAMESPACE_SUFFIX
-
-
-def account_store(settings: Settings) -> RedisStore:
-    """The store of the account step's states (streams/accounts.py): the customers' Redis,
-    the accounts' namespace, a shard per partition of the contributions topic."""
-    from tierstream.stores.redis import RedisStore  # noqa: PLC0415 - only Redis users need it
-
-    return RedisStore(
-        settings.redis_url,
-        partitions=settings.partitions,
-        namespace=accounts_namespace(settings),
-        history_length=settings.history_length,
-    )
 
 
 class AccountBook:

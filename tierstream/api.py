@@ -31,7 +31,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -49,8 +49,9 @@ from scoring.state import CustomerState
 from streams.kafka_probe import KafkaProbe
 from streams.metrics import NO_TIER, PipelineGauges
 from tierstream import asof
-from tierstream.config_versions import CONFIG_META
+from tierstream.config_versions import PublishedConfig
 from tierstream.openapi import OPENAPI
+from tierstream.published import CONFIG_META, SNAPSHOT_META, THRESHOLDS_META, Watched, thresholds
 from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
 
@@ -76,8 +77,6 @@ MODEL_TTL = 5.0
 FIRST_COUNT_WAIT = 10.0
 # The event contract's customer id: 1 to 256 characters, no control characters (U+0000-001F).
 MAX_ID_LENGTH = 256
-SNAPSHOT_META = "segments_snapshot"  # the key tierstream.segments publishes the model under
-THRESHOLDS_META = "thresholds"  # quintile cut points, published by the workers (streams.worker)
 # Routes anyone may call even when a token is set: health probes (orchestrators carry no
 # token), and the dashboard's static page, which holds no data and asks for the token
 # itself, because a browser cannot attach a bearer header to a page load.
@@ -199,10 +198,17 @@ class ApiState:
     gauges: PipelineGauges
     sizes: SizesCache
     token: bytes | None
-    model: tuple[float, bytes | None, SegmentSnapshot | None] | None = None
-    thresholds_checked: float | None = None
     config_version: int = 0  # the published scoring config version served (0: local file)
-    config_checked: float | None = None
+    # The published versions, each re-read at most every MODEL_TTL seconds.
+    published_thresholds: Watched[Thresholds] = field(init=False)
+    published_config: Watched[PublishedConfig] = field(init=False)
+    published_model: Watched[SegmentSnapshot | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        store = self.store
+        self.published_thresholds = Watched(store, THRESHOLDS_META, thresholds, MODEL_TTL)
+        self.published_config = Watched(store, CONFIG_META, PublishedConfig.from_bytes, MODEL_TTL)
+        self.published_model = Watched(store, SNAPSHOT_META, _snapshot_or_none, MODEL_TTL)
 
     async def call(self, fn: Callable[[], T], timeout: float = STORE_TIMEOUT) -> T:
         """Run a blocking store call in a thread, bounded by ``timeout``."""
@@ -226,49 +232,36 @@ class ApiState:
         await self._follow_config()
         if self.scorer.config.scores.method != "quintiles":
             return self.scorer
-        checked = self.thresholds_checked
-        if checked is not None and time.monotonic() - checked < MODEL_TTL:
-            return self.scorer
-        raw = await self.call(lambda: self.store.get_meta(THRESHOLDS_META))
-        self.thresholds_checked = time.monotonic()
-        if raw:
-            published = Thresholds.from_dict(json.loads(raw))
-            if published.version > self.scorer.thresholds.version:
-                self.scorer = self.scorer.with_thresholds(published)
+        published = await self.published_thresholds.refresh(self.call)
+        if published is not None and published.version > self.scorer.thresholds.version:
+            self.scorer = self.scorer.with_thresholds(published)
         return self.scorer
 
     async def _follow_config(self) -> None:
-        checked = self.config_checked
-        if checked is not None and time.monotonic() - checked < MODEL_TTL:
-            return
-        from streams.config_follower import adopt_published  # noqa: PLC0415
+        from streams.config_follower import adopt_newer, not_valid_here  # noqa: PLC0415
 
-        raw = await self.call(lambda: self.store.get_meta(CONFIG_META))
-        self.config_checked = time.monotonic()
-        adopted = adopt_published(raw, self.scorer, self.config_version, self.settings)
+        try:
+            entry = await self.published_config.refresh(self.call)
+        except (ValueError, KeyError) as exc:  # tried again at the next check
+            not_valid_here(exc)
+            return
+        adopted = adopt_newer(entry, self.scorer, self.config_version, self.settings)
         if adopted is not None:
             self.scorer, self.config_version = adopted
 
     async def snapshot(self) -> SegmentSnapshot | None:
         """The published segment model, re-read at most every MODEL_TTL seconds."""
-        cached = self.model
-        if cached is not None and time.monotonic() - cached[0] < MODEL_TTL:
-            return cached[2]
-        raw = await self.call(lambda: self.store.get_meta(SNAPSHOT_META))
-        if cached is not None and raw == cached[1]:
-            parsed = cached[2]
-        elif raw:
-            from models.snapshot import SegmentSnapshot  # noqa: PLC0415 - numpy; only when used
+        return await self.published_model.refresh(self.call)
 
-            try:
-                parsed = SegmentSnapshot.from_bytes(raw)
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("the published segment snapshot does not parse: %r", exc)
-                parsed = None
-        else:
-            parsed = None
-        self.model = (time.monotonic(), raw, parsed)
-        return parsed
+
+def _snapshot_or_none(raw: bytes) -> SegmentSnapshot | None:
+    from models.snapshot import SegmentSnapshot  # noqa: PLC0415 - numpy; only when used
+
+    try:
+        return SegmentSnapshot.from_bytes(raw)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("the published segment snapshot does not parse: %r", exc)
+        return None
 
 
 STATE_KEY = web.AppKey("state", ApiState)

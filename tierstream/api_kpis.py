@@ -24,6 +24,7 @@ from scoring.days import day_start, utc_day
 from scoring.state import CustomerState
 from tierstream.clv import CLV_META, ClvSnapshot, ClvSnapshotError, record_fields
 from tierstream.kpis import DIMENSIONS, Population, kpi_table, population, unknown_dimension
+from tierstream.published import Watched
 
 KPI_TTL = 30.0  # seconds a KPI scan is reused (a scan of ten million states takes minutes)
 MODEL_TTL = 5.0
@@ -31,7 +32,7 @@ MODEL_TTL = 5.0
 
 class KpiState:
     def __init__(self) -> None:
-        self.clv: tuple[float, bytes | None, ClvSnapshot | None] | None = None
+        self.clv: Watched[ClvSnapshot | None] | None = None  # made with the first lookup
         self.populations: dict[int, tuple[float, Population]] = {}
         self.running: dict[int, asyncio.Task[Population]] = {}
 
@@ -48,22 +49,17 @@ async def clv_snapshot(app: web.Application) -> ClvSnapshot | None:
     from tierstream.api import STATE_KEY, log  # noqa: PLC0415 - api imports this module
 
     api, own = app[STATE_KEY], app[KPI_KEY]
-    cached = own.clv
-    if cached is not None and time.monotonic() - cached[0] < MODEL_TTL:
-        return cached[2]
-    raw = await api.call(lambda: api.store.get_meta(CLV_META))
-    if cached is not None and raw == cached[1]:
-        parsed = cached[2]
-    elif raw:
-        try:
-            parsed = ClvSnapshot.from_bytes(raw)
-        except ClvSnapshotError as exc:
-            log.warning("the published lifetime value snapshot does not parse: %s", exc)
-            parsed = None
-    else:
-        parsed = None
-    own.clv = (time.monotonic(), raw, parsed)
-    return parsed
+    if own.clv is None:
+
+        def parse(raw: bytes) -> ClvSnapshot | None:
+            try:
+                return ClvSnapshot.from_bytes(raw)
+            except ClvSnapshotError as exc:
+                log.warning("the published lifetime value snapshot does not parse: %s", exc)
+                return None
+
+        own.clv = Watched(api.store, CLV_META, parse, MODEL_TTL)
+    return await own.clv.refresh(api.call)
 
 
 async def lookup_fields(app: web.Application, state: CustomerState, day: int) -> dict[str, Any]:

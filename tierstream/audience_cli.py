@@ -61,14 +61,14 @@ def audience_command(
     from scoring.engine import Scorer  # noqa: PLC0415
     from tierstream.api import segment_names, tier_names  # noqa: PLC0415
     from tierstream.audiences import differences, members  # noqa: PLC0415
-    from tierstream.cli import _redis_store  # noqa: PLC0415 - the cli imports this module
+    from tierstream.stores.from_settings import redis_store  # noqa: PLC0415 - Redis when used
 
     if kind not in KINDS:
         fail(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if not rebuild and not check and (name is None or out is None):
         fail("name an audience and --out FILE.jsonl (or pass --rebuild or --check)")
     settings = load_settings()
-    store = _redis_store(settings)
+    store = redis_store(settings)
     try:
         if rebuild:
             seen = store.rebuild_audiences()

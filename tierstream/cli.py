@@ -48,6 +48,7 @@ from tierstream.replay import ReplayStats, StrictReplayError, replay, valid_even
 from tierstream.report import print_report
 from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
+from tierstream.stores.from_settings import redis_store
 
 if TYPE_CHECKING:
     from tierstream.stores.redis import RedisStore
@@ -246,17 +247,6 @@ def dumps_line(row: dict[str, Any]) -> str:
     return json.dumps(row, separators=(",", ":")) + "\n"
 
 
-def _redis_store(settings: Settings) -> RedisStore:
-    from tierstream.stores.redis import RedisStore  # noqa: PLC0415 - only the Redis commands need it
-
-    return RedisStore(
-        settings.redis_url,
-        partitions=settings.partitions,
-        namespace=settings.redis_namespace,
-        history_length=settings.history_length,
-    )
-
-
 def _scorer_in_force(settings: Settings, store: RedisStore) -> Scorer:
     """A scorer with the published config version (tierstream config apply), else the local."""
     from tierstream.config_store import config_in_force  # noqa: PLC0415
@@ -264,61 +254,11 @@ def _scorer_in_force(settings: Settings, store: RedisStore) -> Scorer:
     return Scorer(config_in_force(settings, store)[0])
 
 
-def _check_layout(store: RedisStore, partitions: int) -> None:
-    """Refuse to start a worker on a store laid out for another partition count, or in
-    the middle of a repartition (tierstream/repartition.py)."""
-    from redis.exceptions import RedisError  # noqa: PLC0415
-
-    from tierstream.audiences import mark_if_fresh  # noqa: PLC0415
-    from tierstream.repartition import layout_problem  # noqa: PLC0415
-
-    try:
-        problem = layout_problem(store, partitions) or _accounts_layout_problem(store, partitions)
-        if problem is None:
-            mark_if_fresh(store)  # an empty store keeps its audience sizes from the start
-    except RedisError as exc:  # Redis not up yet: the worker waits for it as for anything
-        console.print(f"[yellow]partition layout not checked ({exc})[/yellow]")
-        return
-    if problem is not None:
-        fail(f"worker not started: {problem}")
-
-
-def _accounts_layout_problem(store: RedisStore, partitions: int) -> str | None:
-    """The account shards' layout (``<namespace>.accounts``, moved by repartition too)."""
-    from tierstream.accounts import ACCOUNTS_NAMESPACE_SUFFIX  # noqa: PLC0415
-    from tierstream.repartition import layout_problem  # noqa: PLC0415
-    from tierstream.stores.redis import RedisStore  # noqa: PLC0415
-
-    accounts = RedisStore(store.url, partitions, store.namespace + ACCOUNTS_NAMESPACE_SUFFIX)
-    try:
-        return layout_problem(accounts, partitions)
-    finally:
-        accounts.close()
-
-
-def _check_topics(settings: Settings) -> None:
-    """Refuse to start a worker whose input topics are missing or partitioned unlike the
-    shards; a cluster that cannot be asked yet is waited for by the worker itself."""
-    from kafka.errors import KafkaError  # noqa: PLC0415 - kafka-python's import is slow
-
-    from tierstream.topics import worker_topic_problem  # noqa: PLC0415
-
-    try:
-        problem = worker_topic_problem(settings)
-    except KafkaError as exc:
-        console.print(f"[yellow]topics not checked ({type(exc).__name__}: {exc})[/yellow]")
-        return
-    if problem is not None:
-        fail(f"worker not started: {problem}")
-
-
 def _segment_snapshot(store: StateStore) -> Any:
     """The published behavioural segment snapshot, if one was learned."""
-    from models.snapshot import SegmentSnapshot  # noqa: PLC0415
-    from tierstream.segments import SNAPSHOT_META  # noqa: PLC0415
+    from tierstream.published import SNAPSHOT_META, Watched, segment_snapshot  # noqa: PLC0415
 
-    raw = store.get_meta(SNAPSHOT_META)
-    return SegmentSnapshot.from_bytes(raw) if raw else None
+    return Watched(store, SNAPSHOT_META, segment_snapshot).read()
 
 
 def _behaviour_from_file(path: Path) -> Any:
@@ -379,31 +319,9 @@ def worker_command(
         from tierstream.processes import run_processes  # noqa: PLC0415
 
         raise typer.Exit(run_processes(processes, loglevel))
-    import faust  # noqa: PLC0415 - heavy; only the worker needs it
-    from redis.exceptions import RedisError  # noqa: PLC0415
+    from tierstream.bootstrap import run_worker  # noqa: PLC0415 - Faust only for the worker
 
-    from streams.worker import build_app  # noqa: PLC0415
-    from tierstream.stores.redis_async import AsyncRedisStore  # noqa: PLC0415
-
-    store = _redis_store(settings)
-    _check_layout(store, settings.partitions)
-    _check_topics(settings)
-    try:
-        snapshot = _segment_snapshot(store)
-    except (OSError, RedisError) as exc:  # the worker's timer adopts the model later
-        console.print(f"[yellow]segment model not loaded yet ({exc}); will retry[/yellow]")
-        snapshot = None
-    from tierstream.config_store import worker_config  # noqa: PLC0415
-
-    config, config_version = worker_config(settings, store)
-    scorer = Scorer(config, behaviour=_behaviour(snapshot))
-    faust_app = build_app(settings, store, scorer, AsyncRedisStore(store), config_version)
-    worker = faust.Worker(faust_app, loglevel=loglevel.upper(), quiet=True)
-    # Faust's terminal spinner sets the root logger to DEBUG whenever the level is WARNING
-    # or above, so every debug call of aiokafka (one per message sent) built a log record
-    # only for a handler to drop it: about 6% of the worker's time. No spinner, no records.
-    worker.spinner = None
-    worker.execute_from_commandline()
+    run_worker(settings, loglevel)
 
 
 @app.command("repartition")
@@ -542,14 +460,13 @@ def segments_command(
     if show:
         from tierstream.cli_learning import show_learned  # noqa: PLC0415
 
-        store_shown = _redis_store(load_settings())
+        store_shown = redis_store(load_settings())
         try:
             show_learned(store_shown, as_json)
         finally:
             store_shown.close()
         return
     from models.features import to_original_units  # noqa: PLC0415
-    from models.snapshot import SegmentSnapshot  # noqa: PLC0415
     from tierstream.segments import SNAPSHOT_META, learn_snapshot  # noqa: PLC0415
 
     moment = parse_as_of(as_of)
@@ -564,10 +481,9 @@ def segments_command(
     else:
         settings = load_settings()
         scorer = Scorer(settings_config(settings))
-        store = _redis_store(settings)
+        store = redis_store(settings)
         states = list(store.scan())
-        raw = store.get_meta(SNAPSHOT_META)
-        previous = SegmentSnapshot.from_bytes(raw) if raw else None
+        previous = _segment_snapshot(store)
     try:
         learned = learn_snapshot(scorer, states, moment, previous=previous, k=k, seed=seed)
     except ValueError as exc:  # too few customers for k segments, or k < 1: say so
@@ -640,7 +556,7 @@ def export_command(
         if problems:
             raise typer.Exit(1)
         return
-    store = _redis_store(settings)
+    store = redis_store(settings)
     scorer = _scorer_in_force(settings, store)
     snapshot = _segment_snapshot(store)
     clv = published_clv(store)
@@ -673,7 +589,7 @@ def customer_command(
     """One customer's current state, and why they are in their tier and segment."""
     moment = parse_as_of(as_of)  # before Redis: a bad --as-of is one line, exit 2
     settings = load_settings()
-    store = _redis_store(settings)
+    store = redis_store(settings)
     scorer = _scorer_in_force(settings, store)
     state = store.get(customer_id)
     snapshot = _segment_snapshot(store)

@@ -54,7 +54,7 @@ def backfill_command(
     from tierstream.accounts import account_store  # noqa: PLC0415
     from tierstream.backfill import Backfill, source_id  # noqa: PLC0415
     from tierstream.backfill_accounts import AccountSink  # noqa: PLC0415
-    from tierstream.cli import _redis_store  # noqa: PLC0415 - avoids an import cycle
+    from tierstream.stores.from_settings import redis_store  # noqa: PLC0415 - Redis when used
 
     source_format = format_of(path, fmt)
     settings = load_settings()
@@ -62,7 +62,7 @@ def backfill_command(
     parsed = open_events(path, source_format, config)  # a bad path: one line, exit 2
     source = source_id(resolve_path(path, source_format), source_format)
     stats = ReplayStats()
-    store = _redis_store(settings)
+    store = redis_store(settings)
     account_states = account_store(settings)
     try:
         from tierstream.audiences import mark_if_fresh  # noqa: PLC0415

@@ -29,6 +29,7 @@ from tierstream.cli_input import (
     scoring_config,
 )
 from tierstream.clv import CLV_META, ClvSnapshot, ClvSnapshotError, NotEnoughDataError
+from tierstream.published import Watched
 from tierstream.replay import ReplayStats, replay
 
 if TYPE_CHECKING:
@@ -98,10 +99,11 @@ def load_source(
             "--config and --segments go with --replay; the Redis state is scored with "
             "the config in force (tierstream config show) and the published segment model"
         )
-    from tierstream.cli import _redis_store, _scorer_in_force, _segment_snapshot  # noqa: PLC0415
+    from tierstream.cli import _scorer_in_force, _segment_snapshot  # noqa: PLC0415
+    from tierstream.stores.from_settings import redis_store  # noqa: PLC0415
 
     settings = load_settings()
-    store = _redis_store(settings)
+    store = redis_store(settings)
     scorer = _scorer_in_force(settings, store)  # the published config version, if any
     states = list(store.scan())
     return Source(
@@ -111,14 +113,15 @@ def load_source(
 
 def published_clv(store: Any) -> ClvSnapshot | None:
     """The published lifetime value snapshot (None: none yet, or one that does not parse)."""
-    raw = store.get_meta(CLV_META)
-    if not raw:
-        return None
-    try:
-        return ClvSnapshot.from_bytes(raw)
-    except ClvSnapshotError as exc:
-        say(f"the published lifetime value snapshot is unusable: {exc}", "yellow")
-        return None
+
+    def parse(raw: bytes) -> ClvSnapshot | None:
+        try:
+            return ClvSnapshot.from_bytes(raw)
+        except ClvSnapshotError as exc:
+            say(f"the published lifetime value snapshot is unusable: {exc}", "yellow")
+            return None
+
+    return Watched(store, CLV_META, parse).read()
 
 
 def clv_from_file(path: Path) -> ClvSnapshot:

@@ -65,9 +65,9 @@ def erase_command(
 
 def _wait_applied(settings: Settings, sent: list[dict[str, Any]], seconds: float) -> bool:
     """True once every request's offset is below its shard's applied offset."""
-    from tierstream.cli import _redis_store  # noqa: PLC0415 - avoids an import cycle
+    from tierstream.stores.from_settings import redis_store  # noqa: PLC0415 - Redis when used
 
-    store = _redis_store(settings)
+    store = redis_store(settings)
     deadline = time.monotonic() + seconds
     pending = {(int(r["partition"]), int(r["offset"])) for r in sent}
     try:

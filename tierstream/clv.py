@@ -22,8 +22,8 @@ from typing import Any
 from scoring.clv import BgNbd, ClvFeatures, ClvValues, GammaGamma, clv_features, clv_values
 from scoring.config import ClvSettings
 from scoring.state import CustomerState
+from tierstream.published import CLV_META as CLV_META  # where the snapshot is published
 
-CLV_META = "clv_snapshot"  # the store metadata key of the published snapshot
 FORMAT = 1
 
 

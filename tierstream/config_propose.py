@@ -26,7 +26,6 @@ from scoring.days import utc_day
 from scoring.engine import Scorer
 from scoring.profiles import ProfileUpdate
 from scoring.quantiles import population_thresholds
-from scoring.scores import Thresholds
 from tierstream.cli_input import (
     fail,
     format_option,
@@ -41,6 +40,7 @@ from tierstream.config_compare import Comparison, Placement, change_record, comp
 from tierstream.config_store import config_in_force, meta_store
 from tierstream.config_versions import with_window
 from tierstream.profiles_cli import load_profiles
+from tierstream.published import THRESHOLDS_META, Watched, thresholds
 from tierstream.readers import Parsed, convertible, read_events, resolve_path
 from tierstream.replay import ReplayStats, collect, replay
 
@@ -108,12 +108,10 @@ def live_placements(
 
 
 def _published_thresholds(store: RedisStore, scorer: Scorer) -> Scorer:
-    from streams.worker import THRESHOLDS_META  # noqa: PLC0415 - the worker's key name
-
     if scorer.config.scores.method != "quintiles":
         return scorer
-    raw = store.get_meta(THRESHOLDS_META)
-    return scorer.with_thresholds(Thresholds.from_dict(json.loads(raw))) if raw else scorer
+    published = Watched(store, THRESHOLDS_META, thresholds).read()
+    return scorer.with_thresholds(published) if published is not None else scorer
 
 
 def print_comparison(comparison: Comparison, console: Console) -> None:

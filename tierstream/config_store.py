@@ -33,9 +33,9 @@ if TYPE_CHECKING:
 
 def meta_store(settings: Settings) -> RedisStore:
     """The store, with the API's short timeouts: an unreachable Redis is one line, soon."""
-    from tierstream.serve import api_store  # noqa: PLC0415 - Redis only when needed
+    from tierstream.stores.from_settings import redis_store  # noqa: PLC0415 - Redis when needed
 
-    return api_store(settings)
+    return redis_store(settings, reader=True)
 
 
 def local_label(settings: Settings) -> str:

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 from scoring.config import ScoringConfig, load_config_text
-
-CONFIG_META = "config"
+from tierstream.published import CONFIG_META as CONFIG_META
+from tierstream.published import Watched
 
 
 def version_meta(version: int) -> str:
@@ -76,8 +76,7 @@ def with_window(
 
 
 def published(store: MetaStore) -> PublishedConfig | None:
-    raw = store.get_meta(CONFIG_META)
-    return PublishedConfig.from_bytes(raw) if raw else None
+    return Watched(store, CONFIG_META, PublishedConfig.from_bytes).read()
 
 
 def published_version(store: MetaStore, version: int) -> PublishedConfig | None:

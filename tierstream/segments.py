@@ -29,8 +29,7 @@ from models.snapshot import (
 from scoring.days import utc_day
 from scoring.engine import Scorer, Values
 from scoring.state import CustomerState
-
-SNAPSHOT_META = "segments_snapshot"
+from tierstream.published import SNAPSHOT_META as SNAPSHOT_META  # the model is published here
 
 
 def customer_features(scorer: Scorer, state: CustomerState, as_of: datetime) -> dict[str, float]:
