@@ -386,22 +386,21 @@ class AccountScorer:
             return None
         totals.version += 1
         change = Change(
-            None,
-            totals.customer_id,
-            totals.version,
-            totals.tier,
-            None,
-            totals.segment,
-            None,
-            update.cause,
-            f"{update.note}; no contact left",
-            None,
-            0,
-            _ZERO,
-            None,
-            None,
-            None,
-            update.occurred_at,
+            customer_id=totals.customer_id,
+            version=totals.version,
+            previous_tier=totals.tier,
+            new_tier=None,
+            previous_segment=totals.segment,
+            new_segment=None,
+            cause=update.cause,
+            reason=f"{update.note}; no contact left",
+            recency_days=None,
+            frequency=0,
+            monetary=_ZERO,
+            r=None,
+            f=None,
+            m=None,
+            occurred_at=update.occurred_at,
         )
         totals.tier = totals.segment = None
         return _as_account([change])[0]
