@@ -21,12 +21,12 @@ from tierstream.stores.base import (
     Lease,
     StaleBatchError,
     check_expected,
-    decode_history,
     memberships_of,
     shard_for,
     size_tally,
     stamp,
 )
+from tierstream.stores.commit_recipe import decode_history
 
 
 @dataclass

@@ -49,12 +49,12 @@ from tierstream.stores.base import (
     Lease,
     OffsetsMovedError,
     StaleBatchError,
-    decode_history,
     memberships_of,
     shard_for,
     size_tally,
     stamp,
 )
+from tierstream.stores.commit_recipe import decode_history
 from tierstream.stores.redis_connect import sync_client
 from tierstream.stores.state_codec import decode_state as _decode
 from tierstream.stores.state_codec import encode_state as _encode
