@@ -308,3 +308,10 @@ def murmur2(data: bytes) -> int:
 def shard_for(customer_id: str, partitions: int) -> int:
     """The partition Kafka's default partitioner puts this customer's keyed events on."""
     return (murmur2(customer_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+def home_first(customer_id: str, partitions: int) -> list[int]:
+    """The shards to look for a customer in: its home shard (``shard_for``), then the
+    others, where only customers whose events were keyed differently live."""
+    home = shard_for(customer_id, partitions)
+    return [home, *(shard for shard in range(partitions) if shard != home)]

@@ -30,7 +30,7 @@ import heapq
 import itertools
 import re
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from importlib import resources
 from typing import Any, Protocol
 
@@ -49,6 +49,7 @@ from tierstream.stores.base import (
     Lease,
     OffsetsMovedError,
     StaleBatchError,
+    home_first,
     memberships_of,
     shard_for,
     size_tally,
@@ -210,62 +211,26 @@ class RedisStore:
         check_commit_reply(lease, batch, self._commit(keys=keys, args=args))
 
     def get(self, customer_id: str) -> CustomerState | None:
-        home = shard_for(customer_id, self.partitions)
-        data = self._client.get(self.state_key(home, customer_id))
-        if data is not None:
-            return _decode(customer_id, data)
-        others = [shard for shard in range(self.partitions) if shard != home]
-        if not others:
-            return None
-        # Only customers whose events were keyed differently live elsewhere: one round trip.
-        with self._client.pipeline(transaction=False) as pipe:
-            for shard in others:
-                pipe.get(self.state_key(shard, customer_id))
-            found = [value for value in pipe.execute() if value is not None]
-        return _decode(customer_id, found[0]) if found else None
+        data = self._home_first([customer_id], self.state_key, _read_value).get(customer_id)
+        return None if data is None else _decode(customer_id, data)
 
     def get_many(self, customer_ids: Collection[str]) -> dict[str, CustomerState]:
-        """The states of ``customer_ids`` that exist: one pipelined round trip to their
-        home shards (a key per command, so it works on a Cluster too), and one more to
-        the other shards for those not found at home (as ``get`` does)."""
-        ids = list(dict.fromkeys(customer_ids))
-        homes = {cid: shard_for(cid, self.partitions) for cid in ids}
-        with self._client.pipeline(transaction=False) as pipe:
-            for cid in ids:
-                pipe.get(self.state_key(homes[cid], cid))
-            found = pipe.execute()
-        states = {cid: _decode(cid, data) for cid, data in zip(ids, found, strict=True) if data}
-        elsewhere = [
-            (cid, shard)
-            for cid in ids
-            if cid not in states
-            for shard in range(self.partitions)
-            if shard != homes[cid]
-        ]
-        if elsewhere:
-            with self._client.pipeline(transaction=False) as pipe:
-                for cid, shard in elsewhere:
-                    pipe.get(self.state_key(shard, cid))
-                for (cid, _), data in zip(elsewhere, pipe.execute(), strict=True):
-                    if data is not None and cid not in states:
-                        states[cid] = _decode(cid, data)
-        return states
+        """The states of ``customer_ids`` that exist, in two round trips at most (see
+        ``_home_first``)."""
+        found = self._home_first(customer_ids, self.state_key, _read_value)
+        return {cid: _decode(cid, data) for cid, data in found.items()}
 
     def history(
         self, customer_id: str, limit: int = DEFAULT_HISTORY_LENGTH
     ) -> list[dict[str, Any]]:
         if limit <= 0 or self.history_length == 0:
             return []
-        home = shard_for(customer_id, self.partitions)
-        entries = self._client.lrange(self.history_key(home, customer_id), 0, limit - 1)
-        others = [shard for shard in range(self.partitions) if shard != home]
-        if not entries and others:
-            # As in get(): only customers whose events were keyed differently live elsewhere.
-            with self._client.pipeline(transaction=False) as pipe:
-                for shard in others:
-                    pipe.lrange(self.history_key(shard, customer_id), 0, limit - 1)
-                entries = next((found for found in pipe.execute() if found), [])
-        return [decode_history(customer_id, entry) for entry in entries]
+
+        def latest(pipe: Any, key: bytes) -> None:
+            pipe.lrange(key, 0, limit - 1)
+
+        found = self._home_first([customer_id], self.history_key, latest)
+        return [decode_history(customer_id, entry) for entry in found.get(customer_id, [])]
 
     def lookup(
         self, customer_id: str, limit: int = DEFAULT_HISTORY_LENGTH
@@ -498,6 +463,34 @@ class RedisStore:
             self._probe.close()
 
     # --------------------------------------------------------------- helpers
+    def _home_first(
+        self,
+        customer_ids: Collection[str],
+        key: Callable[[int, str], bytes],
+        read: Callable[[Any, bytes], None],
+    ) -> dict[str, Any]:
+        """customer id -> what ``read`` queues for ``key`` (a state, a history list) in the
+        customer's home shard or, if that is empty, in the first other shard holding it.
+
+        One pipelined round trip to the home shards, and one more to the other shards for
+        the ids not found at home: only customers whose events were keyed differently live
+        elsewhere. A key per command, so it works on a Cluster too."""
+        ids = list(dict.fromkeys(customer_ids))
+        orders = {cid: home_first(cid, self.partitions) for cid in ids}
+        with self._client.pipeline(transaction=False) as pipe:
+            for cid in ids:
+                read(pipe, key(orders[cid][0], cid))
+            found = {cid: value for cid, value in zip(ids, pipe.execute(), strict=True) if value}
+        elsewhere = [(cid, shard) for cid in ids if cid not in found for shard in orders[cid][1:]]
+        if elsewhere:
+            with self._client.pipeline(transaction=False) as pipe:
+                for cid, shard in elsewhere:
+                    read(pipe, key(shard, cid))
+                for (cid, _), value in zip(elsewhere, pipe.execute(), strict=True):
+                    if value and cid not in found:
+                        found[cid] = value
+        return found
+
     def _mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """MGET in chunks, all in one round trip (every key of one call shares a slot)."""
         if len(keys) <= CHUNK:
@@ -612,6 +605,10 @@ def check_commit_reply(lease: Lease, batch: Batch, reply: Sequence[Any]) -> int:
     if code == _MALFORMED:
         raise ValueError(f"shard {lease.shard}: the store refused a malformed commit: {value!r}")
     return end
+
+
+def _read_value(pipe: Any, key: bytes) -> None:
+    pipe.get(key)
 
 
 def _score(moment: float) -> str:
