@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from scoring.config import ScoringConfig
-from scoring.engine import Change, Outcome, Scorer
+from scoring.engine import Change, Outcome, Scorer, leaving_change
 from scoring.events import Cause, InputEvent, PurchaseEvent
 from scoring.state import ContactLink, CustomerState, DayTotals
 
@@ -385,22 +385,8 @@ class AccountScorer:
         if totals.tier is None and totals.segment is None:
             return None
         totals.version += 1
-        change = Change(
-            customer_id=totals.customer_id,
-            version=totals.version,
-            previous_tier=totals.tier,
-            new_tier=None,
-            previous_segment=totals.segment,
-            new_segment=None,
-            cause=update.cause,
-            reason=f"{update.note}; no contact left",
-            recency_days=None,
-            frequency=0,
-            monetary=_ZERO,
-            r=None,
-            f=None,
-            m=None,
-            occurred_at=update.occurred_at,
+        change = leaving_change(
+            totals, update.cause, f"{update.note}; no contact left", update.occurred_at
         )
         totals.tier = totals.segment = None
         return _as_account([change])[0]

@@ -421,24 +421,12 @@ class Scorer:
         if state.tier is None and state.segment is None and state.behaviour is None:
             return None
         state.version += 1
-        change = Change(
-            customer_id=state.customer_id,
-            version=state.version,
-            previous_tier=state.tier,
-            new_tier=None,
-            previous_segment=state.segment,
-            new_segment=None,
-            cause="erasure",
-            reason="customer data erased on request",
-            recency_days=None,
-            frequency=0,
-            monetary=_ZERO,
-            r=None,
-            f=None,
-            m=None,
-            occurred_at=now,
+        change = leaving_change(
+            state,
+            "erasure",
+            "customer data erased on request",
+            now,
             previous_behaviour=_label(state.behaviour),
-            new_behaviour=None,
         )
         state.tier = state.segment = None
         state.behaviour = None
@@ -937,6 +925,37 @@ def _traits_record(state: CustomerState) -> dict[str, Any]:
             k: (str(v) if isinstance(v, Decimal) else v) for k, v in sorted(state.traits.items())
         }
     }
+
+
+def leaving_change(
+    state: CustomerState,
+    cause: Cause,
+    reason: object,
+    occurred_at: datetime,
+    *,
+    previous_behaviour: str | None = None,
+) -> Change:
+    """The change of a customer (or account) that leaves its tier and segment with no
+    values left: an erasure, an account's last contact gone. ``state.version`` must be the
+    change's (already bumped)."""
+    return Change(
+        customer_id=state.customer_id,
+        version=state.version,
+        previous_tier=state.tier,
+        new_tier=None,
+        previous_segment=state.segment,
+        new_segment=None,
+        cause=cause,
+        reason=reason,
+        recency_days=None,
+        frequency=0,
+        monetary=_ZERO,
+        r=None,
+        f=None,
+        m=None,
+        occurred_at=occurred_at,
+        previous_behaviour=previous_behaviour,
+    )
 
 
 def _label(behaviour: tuple[int, str] | None) -> str | None:
