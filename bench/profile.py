@@ -126,7 +126,7 @@ def stages(raw: Sequence[RawMessage]) -> dict[str, Any]:
     ``decode`` is what loading a customer costs in ``RedisStore.load`` (JSON to state).
     """
     from streams.deadletters import parse_message
-    from streams.processor import encode_change
+    from tierstream.stores.outbox_codec import encode_change
     from tierstream.stores.state_codec import decode_state, encode_state
 
     scorer = Scorer(load_scoring_config(None))

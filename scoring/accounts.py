@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from scoring.config import ScoringConfig
-from scoring.engine import Change, Outcome, Scorer
+from scoring.engine import Change, Outcome, Scorer, leaving_change
 from scoring.events import Cause, InputEvent, PurchaseEvent
 from scoring.state import ContactLink, CustomerState, DayTotals
 
@@ -385,23 +385,8 @@ class AccountScorer:
         if totals.tier is None and totals.segment is None:
             return None
         totals.version += 1
-        change = Change(
-            None,
-            totals.customer_id,
-            totals.version,
-            totals.tier,
-            None,
-            totals.segment,
-            None,
-            update.cause,
-            f"{update.note}; no contact left",
-            None,
-            0,
-            _ZERO,
-            None,
-            None,
-            None,
-            update.occurred_at,
+        change = leaving_change(
+            totals, update.cause, f"{update.note}; no contact left", update.occurred_at
         )
         totals.tier = totals.segment = None
         return _as_account([change])[0]

@@ -75,9 +75,11 @@ class Change:
         "new_behaviour",
     )
 
+    # Keyword-only: eighteen fields, several of the same type, are too many to pass by
+    # position. ``event_id`` None: derived from customer id and version on first read.
     def __init__(
         self,
-        event_id: str | None,
+        *,
         customer_id: str,
         version: int,
         previous_tier: str | None,
@@ -96,6 +98,7 @@ class Change:
         # Behavioural segment labels (None while no segment model is in use).
         previous_behaviour: str | None = None,
         new_behaviour: str | None = None,
+        event_id: str | None = None,
     ) -> None:
         self._event_id = event_id
         self.customer_id = customer_id
@@ -418,25 +421,12 @@ class Scorer:
         if state.tier is None and state.segment is None and state.behaviour is None:
             return None
         state.version += 1
-        change = Change(
-            None,
-            state.customer_id,
-            state.version,
-            state.tier,
-            None,
-            state.segment,
-            None,
+        change = leaving_change(
+            state,
             "erasure",
             "customer data erased on request",
-            None,
-            0,
-            _ZERO,
-            None,
-            None,
-            None,
             now,
-            _label(state.behaviour),
-            None,
+            previous_behaviour=_label(state.behaviour),
         )
         state.tier = state.segment = None
         state.behaviour = None
@@ -777,24 +767,23 @@ class Scorer:
             note = (_label(behaviour), self.behaviour.version)
         state.version += 1
         change = Change(
-            None,
-            state.customer_id,
-            state.version,
-            state.tier,
-            tier,
-            state.segment,
-            segment,
-            cause,
-            _ChangeReason(self, because, before, scores, note, self._trait_scores(state)),
-            values.recency_days,
-            values.frequency,
-            values.monetary,
-            scores.r,
-            scores.f,
-            scores.m,
-            moment,
-            _label(state.behaviour),
-            _label(behaviour),
+            customer_id=state.customer_id,
+            version=state.version,
+            previous_tier=state.tier,
+            new_tier=tier,
+            previous_segment=state.segment,
+            new_segment=segment,
+            cause=cause,
+            reason=_ChangeReason(self, because, before, scores, note, self._trait_scores(state)),
+            recency_days=values.recency_days,
+            frequency=values.frequency,
+            monetary=values.monetary,
+            r=scores.r,
+            f=scores.f,
+            m=scores.m,
+            occurred_at=moment,
+            previous_behaviour=_label(state.behaviour),
+            new_behaviour=_label(behaviour),
         )
         state.tier, state.segment, state.behaviour = tier, segment, behaviour
         return change
@@ -936,6 +925,37 @@ def _traits_record(state: CustomerState) -> dict[str, Any]:
             k: (str(v) if isinstance(v, Decimal) else v) for k, v in sorted(state.traits.items())
         }
     }
+
+
+def leaving_change(
+    state: CustomerState,
+    cause: Cause,
+    reason: object,
+    occurred_at: datetime,
+    *,
+    previous_behaviour: str | None = None,
+) -> Change:
+    """The change of a customer (or account) that leaves its tier and segment with no
+    values left: an erasure, an account's last contact gone. ``state.version`` must be the
+    change's (already bumped)."""
+    return Change(
+        customer_id=state.customer_id,
+        version=state.version,
+        previous_tier=state.tier,
+        new_tier=None,
+        previous_segment=state.segment,
+        new_segment=None,
+        cause=cause,
+        reason=reason,
+        recency_days=None,
+        frequency=0,
+        monetary=_ZERO,
+        r=None,
+        f=None,
+        m=None,
+        occurred_at=occurred_at,
+        previous_behaviour=previous_behaviour,
+    )
 
 
 def _label(behaviour: tuple[int, str] | None) -> str | None:

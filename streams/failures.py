@@ -18,8 +18,9 @@ exception a step raises gets one of three outcomes, decided here.
 
 from __future__ import annotations
 
-import random
 from enum import Enum
+
+from redis.backoff import EqualJitterBackoff
 
 from tierstream.stores.base import FencedError, OffsetsMovedError, StaleBatchError
 
@@ -81,18 +82,22 @@ def classify(exc: BaseException) -> Outcome:
 
 
 class Backoff:
-    """Exponential backoff with full jitter: many workers cut off together do not all
-    come back in the same instant."""
+    """Exponential backoff with jitter, so that many workers cut off together do not all
+    come back in the same instant: the n-th wait is drawn between half and all of
+    ``min(cap, base * 2**n)``. The formula is redis-py's ``EqualJitterBackoff``, the one
+    the Redis store's own retries use (tierstream/stores/redis.py): one policy, whether
+    the client retries a command or the worker redoes a step."""
 
     def __init__(self, base: float = 0.05, cap: float = 5.0) -> None:
         self.base = base
         self.cap = cap
         self.attempt = 0
+        self._delays = EqualJitterBackoff(cap=cap, base=base)
 
     def next(self) -> float:
-        ceiling = min(self.cap, self.base * 2**self.attempt)
+        delay = self._delays.compute(self.attempt)
         self.attempt += 1
-        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not secrets
+        return delay
 
     def reset(self) -> None:
         self.attempt = 0

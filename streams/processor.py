@@ -33,16 +33,8 @@ from tierstream.erasure import (
     make_marker,
     parse_marker,
 )
-from tierstream.jsonbytes import compact_json
-from tierstream.stores.base import (
-    Batch,
-    Lease,
-    Placement,
-    StateStore,
-    placement_of,
-    record_changes,
-    record_memberships,
-)
+from tierstream.stores.base import Batch, Lease, Placement, StateStore, placement_of
+from tierstream.stores.commit_recipe import build_batch
 
 
 @dataclass
@@ -62,35 +54,6 @@ class StepResult:
 # What the input topics carry: events of a kind, erasure requests, or profile updates.
 InputKind = type[PurchaseEvent] | type[EngagementEvent] | type[ErasureRequest] | type[ProfileUpdate]
 Item = InputEvent | ErasureRequest | ProfileUpdate
-
-
-# Outbox entry = destination byte + key + NUL + value. Customer ids cannot hold NUL
-# (the event contract forbids control characters), so the split is unambiguous.
-CHANGE_ENTRY = b"C"
-DEAD_LETTER_ENTRY = b"D"
-# A contribution update for the account step, keyed by account id (streams/accounts.py).
-CONTRIBUTION_ENTRY = b"A"
-
-
-def encode_change(change: Change, emitted_at: datetime) -> bytes:
-    value = compact_json(change.to_json(emitted_at), ascii_only=True)
-    return CHANGE_ENTRY + change.customer_id.encode("utf-8") + b"\x00" + value
-
-
-def encode_dead_letter(letter: DeadLetter) -> bytes:
-    return DEAD_LETTER_ENTRY + b"\x00" + letter.model_dump_json().encode("utf-8")
-
-
-def encode_contribution(update: ContributionUpdate) -> bytes:
-    value = compact_json(update.to_json(), ascii_only=True)
-    return CONTRIBUTION_ENTRY + update.account_id.encode("utf-8") + b"\x00" + value
-
-
-def decode_entry(entry: bytes) -> tuple[bytes, bytes | None, bytes]:
-    """(destination, key, value) of an outbox entry."""
-    kind, rest = entry[:1], entry[1:]
-    key, _, value = rest.partition(b"\x00")
-    return kind, key or None, value
 
 
 @dataclass(slots=True)
@@ -305,10 +268,10 @@ class ShardLogic:
             result.changes.extend(self.scorer.advance(state, now))
         result.counts["rescored"] += len(states)
         # Customers that vanished (erased) are unscheduled by the commit.
-        schedule_only: dict[str, float | None] = {cid: None for cid in due if cid not in states}
+        vanished = [cid for cid in due if cid not in states]
         emitted_at = None if self.event_time else now
         return self._step(
-            result, states.values(), {}, schedule_only, emitted_at=emitted_at, before=before
+            result, states.values(), {}, vanished, emitted_at=emitted_at, before=before
         )
 
     def rescore(self, states: dict[str, CustomerState], cause: Cause, because: str) -> Step:
@@ -332,38 +295,41 @@ class ShardLogic:
         result: StepResult,
         states: Iterable[CustomerState],
         offsets: dict[str, int],
-        extra_schedule: dict[str, float | None] | None = None,
+        unschedule: Iterable[str] = (),
         *,
         emitted_at: datetime | None,
         before: dict[str, Placement],
     ) -> Step:
-        expected = {topic: self.offsets.get(topic) for topic in offsets}
-        batch = Batch(offsets=offsets, expected=expected, schedule=dict(extra_schedule or {}))
-        next_rescore_at = self.scorer.next_rescore_at
-        for state in states:
-            batch.states.append(state)
-            moment = next_rescore_at(state)
-            batch.schedule[state.customer_id] = None if moment is None else moment.timestamp()
         # The worker's own clock (a shifted wall clock says the rehearsed time); under the
         # event clock, real time, which is what latency is measured in.
         emitted_at = emitted_at or datetime.now(UTC)
-        batch.changes = [encode_dead_letter(letter) for letter in result.dead_letters]
-        batch.changes += [encode_change(change, emitted_at) for change in result.changes]
-        if result.contributions:
-            batch.changes += [encode_contribution(u) for u in result.contributions]
         for change in result.changes:
             result.counts[f"change:{change.cause}"] += 1
-        if self.learner is not None:  # learned statistics: same commit, same exactly-once
+        learner = self.learner
+
+        def learn(batch: Batch) -> None:
+            # Learned statistics: same commit, same exactly-once (streams/learner.py).
+            assert learner is not None
             if result.forgotten:  # erased customers: out of the statistics in this step
-                self.learner.forget(result.forgotten, batch.tallies)
-            self.learner.learn(self.scorer, batch.states, batch.tallies, result.counts["applied"])
-        # Recent-change history and running totals go in the same atomic commit.
-        batch.erasures = result.erasures
-        record_changes(batch, result.changes, result.counts, unrecorded=result.unrecorded)
-        # Audience memberships: the moves between the states as loaded and as written (an
-        # erased customer leaves every audience), in the same commit.
-        erased = [erasure.customer_id for erasure in result.erasures]
-        record_memberships(batch, before, erased)
+                learner.forget(result.forgotten, batch.tallies)
+            learner.learn(self.scorer, batch.states, batch.tallies, result.counts["applied"])
+
+        batch = build_batch(
+            offsets=offsets,
+            applied=self.offsets,
+            states=states,
+            next_rescore_at=self.scorer.next_rescore_at,
+            unschedule=unschedule,
+            dead_letters=result.dead_letters,
+            changes=result.changes,
+            contributions=result.contributions,
+            emitted_at=emitted_at,
+            counts=result.counts,
+            erasures=result.erasures,
+            unrecorded=result.unrecorded,
+            before=before,
+            learn=None if learner is None else learn,
+        )
         return Step(result, batch)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from streams.change_headers import Headers, change_headers
 from streams.failures import Backoff
-from streams.processor import CHANGE_ENTRY, CONTRIBUTION_ENTRY, decode_entry
+from tierstream.stores.outbox_codec import CHANGE_ENTRY, CONTRIBUTION_ENTRY, decode_entry
 
 log = logging.getLogger("tierstream.publisher")
 

@@ -36,18 +36,12 @@ from pathlib import Path
 from scoring.engine import Scorer
 from scoring.events import InputEvent
 from streams.deadletters import RawMessage
-from streams.processor import (
-    CONTRIBUTION_ENTRY,
-    DEAD_LETTER_ENTRY,
-    InputKind,
-    Parsed,
-    ShardLogic,
-    StepResult,
-)
+from streams.processor import InputKind, Parsed, ShardLogic, StepResult
 from tierstream.backfill_accounts import AccountSink
 from tierstream.clock import EventClock
 from tierstream.erasure import erasure_salt
 from tierstream.stores.base import shard_for
+from tierstream.stores.outbox_codec import CONTRIBUTION_ENTRY, DEAD_LETTER_ENTRY
 from tierstream.stores.redis import RedisStore
 
 # Events per atomic commit (per shard), as the worker's default fetch.

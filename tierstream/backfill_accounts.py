@@ -25,9 +25,10 @@ from typing import Any
 from scoring.accounts import AccountScorer, ContributionUpdate
 from scoring.config import ScoringConfig
 from streams.accounts import AccountLogic
-from streams.processor import CONTRIBUTION_ENTRY, Parsed, StepResult, decode_entry
+from streams.processor import Parsed, StepResult
 from tierstream.clock import EventClock
 from tierstream.stores.base import shard_for
+from tierstream.stores.outbox_codec import CONTRIBUTION_ENTRY, decode_entry
 from tierstream.stores.redis import RedisStore
 
 

@@ -25,9 +25,9 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams.processor import CHANGE_ENTRY, CONTRIBUTION_ENTRY, decode_entry
 from tierstream.repartition import Deliver, RepartitionError
 from tierstream.stores.base import murmur2
+from tierstream.stores.outbox_codec import CHANGE_ENTRY, CONTRIBUTION_ENTRY, decode_entry
 from tierstream.stores.redis import RedisStore
 
 REQUEST_TIMEOUT_MS = 30_000

@@ -128,6 +128,24 @@ def test_the_wheel_ships_the_product_without_the_benchmark(installed: Path) -> N
     assert probe.stdout.strip() == "None", probe.stdout + probe.stderr
 
 
+def test_the_wheel_ships_the_redis_stores_lua_scripts(installed: Path) -> None:
+    # The scripts are package data (tierstream/stores/lua/), read when redis.py is imported.
+    (wheel,) = (installed.parent.parent / "wheels").glob("tierstream-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    scripts = {"tierstream/stores/lua/commit.lua", "tierstream/stores/lua/ack.lua"}
+    assert scripts <= names, sorted(n for n in names if n.startswith("tierstream/stores/"))
+    probe = _run(
+        [
+            str(installed / "python"),
+            "-c",
+            "from tierstream.stores.redis import _ACK, _COMMIT; "
+            "print(_COMMIT.startswith('#!lua'), _ACK.startswith('#!lua'))",
+        ],
+        cwd=installed,
+    )
+    assert probe.stdout.strip() == "True True", probe.stdout + probe.stderr
+
+
 def test_installed_bench_asks_for_its_extra(installed: Path) -> None:
     result = _run([str(installed / "tierstream"), "bench", "--quick"], cwd=installed)
     assert result.returncode == 2, result.stdout + result.stderr

@@ -140,10 +140,11 @@ def test_the_customer_step_queues_updates_in_its_commit_and_an_erasure_leaves(de
     the same commit as the customer's state, keyed by account; an erased contact leaves."""
     import json
 
-    from streams.processor import CONTRIBUTION_ENTRY, ShardProcessor, decode_entry
+    from streams.processor import ShardProcessor
     from tierstream.clock import WallClock
     from tierstream.erasure import ErasureRequest
     from tierstream.stores.memory import MemoryStore
+    from tierstream.stores.outbox_codec import CONTRIBUTION_ENTRY, decode_entry
 
     now = datetime(2026, 3, 10, 12, tzinfo=UTC)
     store = MemoryStore(partitions=1)

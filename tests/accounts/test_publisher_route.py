@@ -6,9 +6,9 @@ import asyncio
 import json
 
 from streams.change_headers import change_headers
-from streams.processor import CHANGE_ENTRY, CONTRIBUTION_ENTRY
 from streams.publisher import Publisher
 from tests.unit.test_publisher import FakeKafka
+from tierstream.stores.outbox_codec import CHANGE_ENTRY, CONTRIBUTION_ENTRY
 
 
 def test_contribution_entries_go_to_the_internal_topic_keyed_by_account() -> None:

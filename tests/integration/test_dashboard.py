@@ -88,22 +88,22 @@ def newcomers(start: int, count: int) -> tuple[list[CustomerState], list[Change]
         for version, (previous, new) in enumerate([(None, "C"), ("C", "B")], start=1):
             changes.append(
                 Change(
-                    change_event_id(customer_id, version),
-                    customer_id,
-                    version,
-                    previous,
-                    new,
-                    None if previous is None else "New",
-                    "New",
-                    "purchase",
-                    "test",
-                    0,
-                    1,
-                    Decimal(0),
-                    5,
-                    1,
-                    1,
-                    AS_OF,
+                    event_id=change_event_id(customer_id, version),
+                    customer_id=customer_id,
+                    version=version,
+                    previous_tier=previous,
+                    new_tier=new,
+                    previous_segment=None if previous is None else "New",
+                    new_segment="New",
+                    cause="purchase",
+                    reason="test",
+                    recency_days=0,
+                    frequency=1,
+                    monetary=Decimal(0),
+                    r=5,
+                    f=1,
+                    m=1,
+                    occurred_at=AS_OF,
                 )
             )
     return states, changes

@@ -12,8 +12,8 @@ from tierstream.stores.base import (
     AUDIENCES_META,
     memberships_of,
     placement_of,
-    record_memberships,
 )
+from tierstream.stores.commit_recipe import record_memberships
 
 from .test_contract import scored_state
 

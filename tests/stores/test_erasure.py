@@ -10,10 +10,11 @@ import pytest
 from scoring.engine import Scorer
 from scoring.events import EngagementEvent, PurchaseEvent
 from streams.deadletters import RawMessage
-from streams.processor import ShardProcessor, decode_entry
+from streams.processor import ShardProcessor
 from tierstream.clock import WallClock
 from tierstream.erasure import ErasureRequest, customer_digest, parse_marker
 from tierstream.stores import shard_for
+from tierstream.stores.outbox_codec import decode_entry
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 KINDS = {"purchases": PurchaseEvent, "engagements": EngagementEvent, "erasures": ErasureRequest}

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 import pytest
 
 from scoring.engine import Change, Scorer
-from streams.processor import encode_change
 from tests.cdnow import cdnow_history
 from tierstream.audiences import differences
 from tierstream.repartition import (
@@ -31,7 +30,9 @@ from tierstream.repartition import (
 )
 from tierstream.replay import ReplayResult, ReplayStats, replay
 from tierstream.stores import Batch, record_changes, shard_for
-from tierstream.stores.base import AUDIENCE_KINDS, record_memberships
+from tierstream.stores.base import AUDIENCE_KINDS
+from tierstream.stores.commit_recipe import record_memberships
+from tierstream.stores.outbox_codec import encode_change
 from tierstream.stores.redis import RedisStore
 
 pytestmark = pytest.mark.integration

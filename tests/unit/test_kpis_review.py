@@ -284,9 +284,24 @@ def test_behaviour_moves_are_tallied_and_reviewed_from_the_store_totals():
     def move(cid: str, before: str | None, after: str) -> Change:
         moment = datetime(1998, 7, 1, tzinfo=UTC)
         return Change(
-            None, cid, 2, "C", "C", "Lost", "Lost", "model_update", "test", None, 0,
-            Decimal(0), 1, 1, 1, moment, before, after,
-        )  # fmt: skip
+            customer_id=cid,
+            version=2,
+            previous_tier="C",
+            new_tier="C",
+            previous_segment="Lost",
+            new_segment="Lost",
+            cause="model_update",
+            reason="test",
+            recency_days=None,
+            frequency=0,
+            monetary=Decimal(0),
+            r=1,
+            f=1,
+            m=1,
+            occurred_at=moment,
+            previous_behaviour=before,
+            new_behaviour=after,
+        )
 
     batch = Batch()
     record_changes(batch, [move("a", "x", "y"), move("b", "x", "y"), move("c", None, "x")])

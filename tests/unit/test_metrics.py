@@ -20,22 +20,22 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 def change(version: int, previous: str | None, new: str, cause: str = "purchase") -> Change:
     return Change(
-        change_event_id("c1", version),
-        "c1",
-        version,
-        previous,
-        new,
-        None,
-        "New",
-        cause,  # type: ignore[arg-type]
-        "test",
-        0,
-        1,
-        Decimal(5),
-        5,
-        1,
-        1,
-        T0,
+        event_id=change_event_id("c1", version),
+        customer_id="c1",
+        version=version,
+        previous_tier=previous,
+        new_tier=new,
+        previous_segment=None,
+        new_segment="New",
+        cause=cause,  # type: ignore[arg-type]
+        reason="test",
+        recency_days=0,
+        frequency=1,
+        monetary=Decimal(5),
+        r=5,
+        f=1,
+        m=1,
+        occurred_at=T0,
     )
 
 

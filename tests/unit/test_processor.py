@@ -10,9 +10,10 @@ import pytest
 from scoring.engine import Scorer
 from scoring.events import DeadLetter, EngagementEvent, PurchaseEvent
 from streams.deadletters import RawMessage
-from streams.processor import CHANGE_ENTRY, DEAD_LETTER_ENTRY, ShardProcessor, decode_entry
+from streams.processor import ShardProcessor
 from tierstream.clock import EventClock, WallClock
 from tierstream.stores import FencedError, MemoryStore
+from tierstream.stores.outbox_codec import CHANGE_ENTRY, DEAD_LETTER_ENTRY, decode_entry
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 KINDS = {"purchases": PurchaseEvent, "engagements": EngagementEvent}

@@ -15,13 +15,14 @@ from scoring.engine import Scorer
 from scoring.events import EngagementEvent, PurchaseEvent
 from scoring.profiles import ProfileUpdate
 from streams.deadletters import RawMessage
-from streams.processor import ShardProcessor, decode_entry
+from streams.processor import ShardProcessor
 from tests.unit.test_processor import NOW
 from tests.unit.test_processor import purchase as processor_purchase
 from tierstream.clock import WallClock
 from tierstream.erasure import ErasureRequest
 from tierstream.personal_data import customer_export
 from tierstream.stores import MemoryStore
+from tierstream.stores.outbox_codec import decode_entry
 
 B2B = Path(__file__).resolve().parents[2] / "configs" / "b2b-traits.yaml"
 KINDS = {

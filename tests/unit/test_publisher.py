@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from streams.processor import CHANGE_ENTRY, DEAD_LETTER_ENTRY
 from streams.publisher import Publisher
+from tierstream.stores.outbox_codec import CHANGE_ENTRY, DEAD_LETTER_ENTRY
 
 
 class FakeKafka:

@@ -8,11 +8,14 @@ from tierstream.stores.base import (
     OffsetsMovedError,
     StaleBatchError,
     StateStore,
+    shard_for,
+)
+from tierstream.stores.commit_recipe import (
+    build_batch,
     decode_history,
     history_entry,
     record_changes,
     record_memberships,
-    shard_for,
 )
 from tierstream.stores.memory import MemoryStore
 
@@ -25,6 +28,7 @@ __all__ = [
     "MemoryStore",
     "StaleBatchError",
     "StateStore",
+    "build_batch",
     "decode_history",
     "history_entry",
     "record_changes",

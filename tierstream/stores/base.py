@@ -17,19 +17,13 @@ number of the commit it applied last and does nothing.
 
 from __future__ import annotations
 
-import functools
 import itertools
-import json
-from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from scoring.engine import Change, change_event_id
 from scoring.state import CustomerState
 from tierstream.erasure import Erasure
-from tierstream.jsonbytes import compact_json
 
 # How many tier changes a store keeps per customer by default (the API shows them).
 DEFAULT_HISTORY_LENGTH = 5
@@ -132,40 +126,6 @@ def audiences_of(placement: Placement) -> frozenset[Audience]:
 def memberships_of(state: CustomerState | None) -> frozenset[Audience]:
     """The audiences a (stored) state belongs to; none for no state."""
     return audiences_of(placement_of(state))
-
-
-def record_memberships(
-    batch: Batch,
-    before: Mapping[str, Placement],
-    erased: Iterable[str] = (),
-) -> None:
-    """Fill ``batch.memberships`` with the moves between ``before`` (customer id -> the
-    placement of its state as loaded, ``placement_of``; absent: no state) and the batch's
-    final states (an erased id without a fresh state belongs to none), and add them to the
-    running sizes in ``batch.tallies``. Only changes are written."""
-    after = {state.customer_id: state for state in batch.states}  # the last write wins
-    moves: dict[Audience, tuple[list[str], list[str]]] = {}
-    sizes: Counter[str] = Counter()
-    for cid in dict.fromkeys([*after, *erased]):
-        stored = before.get(cid)
-        # Stored customers: one more for a new state, one fewer for an erased one.
-        sizes[CUSTOMERS_TALLY] += (cid in after) - (stored is not None)
-        old_place = stored if stored is not None else UNPLACED
-        new_place = placement_of(after.get(cid))
-        if old_place == new_place:
-            continue
-        old, new = audiences_of(old_place), audiences_of(new_place)
-        for audience in old - new:
-            moves.setdefault(audience, ([], []))[0].append(cid)
-            sizes[size_tally(audience)] -= 1
-        for audience in new - old:
-            moves.setdefault(audience, ([], []))[1].append(cid)
-            sizes[size_tally(audience)] += 1
-    batch.memberships = moves
-    # The sizes ride on the running totals (same commit): GET /tiers reads them at once.
-    tallies = Counter(batch.tallies)
-    tallies.update(sizes)
-    batch.tallies = {name: n for name, n in tallies.items() if n}
 
 
 class FencedError(RuntimeError):
@@ -310,91 +270,6 @@ class StateStore(Protocol):
     def close(self) -> None: ...
 
 
-# Step counters (ShardProcessor's StepResult.counts) worth keeping as cluster-wide totals:
-# committed with the state they describe, so each counts exactly once, whoever applied it.
-_TALLIED = frozenset({"applied", "duplicate", "outside_window", "rescored", "erased"})
-_TALLIED_PREFIXES = ("dead_letter:", "profile:")  # profile: outcomes of trait updates
-
-
-def history_entry(change: Change) -> bytes:
-    """The compact record of one change kept in a customer's history.
-
-    A JSON array ``[version, occurred_at (epoch seconds), cause, previous tier, new tier,
-    previous segment, new segment]``: about 50 bytes. The reason text is left out (it is
-    on the tier-changes topic; the API explains the current placement instead), and so is
-    the event id, which is a function of customer id and version.
-    """
-    moment = change.occurred_at.timestamp()
-    at: int | float = int(moment) if moment.is_integer() else moment
-    record = [
-        change.version,
-        at,
-        change.cause,
-        change.previous_tier,
-        change.new_tier,
-        change.previous_segment,
-        change.new_segment,
-    ]
-    return compact_json(record)
-
-
-def decode_history(customer_id: str, entry: bytes) -> dict[str, Any]:
-    """One history record as the API shows it (the fields of a tier-change event)."""
-    version, at, cause, previous_tier, new_tier, previous_segment, new_segment = json.loads(entry)
-    return {
-        "event_id": change_event_id(customer_id, version),
-        "version": version,
-        "occurred_at": datetime.fromtimestamp(at, UTC).isoformat(),
-        "cause": cause,
-        "previous_tier": previous_tier,
-        "new_tier": new_tier,
-        "previous_segment": previous_segment,
-        "new_segment": new_segment,
-    }
-
-
-@functools.lru_cache(maxsize=4096)  # a handful of tiers and segments: a few dozen moves
-def flow_key(kind: str, previous: str | None, new: str | None) -> str:
-    """Tally name of a move between tiers (kind "tier"), segments ("segment") or
-    behavioural segments ("behaviour").
-
-    JSON, because tier and segment names are free text from the config.
-    """
-    return f"flow:{kind}:" + json.dumps([previous, new], separators=(",", ":"), ensure_ascii=False)
-
-
-def record_changes(
-    batch: Batch,
-    changes: Iterable[Change],
-    counts: Mapping[str, int] | None = None,
-    *,
-    unrecorded: Collection[int] = (),
-) -> None:
-    """Add a step's tier changes to ``batch.history`` and its counters to ``batch.tallies``.
-
-    Tallies: ``change:<cause>``, ``flow:tier:[from,to]``, ``flow:segment:[from,to]`` and
-    ``flow:behaviour:[from,to]`` (behavioural segment labels) per change, plus the event
-    outcomes and dead letters of ``counts`` (a step's ``StepResult.counts``). Call it once
-    per batch, just before ``commit``. ``unrecorded``: ``id()`` of changes counted but kept
-    out of the history (an erased customer's, whose history key the erasure deletes).
-    """
-    tallies: Counter[str] = Counter(batch.tallies)
-    for change in changes:
-        if not unrecorded or id(change) not in unrecorded:
-            batch.history.setdefault(change.customer_id, []).append(history_entry(change))
-        tallies[f"change:{change.cause}"] += 1
-        if change.previous_tier != change.new_tier:
-            tallies[flow_key("tier", change.previous_tier, change.new_tier)] += 1
-        if change.previous_segment != change.new_segment:
-            tallies[flow_key("segment", change.previous_segment, change.new_segment)] += 1
-        if change.previous_behaviour != change.new_behaviour:  # for the segment review
-            tallies[flow_key("behaviour", change.previous_behaviour, change.new_behaviour)] += 1
-    for name, count in (counts or {}).items():
-        if count and (name in _TALLIED or name.startswith(_TALLIED_PREFIXES)):
-            tallies[name] += count
-    batch.tallies = dict(tallies)
-
-
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (the Java client's and aiokafka's default partitioner hash)."""
     length = len(data)
@@ -433,3 +308,10 @@ def murmur2(data: bytes) -> int:
 def shard_for(customer_id: str, partitions: int) -> int:
     """The partition Kafka's default partitioner puts this customer's keyed events on."""
     return (murmur2(customer_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+def home_first(customer_id: str, partitions: int) -> list[int]:
+    """The shards to look for a customer in: its home shard (``shard_for``), then the
+    others, where only customers whose events were keyed differently live."""
+    home = shard_for(customer_id, partitions)
+    return [home, *(shard for shard in range(partitions) if shard != home)]

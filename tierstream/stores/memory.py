@@ -21,12 +21,12 @@ from tierstream.stores.base import (
     Lease,
     StaleBatchError,
     check_expected,
-    decode_history,
+    home_first,
     memberships_of,
-    shard_for,
     size_tally,
     stamp,
 )
+from tierstream.stores.commit_recipe import decode_history
 
 
 @dataclass
@@ -135,10 +135,8 @@ class MemoryStore:
             del shard.outbox[:count]
 
     def get(self, customer_id: str) -> CustomerState | None:
-        home = shard_for(customer_id, self.partitions)
-        order = [home] + [s for s in range(self.partitions) if s != home]
         with self._lock:
-            for index in order:
+            for index in home_first(customer_id, self.partitions):
                 state = self._shards[index].states.get(customer_id)
                 if state is not None:
                     return state.copy()
@@ -147,10 +145,8 @@ class MemoryStore:
     def history(
         self, customer_id: str, limit: int = DEFAULT_HISTORY_LENGTH
     ) -> list[dict[str, Any]]:
-        home = shard_for(customer_id, self.partitions)
-        order = [home] + [s for s in range(self.partitions) if s != home]
         with self._lock:
-            for index in order:
+            for index in home_first(customer_id, self.partitions):
                 entries = self._shards[index].history.get(customer_id)
                 if entries:
                     return [decode_history(customer_id, e) for e in entries[: max(limit, 0)]]

@@ -30,7 +30,8 @@ import heapq
 import itertools
 import re
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from importlib import resources
 from typing import Any, Protocol
 
 import redis
@@ -48,12 +49,13 @@ from tierstream.stores.base import (
     Lease,
     OffsetsMovedError,
     StaleBatchError,
-    decode_history,
+    home_first,
     memberships_of,
     shard_for,
     size_tally,
     stamp,
 )
+from tierstream.stores.commit_recipe import decode_history
 from tierstream.stores.redis_connect import sync_client
 from tierstream.stores.state_codec import decode_state as _decode
 from tierstream.stores.state_codec import encode_state as _encode
@@ -89,230 +91,15 @@ _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Result codes of the scripts.
 _APPLIED, _ALREADY_APPLIED, _FENCED, _STALE, _MOVED, _MALFORMED = 0, 1, -1, -2, -3, -4
 
-# KEYS: meta, due, outbox, stats, then one state key per state, then one history key per
-# customer with history entries.
-# ARGV: epoch, commit number, outbox position to trim to ('' = none), then counted sections:
-#   n, n x (topic, offset the batch was built on ('' = none stored), new offset) |
-#   n, n states (values in KEYS order) | n, n changes |
-#   n, n x (score, customer id) to schedule | n, n customer ids to unschedule |
-#   cap, n, n x (m, m history entries oldest first) | n, n x (tally name, increment) |
-#   n, n x (customer id, digest, marker, audit record, m extra keys) erasures |
-#   n, n x (m, m customer ids leaving, k, k customer ids joining) audience memberships
-# Erasures add KEYS after the history keys: the shard's erased hash and audit list, then
-# per erasure its state key, history key and m extra keys (tierstream.erasure). Then one
-# KEY per audience whose membership changes (its sorted set, see members_key), last.
-# Returns {code, commit number or current epoch, outbox end (entries ever queued)}.
-#
-# All or nothing: the "#!lua" line declares a script that writes, so Redis refuses it
-# whole, before it runs, on a read-only replica (READONLY) or over maxmemory (OOM); the
-# script then checks every argument and the stored offsets before its first write, and
-# records the commit number last. A script that stops half-way would otherwise leave a
-# partial commit that a retry takes for an applied one.
-_COMMIT = """#!lua
-local meta, due, outbox, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local epoch = tonumber(redis.call('HGET', meta, 'epoch') or '0')
-if epoch ~= tonumber(ARGV[1]) then
-  return {-1, epoch, 0}
-end
-local function outbox_end()
-  return tonumber(redis.call('HGET', meta, 'head') or '0') + redis.call('LLEN', outbox)
-end
-local number = tonumber(ARGV[2])
-local last = tonumber(redis.call('HGET', meta, 'seq') or '0')
-if number == nil then
-  return {-4, 2, 0}
-elseif number == last then
-  return {1, last, outbox_end()}
-elseif number < last then
-  return {-2, last, 0}
-end
 
--- Validate before writing: every count is a number and the sections end at #ARGV.
-local function count(at)
-  local n = tonumber(ARGV[at])
-  if n == nil or n < 0 then
-    error('malformed commit: argument ' .. at .. ' is not a count')
-  end
-  return n
-end
-local erase_at, erase_key_at, members_at, members_key_at = 0, 0, 0, 0
-local ok, problem = pcall(function()
-  local i = 4
-  local n = count(i)
-  for k = 0, n - 1 do
-    if tonumber(ARGV[i + 3 + 3 * k]) == nil then error('malformed commit: offset') end
-  end
-  i = i + 1 + 3 * n
-  local states = count(i)
-  i = i + 1 + states
-  if #KEYS < 4 + states then error('malformed commit: state keys') end
-  i = i + 1 + count(i)
-  n = count(i)
-  for k = 0, n - 1 do
-    if tonumber(ARGV[i + 1 + 2 * k]) == nil then error('malformed commit: score') end
-  end
-  i = i + 1 + 2 * n
-  i = i + 1 + count(i)
-  if tonumber(ARGV[i]) == nil then error('malformed commit: history cap') end
-  n = count(i + 1)
-  local keys = 4 + states + n
-  erase_key_at = keys + 1
-  i = i + 2
-  for _ = 1, n do
-    i = i + 1 + count(i)
-  end
-  n = count(i)
-  for k = 0, n - 1 do
-    if tonumber(ARGV[i + 2 + 2 * k]) == nil then error('malformed commit: tally') end
-  end
-  i = i + 1 + 2 * n
-  erase_at = i
-  n = count(i)
-  if n > 0 then keys = keys + 2 end
-  for k = 0, n - 1 do
-    local m = count(i + 5 + 5 * k)
-    keys = keys + 2 + m
-  end
-  i = i + 1 + 5 * n
-  members_at = i
-  members_key_at = keys + 1
-  n = count(i)
-  keys = keys + n
-  i = i + 1
-  for _ = 1, n do
-    i = i + 1 + count(i)
-    i = i + 1 + count(i)
-  end
-  if #KEYS ~= keys then error('malformed commit: ' .. #KEYS .. ' keys, expected ' .. keys) end
-  if i ~= #ARGV + 1 then
-    error('malformed commit: ' .. #ARGV .. ' arguments, expected ' .. (i - 1))
-  end
-end)
-if not ok then
-  return {-4, tostring(problem), 0}
-end
--- The applied offsets must be the ones the batch was built on (see Batch.expected).
-local n = tonumber(ARGV[4])
-for k = 0, n - 1 do
-  local at = 5 + 3 * k
-  local stored = redis.call('HGET', meta, 'o:' .. ARGV[at])
-  if (stored or '') ~= ARGV[at + 1] then
-    return {-3, ARGV[at], 0}
-  end
-end
+def _lua(name: str) -> str:
+    """A script of lua/: package data, so that an installed wheel has it too."""
+    return resources.files("tierstream.stores").joinpath("lua", name).read_text("utf-8")
 
--- unpack() is bounded by Lua's C stack: variadic commands go in slices of 1000.
-local function slices(command, key, first, total)
-  local done = 0
-  while done < total do
-    local size = math.min(total - done, 1000)
-    redis.call(command, key, unpack(ARGV, first + done, first + done + size - 1))
-    done = done + size
-  end
-end
 
--- Trim what was published (an absolute position, so a repeat drops nothing more).
-if ARGV[3] ~= '' then
-  local head = tonumber(redis.call('HGET', meta, 'head') or '0')
-  local drop = math.min(tonumber(ARGV[3]) - head, redis.call('LLEN', outbox))
-  if drop > 0 then
-    redis.call('LTRIM', outbox, drop, -1)
-    redis.call('HSET', meta, 'head', head + drop)
-  end
-end
-local i = 5
-for _ = 1, n do
-  redis.call('HSET', meta, 'o:' .. ARGV[i], ARGV[i + 2])
-  i = i + 3
-end
-local states = tonumber(ARGV[i])
--- Erasures first: a state of the same id in this batch is a fresh one, begun after it.
-local erasures = tonumber(ARGV[erase_at])
-if erasures > 0 then
-  local at_key = erase_key_at
-  local erased, audit = KEYS[at_key], KEYS[at_key + 1]
-  at_key = at_key + 2
-  for k = 0, erasures - 1 do
-    local at = erase_at + 1 + 5 * k
-    local m = tonumber(ARGV[at + 4])
-    for j = 0, 1 + m do
-      redis.call('DEL', KEYS[at_key + j])
-    end
-    at_key = at_key + 2 + m
-    redis.call('ZREM', due, ARGV[at])
-    redis.call('HSET', erased, ARGV[at + 1], ARGV[at + 2])
-    redis.call('RPUSH', audit, ARGV[at + 3])
-  end
-end
-i = i + 1
-for k = 1, states do
-  redis.call('SET', KEYS[4 + k], ARGV[i])
-  i = i + 1
-end
-n = tonumber(ARGV[i])
-slices('RPUSH', outbox, i + 1, n)
-i = i + 1 + n
-n = tonumber(ARGV[i])
-slices('ZADD', due, i + 1, 2 * n)
-i = i + 1 + 2 * n
-n = tonumber(ARGV[i])
-slices('ZREM', due, i + 1, n)
-i = i + 1 + n
--- LPUSH of the entries oldest first leaves the newest at the head.
-local cap = tonumber(ARGV[i])
-n = tonumber(ARGV[i + 1])
-i = i + 2
-for h = 1, n do
-  local key, m = KEYS[4 + states + h], tonumber(ARGV[i])
-  slices('LPUSH', key, i + 1, m)
-  redis.call('LTRIM', key, 0, cap - 1)
-  i = i + 1 + m
-end
-n = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, n do
-  redis.call('HINCRBY', stats, ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
--- Audience memberships: sorted sets of score 0, so members page in byte order (BYLEX).
-n = tonumber(ARGV[members_at])
-i = members_at + 1
-for k = 0, n - 1 do
-  local key = KEYS[members_key_at + k]
-  local m = tonumber(ARGV[i])
-  slices('ZREM', key, i + 1, m)
-  i = i + 1 + m
-  m = tonumber(ARGV[i])
-  for j = 1, m do
-    redis.call('ZADD', key, 0, ARGV[i + j])
-  end
-  i = i + 1 + m
-end
-redis.call('HSET', meta, 'seq', ARGV[2])
-return {0, number, outbox_end()}
-"""
-
-# KEYS: meta, outbox. ARGV: epoch, absolute position to trim to ('' = head + count), count.
-# The head (entries ever trimmed) makes a repeated ack harmless: the position is reached.
-_ACK = """#!lua
-local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
-if epoch ~= tonumber(ARGV[1]) then
-  return {-1, epoch}
-end
-local head = tonumber(redis.call('HGET', KEYS[1], 'head') or '0')
-local target = head + tonumber(ARGV[3])
-if ARGV[2] ~= '' then
-  target = tonumber(ARGV[2])
-end
-local drop = math.min(target - head, redis.call('LLEN', KEYS[2]))
-if drop <= 0 then
-  return {1, head}
-end
-redis.call('LTRIM', KEYS[2], drop, -1)
-head = head + drop
-redis.call('HSET', KEYS[1], 'head', head)
-return {0, head}
-"""
+# The scripts, each with its KEYS/ARGV layout documented in its header.
+_COMMIT = _lua("commit.lua")
+_ACK = _lua("ack.lua")
 
 
 class RedisStore:
@@ -424,62 +211,26 @@ class RedisStore:
         check_commit_reply(lease, batch, self._commit(keys=keys, args=args))
 
     def get(self, customer_id: str) -> CustomerState | None:
-        home = shard_for(customer_id, self.partitions)
-        data = self._client.get(self.state_key(home, customer_id))
-        if data is not None:
-            return _decode(customer_id, data)
-        others = [shard for shard in range(self.partitions) if shard != home]
-        if not others:
-            return None
-        # Only customers whose events were keyed differently live elsewhere: one round trip.
-        with self._client.pipeline(transaction=False) as pipe:
-            for shard in others:
-                pipe.get(self.state_key(shard, customer_id))
-            found = [value for value in pipe.execute() if value is not None]
-        return _decode(customer_id, found[0]) if found else None
+        data = self._home_first([customer_id], self.state_key, _read_value).get(customer_id)
+        return None if data is None else _decode(customer_id, data)
 
     def get_many(self, customer_ids: Collection[str]) -> dict[str, CustomerState]:
-        """The states of ``customer_ids`` that exist: one pipelined round trip to their
-        home shards (a key per command, so it works on a Cluster too), and one more to
-        the other shards for those not found at home (as ``get`` does)."""
-        ids = list(dict.fromkeys(customer_ids))
-        homes = {cid: shard_for(cid, self.partitions) for cid in ids}
-        with self._client.pipeline(transaction=False) as pipe:
-            for cid in ids:
-                pipe.get(self.state_key(homes[cid], cid))
-            found = pipe.execute()
-        states = {cid: _decode(cid, data) for cid, data in zip(ids, found, strict=True) if data}
-        elsewhere = [
-            (cid, shard)
-            for cid in ids
-            if cid not in states
-            for shard in range(self.partitions)
-            if shard != homes[cid]
-        ]
-        if elsewhere:
-            with self._client.pipeline(transaction=False) as pipe:
-                for cid, shard in elsewhere:
-                    pipe.get(self.state_key(shard, cid))
-                for (cid, _), data in zip(elsewhere, pipe.execute(), strict=True):
-                    if data is not None and cid not in states:
-                        states[cid] = _decode(cid, data)
-        return states
+        """The states of ``customer_ids`` that exist, in two round trips at most (see
+        ``_home_first``)."""
+        found = self._home_first(customer_ids, self.state_key, _read_value)
+        return {cid: _decode(cid, data) for cid, data in found.items()}
 
     def history(
         self, customer_id: str, limit: int = DEFAULT_HISTORY_LENGTH
     ) -> list[dict[str, Any]]:
         if limit <= 0 or self.history_length == 0:
             return []
-        home = shard_for(customer_id, self.partitions)
-        entries = self._client.lrange(self.history_key(home, customer_id), 0, limit - 1)
-        others = [shard for shard in range(self.partitions) if shard != home]
-        if not entries and others:
-            # As in get(): only customers whose events were keyed differently live elsewhere.
-            with self._client.pipeline(transaction=False) as pipe:
-                for shard in others:
-                    pipe.lrange(self.history_key(shard, customer_id), 0, limit - 1)
-                entries = next((found for found in pipe.execute() if found), [])
-        return [decode_history(customer_id, entry) for entry in entries]
+
+        def latest(pipe: Any, key: bytes) -> None:
+            pipe.lrange(key, 0, limit - 1)
+
+        found = self._home_first([customer_id], self.history_key, latest)
+        return [decode_history(customer_id, entry) for entry in found.get(customer_id, [])]
 
     def lookup(
         self, customer_id: str, limit: int = DEFAULT_HISTORY_LENGTH
@@ -712,6 +463,34 @@ class RedisStore:
             self._probe.close()
 
     # --------------------------------------------------------------- helpers
+    def _home_first(
+        self,
+        customer_ids: Collection[str],
+        key: Callable[[int, str], bytes],
+        read: Callable[[Any, bytes], None],
+    ) -> dict[str, Any]:
+        """customer id -> what ``read`` queues for ``key`` (a state, a history list) in the
+        customer's home shard or, if that is empty, in the first other shard holding it.
+
+        One pipelined round trip to the home shards, and one more to the other shards for
+        the ids not found at home: only customers whose events were keyed differently live
+        elsewhere. A key per command, so it works on a Cluster too."""
+        ids = list(dict.fromkeys(customer_ids))
+        orders = {cid: home_first(cid, self.partitions) for cid in ids}
+        with self._client.pipeline(transaction=False) as pipe:
+            for cid in ids:
+                read(pipe, key(orders[cid][0], cid))
+            found = {cid: value for cid, value in zip(ids, pipe.execute(), strict=True) if value}
+        elsewhere = [(cid, shard) for cid in ids if cid not in found for shard in orders[cid][1:]]
+        if elsewhere:
+            with self._client.pipeline(transaction=False) as pipe:
+                for cid, shard in elsewhere:
+                    read(pipe, key(shard, cid))
+                for (cid, _), value in zip(elsewhere, pipe.execute(), strict=True):
+                    if value and cid not in found:
+                        found[cid] = value
+        return found
+
     def _mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """MGET in chunks, all in one round trip (every key of one call shares a slot)."""
         if len(keys) <= CHUNK:
@@ -826,6 +605,10 @@ def check_commit_reply(lease: Lease, batch: Batch, reply: Sequence[Any]) -> int:
     if code == _MALFORMED:
         raise ValueError(f"shard {lease.shard}: the store refused a malformed commit: {value!r}")
     return end
+
+
+def _read_value(pipe: Any, key: bytes) -> None:
+    pipe.get(key)
 
 
 def _score(moment: float) -> str:
