@@ -110,8 +110,10 @@ class Resources:
     def group(self, what: str) -> str:
         group = self.name(what)
         self.groups.append(group)
-        # Faust declares its assignor topic <app id>-__assignor-__leader on its own.
+        # Faust declares its assignor topic <app id>-__assignor-__leader on its own, and
+        # a worker its accounts' internal topic <app id>-account-contributions.
         self.topics.append(f"{group}-__assignor-__leader")
+        self.topics.append(f"{group}-account-contributions")
         return group
 
     def topic(self, what: str, partitions: int = 4) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaAdminClient
+from kafka.errors import CoordinatorLoadInProgressError, NotCoordinatorError
 
 from tierstream.topics import ensure_topics
 
@@ -24,8 +26,25 @@ def admin_client(bootstrap: str, **options: Any) -> KafkaAdminClient:
     )
 
 
-def committed_offsets(bootstrap: str, group_id: str) -> dict[tuple[str, int], int]:
-    """(topic, partition) -> committed offset of a consumer group (kafka-python 2 or 3)."""
+def committed_offsets(
+    bootstrap: str, group_id: str, timeout_s: float = 60.0
+) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> committed offset of a consumer group (kafka-python 2 or 3).
+
+    A broker that has just (re)started answers "not the coordinator" (or "loading") until
+    it has read the group's offsets back from __consumer_offsets: that is asked again
+    until ``timeout_s``, as any Kafka client does."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return _committed_offsets(bootstrap, group_id)
+        except (NotCoordinatorError, CoordinatorLoadInProgressError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _committed_offsets(bootstrap: str, group_id: str) -> dict[tuple[str, int], int]:
     admin = admin_client(bootstrap)
     try:
         if hasattr(admin, "list_group_offsets"):  # kafka-python >= 3
