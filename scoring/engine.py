@@ -463,14 +463,8 @@ class Scorer:
 
     def _totals(self, state: CustomerState, day: int) -> tuple[int, Decimal]:
         """Frequency and monetary of ``values`` alone (all an inactivity reason needs)."""
-        lo = -math.inf if self.window is None else day - self.window
-        frequency = 0
-        monetary = _ZERO
-        for d, totals in state.days.items():
-            if lo < d <= day:
-                frequency += totals.purchases
-                monetary += totals.net
-        return frequency, monetary
+        values = self._values(state, day, None)
+        return values.frequency, values.monetary
 
     def _values(self, state: CustomerState, day: int, last_day: int | None) -> Values:
         # The hottest function of a replay: the window test is hoisted out of the loops.

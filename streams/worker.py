@@ -605,6 +605,21 @@ async def commit_in_consumer_thread(app: faust.App, positions: dict[TP, int]) ->
     return result
 
 
+def raw_topic(app: faust.App, *names: str, partitions: int, **options: Any) -> Any:
+    """Topics read as raw bytes, whose offsets Faust must not commit from its own acks:
+    Runtime.tick commits what the store says was applied (see _commit_positions)."""
+    return app.topic(
+        *names,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+        acks=False,
+        **options,
+    )
+
+
 def build_app(
     settings: Settings,
     store: StateStore,
@@ -648,19 +663,13 @@ def build_app(
         key_serializer="raw",
         value_serializer="raw",
     )
-    inputs = app.topic(
+    inputs = raw_topic(
+        app,
         settings.topic_purchases,
         settings.topic_engagements,
         settings.topic_erasures,
         settings.topic_profiles,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
         partitions=settings.partitions,
-        # Faust must not commit these offsets from its own acks: Runtime.tick commits
-        # what the store says was applied (see _commit_positions).
-        acks=False,
     )
 
     # Straight to aiokafka's producer, in batches (Topic.send and Faust's Producer.send add
@@ -767,14 +776,10 @@ def build_app(
     # Input batches go from the consumer's fetch straight to the runtime (streams/intake.py);
     # the agent below is the fallback path, and stays idle when the hook is installed.
     intake.install(app.consumer, (*input_names, contributions_name), handle_fetched)
-    contributions = app.topic(
+    contributions = raw_topic(
+        app,
         contributions_name,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
         partitions=settings.partitions,
-        acks=False,
         # Declared by the worker when missing (`tierstream topics create` makes it too).
         internal=True,
     )
