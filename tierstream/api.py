@@ -49,6 +49,7 @@ from scoring.state import CustomerState
 from streams.kafka_probe import KafkaProbe
 from streams.metrics import NO_TIER, PipelineGauges
 from tierstream import asof
+from tierstream.audiences import Sizes, counted_sizes
 from tierstream.config_versions import PublishedConfig
 from tierstream.openapi import OPENAPI
 from tierstream.published import CONFIG_META, SNAPSHOT_META, THRESHOLDS_META, Watched, thresholds
@@ -88,17 +89,6 @@ class StoreUnavailableError(RuntimeError):
 
 
 # ----------------------------------------------------------------- app state
-
-
-@dataclass
-class Sizes:
-    tiers: Counter[str | None]
-    segments: Counter[str | None]
-    customers: int
-    computed_at: datetime
-    monotonic: float
-    seconds: float  # how long the scan took
-    method: str = "scan"  # or "counts": the running sizes kept by the commit (audiences)
 
 
 class SizesCache:
@@ -144,8 +134,6 @@ class SizesCache:
         return sizes
 
     def _scan(self) -> Sizes:
-        from tierstream.audiences import counted_sizes  # noqa: PLC0415 - it imports this module
-
         counted = counted_sizes(self.store)  # None: a store whose sizes are not kept
         if counted is not None:
             return counted

@@ -22,8 +22,9 @@ import binascii
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from scoring.state import CustomerState
 from tierstream.stores.base import (
@@ -36,8 +37,19 @@ from tierstream.stores.base import (
     size_tally,
 )
 
-if TYPE_CHECKING:
-    from tierstream.api import Sizes
+
+@dataclass
+class Sizes:
+    """Customers per tier and segment (None: no tier or segment), as the API serves them."""
+
+    tiers: Counter[str | None]
+    segments: Counter[str | None]
+    customers: int
+    computed_at: datetime
+    monotonic: float
+    seconds: float  # how long the scan took
+    method: str = "scan"  # or "counts": the running sizes kept by the commit (audiences)
+
 
 # A page of members: the API's default and most.
 DEFAULT_PAGE = 100
@@ -130,8 +142,6 @@ def counted_sizes(store: object) -> Sizes | None:
     every shard's totals), or None when the store is not marked as keeping them (a store
     written before audiences, until ``tierstream audience --rebuild``): then GET /tiers
     and /segments scan the states instead."""
-    from tierstream.api import Sizes  # noqa: PLC0415 - the api imports this module
-
     get_meta = getattr(store, "get_meta", None)
     tallies = getattr(store, "tallies", None)
     if get_meta is None or tallies is None or not get_meta(AUDIENCES_META):
