@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
-from pydantic import ValidationError
 
 from scoring.config import ScoringConfig, load_config_text
+from tierstream.cli_config_problems import report_problems
 from tierstream.cli_input import say
 from tierstream.settings import DEFAULT_CONFIG
 
@@ -23,22 +22,6 @@ config_app = typer.Typer(
     help="The scoring configuration (YAML): validate, compare (propose), apply, show.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-def config_problems(text: str) -> list[str]:
-    """Every problem of a scoring config's text, one line each (empty: valid)."""
-    try:
-        load_config_text(text)
-    except ValidationError as exc:
-        return [
-            f"{'.'.join(str(part) for part in error['loc']) or 'config'}: {error['msg']}"
-            for error in exc.errors()
-        ]
-    except yaml.YAMLError as exc:
-        return ["not YAML: " + " ".join(str(exc).split())]  # one line, not the YAML's own
-    except ValueError as exc:
-        return [" ".join(str(exc).split())]
-    return []
 
 
 def _summary(config: ScoringConfig) -> str:
@@ -73,17 +56,6 @@ def validate_command(
     report_problems(text, name)
     config = load_config_text(text)
     print(f"{name}: valid ({_summary(config)})")
-
-
-def report_problems(text: str, name: str) -> None:
-    """Every problem of the config ``text``, one line each, and exit 2; nothing if valid."""
-    found = config_problems(text)
-    if found:
-        count = f"{len(found)} problem" + ("s" if len(found) > 1 else "")
-        say(f"error: {name} is not a valid scoring config ({count}):", "red")
-        for problem in found:
-            say(f"  {problem}", "red")
-        raise typer.Exit(2)
 
 
 def _register_versioning() -> None:

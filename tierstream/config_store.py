@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from scoring.config import ScoringConfig, load_config_text
+from tierstream.cli_config_problems import report_problems
 from tierstream.cli_input import fail, load_settings, say, settings_config
 from tierstream.config_versions import (
     ConcurrentApplyError,
@@ -129,8 +130,6 @@ def apply_command(
 ) -> None:
     """Validate a config and publish it as the next version: every worker adopts it
     within seconds and re-scores every customer (cause config_update)."""
-    from tierstream.config_cli import report_problems  # noqa: PLC0415 - it registers us
-
     if (path is None) == (version is None):
         fail("give a config FILE or --version N")
     settings = load_settings()

@@ -83,8 +83,6 @@ ALLOWED_CIRCLES: dict[tuple[str, str], str] = {
     ("streams.config_follower", "streams.worker"): "Runtime, for type checking",
     # The account step runs in the worker's runtime; the worker starts it lazily.
     ("streams.accounts", "streams.worker"): "Runtime",
-    ("tierstream.config_store", "tierstream.config_cli"): "its problem report, from the CLI "
-    "module that registers it",
 }
 
 
