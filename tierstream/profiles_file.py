@@ -16,7 +16,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from scoring.profiles import ProfileUpdate
-from tierstream.readers import Reject, _error_text, _lines, open_binary
+from tierstream.input_rows import Reject, error_text
+from tierstream.readers import _lines, open_binary
 
 
 def read_profiles(path: Path) -> Iterator[ProfileUpdate | Reject]:
@@ -30,7 +31,7 @@ def read_profiles(path: Path) -> Iterator[ProfileUpdate | Reject]:
         try:
             update = ProfileUpdate.model_validate_json(line)
         except ValidationError as exc:
-            yield Reject(number, _error_text(exc), line[:2000])
+            yield Reject(number, error_text(exc), line[:2000])
             continue
         if update.updated_at is None:
             yield Reject(number, "updated_at: required in a profiles file", line[:2000])

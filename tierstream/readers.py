@@ -16,7 +16,6 @@ import io
 import json
 import re
 from collections.abc import Container, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -26,10 +25,14 @@ from pydantic import ValidationError
 
 from scoring.config import ScoringConfig, UnknownCurrencyError
 from scoring.events import EngagementEvent, InputEvent, PurchaseEvent
+from tierstream.input_rows import GZIP_MAGIC, Numbered, error_text, event_from_fields
+
+# The readers' callers take the row types from here, with the readers that yield them.
+from tierstream.input_rows import Parsed as Parsed
+from tierstream.input_rows import Reject as Reject
 
 Format = Literal["cdnow", "csv", "jsonl", "parquet"]
 FORMATS: tuple[Format, ...] = ("cdnow", "csv", "jsonl", "parquet")
-GZIP_MAGIC = b"\x1f\x8b"
 # Guards against a runaway line (e.g. a binary file) eating memory.
 MAX_LINE_BYTES = 1 << 20
 # JSON nested deeper than this (the event object is level 1) is a reject: the worker's
@@ -38,14 +41,6 @@ MAX_LINE_BYTES = 1 << 20
 MAX_NESTING = 200
 
 
-@dataclass(frozen=True, slots=True)
-class Reject:
-    line: int
-    error: str
-    raw: str
-
-
-Parsed = InputEvent | Reject
 # What surrogateescape makes of a byte that is not UTF-8.
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
@@ -117,10 +112,6 @@ def convertible(config: ScoringConfig) -> frozenset[str]:
     return frozenset({config.base_currency, *config.fx_rates})
 
 
-# What each reader yields: the line number, the raw line (for a reject) and the outcome.
-Numbered = tuple[int, str, Parsed]
-
-
 def _checked(items: Iterator[Numbered], currencies: Container[str] | None) -> Iterator[Parsed]:
     for number, raw, item in items:
         if (
@@ -179,7 +170,7 @@ def _read_cdnow(handle: BinaryIO) -> Iterator[Numbered]:
                 ),
             )
         except (ValueError, InvalidOperation, ValidationError) as exc:
-            yield number, line, Reject(number, _error_text(exc), line)
+            yield number, line, Reject(number, error_text(exc), line)
 
 
 def _read_csv(handle: BinaryIO) -> Iterator[Numbered]:
@@ -218,7 +209,7 @@ def _read_csv(handle: BinaryIO) -> Iterator[Numbered]:
                 fields = {k: v for k, v in row.items() if k is not None and v not in (None, "")}
                 yield number, raw, event_from_fields(fields)
             except ValidationError as exc:
-                yield number, raw, Reject(number, _error_text(exc), raw[:2000])
+                yield number, raw, Reject(number, error_text(exc), raw[:2000])
 
 
 def _read_jsonl(handle: BinaryIO) -> Iterator[Numbered]:
@@ -232,14 +223,7 @@ def _read_jsonl(handle: BinaryIO) -> Iterator[Numbered]:
         try:
             yield number, line, parse_event_json(line)
         except (ValueError, ValidationError) as exc:
-            yield number, line, Reject(number, _error_text(exc), line[:2000])
-
-
-def event_from_fields(fields: dict[str, object]) -> InputEvent:
-    """A purchase or refund when the row has an amount, else an engagement (as in JSON)."""
-    if "amount" in fields:
-        return PurchaseEvent.model_validate(fields)
-    return EngagementEvent.model_validate(fields)
+            yield number, line, Reject(number, error_text(exc), line[:2000])
 
 
 def parse_event_json(text: str | bytes) -> InputEvent:
@@ -271,12 +255,3 @@ def _depth(value: object, limit: int) -> int:
         return 0
     children = value.values() if isinstance(value, dict) else value
     return 1 + max((_depth(child, limit - 1) for child in children), default=0)
-
-
-def _error_text(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'event'}: {err['msg']}"
-            for err in exc.errors()
-        )
-    return str(exc)

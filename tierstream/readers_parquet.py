@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tierstream.readers import GZIP_MAGIC, Numbered, Reject, _error_text, event_from_fields
+from tierstream.input_rows import GZIP_MAGIC, Numbered, Reject, error_text, event_from_fields
 
 ROWS_PER_BATCH = 10_000
 
@@ -70,7 +70,7 @@ def _rows(parquet: Any, spool: Any) -> Iterator[Numbered]:
                 try:
                     yield number, raw, event_from_fields(fields)
                 except ValidationError as exc:
-                    yield number, raw, Reject(number, _error_text(exc), raw)
+                    yield number, raw, Reject(number, error_text(exc), raw)
     finally:
         if spool is not None:
             spool.close()

@@ -75,9 +75,6 @@ ALLOWED_CIRCLES: dict[tuple[str, str], str] = {
     ("tierstream.api_lookup", "tierstream.api"): _API_HELPERS,
     ("tierstream.api_privacy", "tierstream.api"): _API_HELPERS,
     ("tierstream.cli_kpis", "tierstream.cli"): _CLI_HELPERS,
-    # The Parquet reader is loaded only when asked for (pyarrow is heavy) and shares the
-    # readers' row checks.
-    ("tierstream.readers_parquet", "tierstream.readers"): "the shared row checks",
     # The learning coordinator and the config follower type the worker's runtime they run in.
     ("streams.segment_learning", "streams.worker"): "Runtime, for type checking",
     ("streams.config_follower", "streams.worker"): "Runtime, for type checking",
