@@ -38,6 +38,7 @@ from tierstream.cli_input import (
 )
 from tierstream.cli_kpis import clv_from_file, published_clv
 from tierstream.cli_kpis import register as register_kpi_commands
+from tierstream.cli_models import behaviour_from_file, scorer_in_force, segment_snapshot_in_force
 from tierstream.cli_privacy import erase_command
 from tierstream.clv import record_fields
 from tierstream.deliver_cli import register as register_deliver_command
@@ -46,12 +47,11 @@ from tierstream.profiles_cli import load_profiles
 from tierstream.readers import Reject
 from tierstream.replay import ReplayStats, StrictReplayError, replay, valid_events
 from tierstream.report import print_report
-from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
 from tierstream.stores.from_settings import redis_store
 
 if TYPE_CHECKING:
-    from tierstream.stores.redis import RedisStore
+    pass
 
 app = typer.Typer(
     add_completion=False,
@@ -142,7 +142,7 @@ def replay_command(
     source_format = parse_format(fmt)
     config_used = scoring_config(config, parse_window(window_days))
     moment = parse_as_of(as_of)
-    behaviour = _behaviour_from_file(segments) if segments is not None else None
+    behaviour = behaviour_from_file(segments) if segments is not None else None
     clv_snapshot = clv_from_file(clv) if clv is not None else None
     stats = ReplayStats()
     updates = load_profiles(profiles) if profiles is not None else []
@@ -245,42 +245,6 @@ def replay_command(
 def dumps_line(row: dict[str, Any]) -> str:
     """One JSONL line, as ``write_jsonl`` writes them."""
     return json.dumps(row, separators=(",", ":")) + "\n"
-
-
-def _scorer_in_force(settings: Settings, store: RedisStore) -> Scorer:
-    """A scorer with the published config version (tierstream config apply), else the local."""
-    from tierstream.config_store import config_in_force  # noqa: PLC0415
-
-    return Scorer(config_in_force(settings, store)[0])
-
-
-def _segment_snapshot(store: StateStore) -> Any:
-    """The published behavioural segment snapshot, if one was learned."""
-    from tierstream.published import SNAPSHOT_META, Watched, segment_snapshot  # noqa: PLC0415
-
-    return Watched(store, SNAPSHOT_META, segment_snapshot).read()
-
-
-def _behaviour_from_file(path: Path) -> Any:
-    """The scorer's behaviour model from a snapshot file (tierstream segments --save)."""
-    from models.snapshot import SegmentSnapshot  # noqa: PLC0415
-
-    try:
-        snapshot = SegmentSnapshot.from_bytes(path.read_bytes())
-    except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
-        # A file is anyone's: JSON nested too deep for json.loads (RecursionError) or a
-        # number too large for int() (OverflowError) is as wrong as a missing key.
-        fail(f"cannot read the segment snapshot {path}: {type(exc).__name__}: {exc}")
-    return _behaviour(snapshot)
-
-
-def _behaviour(snapshot: Any) -> Any:
-    """The scorer's behaviour model for a snapshot (None: no segment model yet)."""
-    if snapshot is None:
-        return None
-    from tierstream.segments import SnapshotBehaviour  # noqa: PLC0415 - needs numpy/models
-
-    return SnapshotBehaviour(snapshot)
 
 
 def _add_behaviour(
@@ -483,7 +447,7 @@ def segments_command(
         scorer = Scorer(settings_config(settings))
         store = redis_store(settings)
         states = list(store.scan())
-        previous = _segment_snapshot(store)
+        previous = segment_snapshot_in_force(store)
     try:
         learned = learn_snapshot(scorer, states, moment, previous=previous, k=k, seed=seed)
     except ValueError as exc:  # too few customers for k segments, or k < 1: say so
@@ -557,8 +521,8 @@ def export_command(
             raise typer.Exit(1)
         return
     store = redis_store(settings)
-    scorer = _scorer_in_force(settings, store)
-    snapshot = _segment_snapshot(store)
+    scorer = scorer_in_force(settings, store)
+    snapshot = segment_snapshot_in_force(store)
     clv = published_clv(store)
     count = 0
     errors = 0
@@ -590,9 +554,9 @@ def customer_command(
     moment = parse_as_of(as_of)  # before Redis: a bad --as-of is one line, exit 2
     settings = load_settings()
     store = redis_store(settings)
-    scorer = _scorer_in_force(settings, store)
+    scorer = scorer_in_force(settings, store)
     state = store.get(customer_id)
-    snapshot = _segment_snapshot(store)
+    snapshot = segment_snapshot_in_force(store)
     clv = published_clv(store)
     store.close()
     if state is None:

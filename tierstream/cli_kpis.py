@@ -28,6 +28,7 @@ from tierstream.cli_input import (
     say,
     scoring_config,
 )
+from tierstream.cli_models import behaviour_from_file, scorer_in_force, segment_snapshot_in_force
 from tierstream.clv import CLV_META, ClvSnapshot, ClvSnapshotError, NotEnoughDataError
 from tierstream.published import Watched
 from tierstream.replay import ReplayStats, replay
@@ -81,11 +82,9 @@ def load_source(
 ) -> Source:
     moment = parse_as_of(as_of)
     if replay_path is not None:
-        from tierstream.cli import _behaviour_from_file  # noqa: PLC0415 - no cycle at import
-
         source_format = parse_format(fmt)
         config_used = scoring_config(config)
-        behaviour = _behaviour_from_file(segments) if segments is not None else None
+        behaviour = behaviour_from_file(segments) if segments is not None else None
         stats = ReplayStats()
         events = read_all(replay_path, source_format, stats, strict=False, config=config_used)
         changes: list[Change] = []
@@ -99,15 +98,14 @@ def load_source(
             "--config and --segments go with --replay; the Redis state is scored with "
             "the config in force (tierstream config show) and the published segment model"
         )
-    from tierstream.cli import _scorer_in_force, _segment_snapshot  # noqa: PLC0415
     from tierstream.stores.from_settings import redis_store  # noqa: PLC0415
 
     settings = load_settings()
     store = redis_store(settings)
-    scorer = _scorer_in_force(settings, store)  # the published config version, if any
+    scorer = scorer_in_force(settings, store)  # the published config version, if any
     states = list(store.scan())
     return Source(
-        scorer, states, moment, _segment_snapshot(store), published_clv(store), store=store
+        scorer, states, moment, segment_snapshot_in_force(store), published_clv(store), store=store
     )
 
 

@@ -67,14 +67,12 @@ ALLOWED_UP: dict[tuple[str, str], str] = {}
 _API_HELPERS = (
     "the route modules take STATE_KEY, error, respond ... from the API that registers them"
 )
-_CLI_HELPERS = "the command modules take the scorer and models in force from the CLI"
 ALLOWED_CIRCLES: dict[tuple[str, str], str] = {
     ("tierstream.api_accounts", "tierstream.api"): _API_HELPERS,
     ("tierstream.api_audiences", "tierstream.api"): _API_HELPERS,
     ("tierstream.api_kpis", "tierstream.api"): _API_HELPERS,
     ("tierstream.api_lookup", "tierstream.api"): _API_HELPERS,
     ("tierstream.api_privacy", "tierstream.api"): _API_HELPERS,
-    ("tierstream.cli_kpis", "tierstream.cli"): _CLI_HELPERS,
     # The learning coordinator and the config follower type the worker's runtime they run in.
     ("streams.segment_learning", "streams.worker"): "Runtime, for type checking",
     ("streams.config_follower", "streams.worker"): "Runtime, for type checking",
