@@ -31,10 +31,9 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -44,109 +43,41 @@ from prometheus_client.registry import Collector
 
 from scoring.days import day_start, utc_day
 from scoring.engine import Scorer
-from scoring.scores import Thresholds
-from scoring.state import CustomerState
 from streams.kafka_probe import KafkaProbe
 from streams.metrics import NO_TIER, PipelineGauges
 from tierstream import asof
-from tierstream.audiences import Sizes, counted_sizes
-from tierstream.config_versions import PublishedConfig
+from tierstream.api_accounts import add_account_routes
+from tierstream.api_audiences import add_audience_routes
+from tierstream.api_common import (
+    customer_view,
+    error,
+    invalid_id,
+    parse_as_of,
+    respond,
+    segment_names,
+    tier_names,
+)
+from tierstream.api_kpis import add_kpi_routes, lookup_fields
+from tierstream.api_lookup import add_lookup_routes
+from tierstream.api_privacy import add_privacy_routes
+from tierstream.api_state import STATE_KEY, ApiState, SizesCache, StoreUnavailableError
+from tierstream.audiences import Sizes
 from tierstream.openapi import OPENAPI
-from tierstream.published import CONFIG_META, SNAPSHOT_META, THRESHOLDS_META, Watched, thresholds
 from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
 
 if TYPE_CHECKING:
-    from models.snapshot import SegmentSnapshot
     from streams.metrics import Metrics
 
 log = logging.getLogger("tierstream.api")
-T = TypeVar("T")
 
-# A lookup is two Redis round trips (state, history): milliseconds. Three seconds means
-# Redis is down or failing over; answer 503 then rather than hold the client (the store's
-# own retries may go on in the background thread; their result is dropped).
-STORE_TIMEOUT = 3.0
 # A health check PINGs Redis with the store's no-retry client (1 s timeout) and gives the
 # thread a little more before reporting it unreachable.
 PING_TIMEOUT = 1.5
-# The published segment model changes rarely (one publish per learning run); re-reading it
-# every few seconds keeps lookups at two round trips.
-MODEL_TTL = 5.0
-# The first count of sizes is awaited this long (CDNOW's 23,570 customers take 0.5 s); a
-# larger population keeps counting in the background and the caller gets a 503 to retry.
-FIRST_COUNT_WAIT = 10.0
-# The event contract's customer id: 1 to 256 characters, no control characters (U+0000-001F).
-MAX_ID_LENGTH = 256
 # Routes anyone may call even when a token is set: health probes (orchestrators carry no
 # token), and the dashboard's static page, which holds no data and asks for the token
 # itself, because a browser cannot attach a bearer header to a page load.
 PUBLIC = frozenset({"/healthz", "/"})
-
-
-class StoreUnavailableError(RuntimeError):
-    """The state store did not answer in time (or raised): the API answers 503."""
-
-
-# ----------------------------------------------------------------- app state
-
-
-class SizesCache:
-    """Customers per tier and segment, from one scan of every state, reused ``ttl`` seconds.
-
-    A scan is O(customers): 0.4-0.5 s for the 23,570 CDNOW customers (~20 µs each, mostly
-    JSON decoding), minutes for ten million. So a stale answer is served while one
-    background scan refreshes it: requests never wait for a scan except the very first,
-    and at most one scan runs at a time. Large deployments raise ``sizes_ttl``.
-    """
-
-    def __init__(self, store: StateStore, ttl: float) -> None:
-        self.store = store
-        self.ttl = ttl
-        self.latest: Sizes | None = None
-        self._running: asyncio.Task[Sizes] | None = None
-
-    async def get(self) -> Sizes:
-        latest = self.latest
-        if latest is not None and time.monotonic() - latest.monotonic < self.ttl:
-            return latest
-        if self._running is None or self._running.done():
-            self._running = asyncio.create_task(self._refresh())
-            # A background refresh nobody awaits may fail (logged in _refresh); mark its
-            # exception as seen so asyncio does not report it again when the task is freed.
-            self._running.add_done_callback(lambda task: task.cancelled() or task.exception())
-        if latest is not None:
-            return latest  # stale while the refresh runs
-        try:
-            return await asyncio.wait_for(asyncio.shield(self._running), FIRST_COUNT_WAIT)
-        except TimeoutError:
-            raise StoreUnavailableError(
-                "tier and segment sizes are still being counted; ask again shortly"
-            ) from None
-
-    async def _refresh(self) -> Sizes:
-        try:
-            sizes = await asyncio.to_thread(self._scan)
-        except Exception as exc:
-            log.warning("counting tier and segment sizes failed: %r", exc)
-            raise
-        self.latest = sizes
-        return sizes
-
-    def _scan(self) -> Sizes:
-        counted = counted_sizes(self.store)  # None: a store whose sizes are not kept
-        if counted is not None:
-            return counted
-        started = time.monotonic()
-        tiers: Counter[str | None] = Counter()
-        segments: Counter[str | None] = Counter()
-        customers = 0
-        for state in self.store.scan():
-            tiers[state.tier] += 1
-            segments[state.segment] += 1
-            customers += 1
-        finished = time.monotonic()
-        return Sizes(tiers, segments, customers, datetime.now(UTC), finished, finished - started)
 
 
 class SizeGauges(Collector):
@@ -173,86 +104,6 @@ class SizeGauges(Collector):
             segments.add_metric([name or NO_TIER], count)
         yield tiers
         yield segments
-
-
-@dataclass
-class ApiState:
-    store: StateStore
-    scorer: Scorer
-    settings: Settings
-    metrics: Metrics | None
-    kafka: KafkaProbe | None
-    registry: CollectorRegistry
-    gauges: PipelineGauges
-    sizes: SizesCache
-    token: bytes | None
-    config_version: int = 0  # the published scoring config version served (0: local file)
-    # The published versions, each re-read at most every MODEL_TTL seconds.
-    published_thresholds: Watched[Thresholds] = field(init=False)
-    published_config: Watched[PublishedConfig] = field(init=False)
-    published_model: Watched[SegmentSnapshot | None] = field(init=False)
-
-    def __post_init__(self) -> None:
-        store = self.store
-        self.published_thresholds = Watched(store, THRESHOLDS_META, thresholds, MODEL_TTL)
-        self.published_config = Watched(store, CONFIG_META, PublishedConfig.from_bytes, MODEL_TTL)
-        self.published_model = Watched(store, SNAPSHOT_META, _snapshot_or_none, MODEL_TTL)
-
-    async def call(self, fn: Callable[[], T], timeout: float = STORE_TIMEOUT) -> T:
-        """Run a blocking store call in a thread, bounded by ``timeout``."""
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(fn), timeout)
-        except TimeoutError:
-            raise StoreUnavailableError(
-                f"no answer from the state store within {timeout:g}s"
-            ) from None
-        except Exception as exc:  # any store failure is a 503 with its reason
-            raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
-
-    async def current_scorer(self) -> Scorer:
-        """The scorer with the cut points the workers use now.
-
-        Under quintile scoring the workers publish recomputed cut points in the store; the
-        API adopts a newer version (checked at most every MODEL_TTL seconds), or it would
-        explain customers with cut points the workers no longer apply. A newer published
-        scoring config (tierstream config apply) is adopted the same way.
-        """
-        await self._follow_config()
-        if self.scorer.config.scores.method != "quintiles":
-            return self.scorer
-        published = await self.published_thresholds.refresh(self.call)
-        if published is not None and published.version > self.scorer.thresholds.version:
-            self.scorer = self.scorer.with_thresholds(published)
-        return self.scorer
-
-    async def _follow_config(self) -> None:
-        from streams.config_follower import adopt_newer, not_valid_here  # noqa: PLC0415
-
-        try:
-            entry = await self.published_config.refresh(self.call)
-        except (ValueError, KeyError) as exc:  # tried again at the next check
-            not_valid_here(exc)
-            return
-        adopted = adopt_newer(entry, self.scorer, self.config_version, self.settings)
-        if adopted is not None:
-            self.scorer, self.config_version = adopted
-
-    async def snapshot(self) -> SegmentSnapshot | None:
-        """The published segment model, re-read at most every MODEL_TTL seconds."""
-        return await self.published_model.refresh(self.call)
-
-
-def _snapshot_or_none(raw: bytes) -> SegmentSnapshot | None:
-    from models.snapshot import SegmentSnapshot  # noqa: PLC0415 - numpy; only when used
-
-    try:
-        return SegmentSnapshot.from_bytes(raw)
-    except (ValueError, KeyError, TypeError) as exc:
-        log.warning("the published segment snapshot does not parse: %r", exc)
-        return None
-
-
-STATE_KEY = web.AppKey("state", ApiState)
 
 
 # ------------------------------------------------------------------- factory
@@ -291,16 +142,10 @@ def create_api(
     app = web.Application(middlewares=[_errors, _auth])
     app[STATE_KEY] = state
     app.router.add_get("/", dashboard)
-    from tierstream.api_privacy import add_privacy_routes  # noqa: PLC0415 - imports this module
-
     add_privacy_routes(app)
-    from tierstream.api_lookup import add_lookup_routes  # noqa: PLC0415 - it imports this module
-
     add_lookup_routes(app)  # before /customers/{id}, which would match .../tier
     # Any character, newline included ("." would leave ids with %0A to a bare 404).
     app.router.add_get(r"/customers/{customer_id:[\s\S]*}", customer)
-    from tierstream.api_audiences import add_audience_routes  # noqa: PLC0415 - imports this module
-
     add_audience_routes(app)  # GET /tiers/{tier}/members, /segments/.., /behaviours/..
     app.router.add_get("/tiers", tiers)
     app.router.add_get("/segments", segments)
@@ -309,11 +154,7 @@ def create_api(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_text)
     app.router.add_get("/openapi.json", openapi)
-    from tierstream.api_kpis import add_kpi_routes  # noqa: PLC0415 - it imports this module
-
     add_kpi_routes(app)  # GET /kpis
-    from tierstream.api_accounts import add_account_routes  # noqa: PLC0415 - imports this module
-
     add_account_routes(app)  # GET /accounts/{id}
 
     async def close_probe(app: web.Application) -> None:
@@ -326,18 +167,6 @@ def create_api(
 
 
 # --------------------------------------------------------------- middlewares
-
-
-# Ids and names are often not ASCII: send them as UTF-8, not as \u escapes.
-_dumps = functools.partial(json.dumps, ensure_ascii=False)
-
-
-def respond(body: Any, status: int = 200) -> web.Response:
-    return web.json_response(body, status=status, dumps=_dumps)
-
-
-def error(status: int, message: str, **details: Any) -> web.Response:
-    return respond({"error": message, **details}, status=status)
 
 
 @web.middleware
@@ -372,38 +201,6 @@ async def _auth(
 
 
 # -------------------------------------------------------------------- routes
-
-
-def invalid_id(customer_id: str) -> str | None:
-    """Why ``customer_id`` breaks the event contract's id rules, or None."""
-    if not customer_id:
-        return "customer id is empty"
-    if len(customer_id) > MAX_ID_LENGTH:
-        return f"customer id is longer than {MAX_ID_LENGTH} characters"
-    if any(ord(ch) < 0x20 for ch in customer_id):
-        return "customer id contains control characters"
-    return None
-
-
-def parse_as_of(value: str) -> datetime:
-    """``YYYY-MM-DD`` (that UTC day) or an ISO-8601 datetime with offset, in the events'
-    range (ValueError otherwise: the caller answers 400, never a 500 from an overflow)."""
-    return asof.parse_as_of(value)
-
-
-def customer_view(
-    scorer: Scorer, state: CustomerState, as_of: datetime | None
-) -> tuple[dict[str, Any], int]:
-    """The state record as of ``as_of`` (None: the state's own clock), why, and how many
-    changes bringing it there produced that the worker has not committed yet."""
-    view = state.copy()
-    pending = 0
-    if as_of is not None and (view.clock_day is None or utc_day(as_of) >= view.clock_day):
-        pending = len(scorer.advance(view, as_of))
-    record = scorer.record(view)
-    record["e"] = view.scores.e if view.scores else None
-    record["why"] = scorer.explain(view)
-    return record, pending
 
 
 async def customer(request: web.Request) -> web.Response:
@@ -455,8 +252,6 @@ async def customer(request: web.Request) -> web.Response:
             "label": assignment.label,
             "model_version": snapshot.version,
         }
-    from tierstream.api_kpis import lookup_fields  # noqa: PLC0415
-
     day = max(utc_day(as_of) if as_of is not None else 0, state.clock_day or 0)
     record.update(await lookup_fields(request.app, state, day))
     return respond(record)
@@ -486,14 +281,6 @@ async def _sizes(api: ApiState) -> Sizes:
         return await api.sizes.get()
     except Exception as exc:  # the scan's failure, reported as 503
         raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
-
-
-def tier_names(scorer: Scorer) -> list[str]:
-    return [level.name for level in scorer.config.tiers.levels]
-
-
-def segment_names(scorer: Scorer) -> list[str]:
-    return list(dict.fromkeys(rule.name for rule in scorer.config.segments))
 
 
 async def tiers(request: web.Request) -> web.Response:

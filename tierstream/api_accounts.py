@@ -15,7 +15,9 @@ from aiohttp import web
 
 from scoring.accounts import AccountScorer, AccountState, account_change_event_id
 from tierstream.accounts import account_store
+from tierstream.api_common import error, invalid_id, respond
 from tierstream.api_lookup import read_states
+from tierstream.api_state import STATE_KEY
 from tierstream.stores.redis import RedisStore
 
 ACCOUNTS_KEY = web.AppKey("accounts", dict)
@@ -34,8 +36,6 @@ def add_account_routes(app: web.Application) -> None:
 
 
 def _accounts(app: web.Application) -> tuple[RedisStore, AccountScorer]:
-    from tierstream.api import STATE_KEY  # noqa: PLC0415 - api imports this module
-
     held: dict[str, Any] = app[ACCOUNTS_KEY]
     if "store" not in held:
         api = app[STATE_KEY]
@@ -45,8 +45,6 @@ def _accounts(app: web.Application) -> tuple[RedisStore, AccountScorer]:
 
 
 async def account(request: web.Request) -> web.Response:
-    from tierstream.api import STATE_KEY, error, invalid_id, respond  # noqa: PLC0415
-
     api = request.app[STATE_KEY]
     account_id = request.match_info["account_id"]
     problem = invalid_id(account_id)

@@ -16,6 +16,8 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from tierstream.api_common import error, respond, segment_names, tier_names
+from tierstream.api_state import STATE_KEY
 from tierstream.audiences import (
     DEFAULT_PAGE,
     MAX_PAGE,
@@ -44,8 +46,6 @@ def parse_limit(raw: str | None) -> int:
 
 def _handler(kind: str) -> Any:
     async def members(request: web.Request) -> web.Response:
-        from tierstream.api import STATE_KEY, error, respond, segment_names, tier_names  # noqa: PLC0415
-
         api = request.app[STATE_KEY]
         name = request.match_info["name"]
         try:

@@ -22,6 +22,8 @@ from aiohttp import web
 
 from scoring.days import day_start, utc_day
 from scoring.state import CustomerState
+from tierstream.api_common import error, parse_as_of, respond
+from tierstream.api_state import STATE_KEY, StoreUnavailableError, log
 from tierstream.clv import CLV_META, ClvSnapshot, ClvSnapshotError, record_fields
 from tierstream.kpis import DIMENSIONS, Population, kpi_table, population, unknown_dimension
 from tierstream.published import Watched
@@ -46,8 +48,6 @@ def add_kpi_routes(app: web.Application) -> None:
 
 
 async def clv_snapshot(app: web.Application) -> ClvSnapshot | None:
-    from tierstream.api import STATE_KEY, log  # noqa: PLC0415 - api imports this module
-
     api, own = app[STATE_KEY], app[KPI_KEY]
     if own.clv is None:
 
@@ -68,8 +68,6 @@ async def lookup_fields(app: web.Application, state: CustomerState, day: int) ->
 
 
 async def kpis(request: web.Request) -> web.Response:
-    from tierstream.api import STATE_KEY, error, parse_as_of, respond  # noqa: PLC0415
-
     api = request.app[STATE_KEY]
     by = request.query.get("by", "tier")
     if by not in DIMENSIONS:
@@ -93,8 +91,6 @@ async def kpis(request: web.Request) -> web.Response:
 async def _population(app: web.Application, as_of: datetime | None) -> Population:
     """The population as of ``as_of``; None (the event clock, which has no shared now): as
     of the latest day any customer was scored, the population's own "now"."""
-    from tierstream.api import STATE_KEY, StoreUnavailableError  # noqa: PLC0415
-
     api, own = app[STATE_KEY], app[KPI_KEY]
     day = utc_day(as_of) if as_of is not None else -1
     ttl = max(api.settings.sizes_ttl, KPI_TTL)

@@ -21,6 +21,8 @@ from aiohttp import web
 
 from scoring.engine import Scorer
 from scoring.state import CustomerState
+from tierstream.api_common import customer_view, error, invalid_id, respond
+from tierstream.api_state import STATE_KEY
 from tierstream.stores.base import StateStore
 
 MAX_LOOKUP_IDS = 1_000
@@ -45,8 +47,6 @@ def read_states(store: StateStore, customer_ids: Sequence[str]) -> dict[str, Cus
 
 def tier_view(scorer: Scorer, state: CustomerState, as_of: datetime | None) -> dict[str, Any]:
     """The support view of one customer's state, brought forward to ``as_of``."""
-    from tierstream.api import customer_view  # noqa: PLC0415 - api imports this module
-
     record, _ = customer_view(scorer, state, as_of)
     tier = record["tier"]
     config = scorer.config
@@ -64,15 +64,11 @@ def tier_view(scorer: Scorer, state: CustomerState, as_of: datetime | None) -> d
 
 def _now(request: web.Request) -> datetime | None:
     # As GET /customers/{id}: the wall clock's now, or the state's own clock in backfills.
-    from tierstream.api import STATE_KEY  # noqa: PLC0415
-
     settings = request.app[STATE_KEY].settings
     return settings.make_clock().now() if settings.clock == "wall" else None
 
 
 async def customer_tier(request: web.Request) -> web.Response:
-    from tierstream.api import STATE_KEY, error, invalid_id, respond  # noqa: PLC0415
-
     api = request.app[STATE_KEY]
     customer_id = request.match_info["customer_id"]
     problem = invalid_id(customer_id)
@@ -87,8 +83,6 @@ async def customer_tier(request: web.Request) -> web.Response:
 
 def parse_lookup(body: bytes) -> list[str]:
     """The ids of a lookup request body, or ValueError saying what is wrong with it."""
-    from tierstream.api import invalid_id  # noqa: PLC0415
-
     try:
         request = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -110,8 +104,6 @@ def parse_lookup(body: bytes) -> list[str]:
 
 
 async def customers_lookup(request: web.Request) -> web.Response:
-    from tierstream.api import STATE_KEY, error, respond  # noqa: PLC0415
-
     api = request.app[STATE_KEY]
     try:
         ids = parse_lookup(await request.read())

@@ -13,7 +13,8 @@ import asyncio
 
 from aiohttp import web
 
-from tierstream.api import STATE_KEY, error, invalid_id, respond
+from tierstream.api_common import error, invalid_id, respond
+from tierstream.api_state import STATE_KEY
 from tierstream.erasure_requests import ErasureRequester
 from tierstream.personal_data import customer_export
 

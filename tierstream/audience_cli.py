@@ -59,7 +59,7 @@ def audience_command(
     from redis.exceptions import RedisError  # noqa: PLC0415
 
     from scoring.engine import Scorer  # noqa: PLC0415
-    from tierstream.api import segment_names, tier_names  # noqa: PLC0415
+    from tierstream.api_common import segment_names, tier_names  # noqa: PLC0415
     from tierstream.audiences import differences, members  # noqa: PLC0415
     from tierstream.stores.from_settings import redis_store  # noqa: PLC0415 - Redis when used
 
