@@ -24,7 +24,7 @@ from tierstream.config_versions import PublishedConfig
 from tierstream.published import CONFIG_META, Watched
 
 if TYPE_CHECKING:
-    from streams.worker import Runtime
+    from streams.runtime_view import RuntimeView
     from tierstream.settings import Settings
 
 log = logging.getLogger("tierstream.worker")
@@ -44,7 +44,7 @@ def successor(
 
 
 class ConfigFollower:
-    def __init__(self, runtime: Runtime, version: int) -> None:
+    def __init__(self, runtime: RuntimeView, version: int) -> None:
         self.runtime = runtime
         self.version = version  # the published version in force here (0: the local file)
         self.published = Watched(

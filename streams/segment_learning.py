@@ -37,7 +37,7 @@ from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
 
 if TYPE_CHECKING:
-    from streams.worker import Runtime
+    from streams.runtime_view import RuntimeView
 
 log = logging.getLogger("tierstream.learning")
 
@@ -64,7 +64,7 @@ class LearningCoordinator:
         self.names = DEFAULT_FEATURE_SPEC.names
         self._next = 0.0
 
-    async def tick(self, runtime: Runtime) -> None:
+    async def tick(self, runtime: RuntimeView) -> None:
         now = time.monotonic()
         if now < self._next or 0 not in runtime.shards:
             return

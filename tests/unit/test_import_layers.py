@@ -65,9 +65,6 @@ ALLOWED_UP: dict[tuple[str, str], str] = {}
 # here (and those in ALLOWED_UP); without them the graph must have no circle at all.
 # (importer, imported)
 ALLOWED_CIRCLES: dict[tuple[str, str], str] = {
-    # The learning coordinator and the config follower type the worker's runtime they run in.
-    ("streams.segment_learning", "streams.worker"): "Runtime, for type checking",
-    ("streams.config_follower", "streams.worker"): "Runtime, for type checking",
     # The account step runs in the worker's runtime; the worker starts it lazily.
     ("streams.accounts", "streams.worker"): "Runtime",
 }
