@@ -25,7 +25,7 @@ from scoring.state import CustomerState
 from streams.deadletters import RawMessage, Rejected, dead_letter, message_value
 from streams.processor import Parsed, ShardLogic, Step, StepResult, _placements
 from streams.publisher import SendMany
-from streams.worker import Runtime
+from streams.runtime import Runtime
 from tierstream.clock import EventClock
 from tierstream.settings import Settings
 from tierstream.stores.from_settings import account_store

@@ -1,7 +1,7 @@
 """What the jobs run inside a worker's runtime use of it, as a Protocol.
 
 The config follower and the learning coordinator are created by the runtime
-(streams/worker.py) and call back into it; typing them against this view instead of the
+(streams/runtime.py) and call back into it; typing them against this view instead of the
 runtime class keeps the imports pointing one way.
 """
 
