@@ -18,11 +18,16 @@ exception a step raises gets one of three outcomes, decided here.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from enum import Enum
+from typing import TypeVar
 
 from redis.backoff import EqualJitterBackoff
 
 from tierstream.stores.base import FencedError, OffsetsMovedError, StaleBatchError
+
+T = TypeVar("T")
 
 try:  # redis is optional for the embedded store
     from redis import exceptions as redis_errors
@@ -101,3 +106,24 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+async def until_done(
+    attempt: Callable[[], Awaitable[T]],
+    after_failure: Callable[[BaseException, Outcome, Backoff], float],
+) -> T:
+    """Run ``attempt`` until it returns, the worker's one retry loop (a shard's step and a
+    store call off the hot path both use it).
+
+    After each failure, ``after_failure(exc, classify(exc), backoff)`` decides: it returns
+    how long to wait before the next attempt, or raises to give up. ``backoff`` lives as
+    long as the loop, so consecutive failures wait longer. An attempt that has nothing left
+    to do (its shard stopped or handed over) returns instead of raising.
+    """
+    backoff = Backoff()
+    while True:
+        try:
+            return await attempt()
+        except Exception as exc:  # noqa: BLE001 - every error gets an outcome
+            delay = after_failure(exc, classify(exc), backoff)
+        await asyncio.sleep(delay)

@@ -28,7 +28,7 @@ from scoring.profiles import ProfileUpdate
 from scoring.quantiles import population_thresholds
 from streams.config_follower import ConfigFollower
 from streams.deadletters import RawMessage
-from streams.failures import Backoff, Outcome, classify
+from streams.failures import Backoff, Outcome, until_done
 from streams.learner import shard_learner
 from streams.metrics import Metrics
 from streams.processor import InputKind, ShardLogic, Step, StepResult
@@ -302,45 +302,50 @@ class Runtime:
         """Run ``work`` on the shard until it is done: every failure is waited out and the
         step redone from the store, the shard is handed over, or the shard stops."""
         async with self.locks[shard]:
-            backoff = Backoff()
-            while shard not in self.stopped:
+            started = 0.0
+
+            async def attempt() -> StepResult | None:
+                nonlocal started
+                if shard in self.stopped:
+                    return None
                 owned = self.shards.get(shard)
                 if owned is None and not self._owns(shard):
                     # Buffered messages of a partition handed to another worker: it
                     # re-reads them from the offsets Redis holds; nothing is lost here.
                     self.counts["not_owned"] += 1
-                    return
+                    return None
                 started = time.monotonic()
-                try:
-                    if owned is None:
-                        owned = await self._acquire(shard)
-                    result = await work(owned)
-                except Exception as exc:  # noqa: BLE001 - every error gets an outcome
-                    # Whatever happened, the in-memory view of the shard may be stale (a
-                    # commit whose reply was lost, a lease fenced): rebuild it from Redis.
-                    self.shards.pop(shard, None)
-                    outcome = classify(exc)
-                    if outcome is Outcome.FATAL:
-                        self._stop_shard(shard, exc)
-                        return
-                    if outcome is Outcome.REDO:
-                        delay = self._contention_delay(shard)
-                    else:
-                        delay = backoff.next()
-                    self.counts[f"retries:{outcome.value}"] += 1
-                    log.warning(
-                        "shard %d: step failed (%s: %s); redoing it from the store in %.2fs",
-                        shard,
-                        type(exc).__name__,
-                        exc,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-                    continue
+                if owned is None:
+                    owned = await self._acquire(shard)
+                return await work(owned)
+
+            result = await until_done(attempt, partial(self._step_failed, shard))
+            if result is not None:
                 self.counts.update(result.counts)
                 if self.metrics is not None:
                     self.metrics.observe_step(shard, time.monotonic() - started, result)
-                return
+
+    def _step_failed(
+        self, shard: int, exc: BaseException, outcome: Outcome, backoff: Backoff
+    ) -> float:
+        """What a failed step of ``shard`` leads to; returns the wait before the next attempt
+        (which finds the shard stopped after a fatal error)."""
+        # Whatever happened, the in-memory view of the shard may be stale (a commit whose
+        # reply was lost, a lease fenced): the next attempt rebuilds it from Redis.
+        self.shards.pop(shard, None)
+        if outcome is Outcome.FATAL:
+            self._stop_shard(shard, exc)
+            return 0.0
+        delay = self._contention_delay(shard) if outcome is Outcome.REDO else backoff.next()
+        self.counts[f"retries:{outcome.value}"] += 1
+        log.warning(
+            "shard %d: step failed (%s: %s); redoing it from the store in %.2fs",
+            shard,
+            type(exc).__name__,
+            exc,
+            delay,
+        )
+        return delay
 
     def _contention_delay(self, shard: int) -> float:
         """How long to wait before taking the shard back after being fenced.
@@ -541,17 +546,15 @@ class Runtime:
     async def _admin(self, call: Callable[[], T]) -> T:
         """A blocking store call off the hot path, in a thread; transient errors are waited
         out, anything else propagates to the timer (which logs it and tries next tick)."""
-        backoff = Backoff()
-        while True:
-            try:
-                return await asyncio.to_thread(call)
-            except Exception as exc:
-                if classify(exc) is not Outcome.TRANSIENT:
-                    raise
-                self.counts["store_retries"] += 1
-                delay = backoff.next()
-                log.warning("store call failed (%s); retrying in %.2fs", exc, delay)
-                await asyncio.sleep(delay)
+        return await until_done(partial(asyncio.to_thread, call), self._admin_failed)
+
+    def _admin_failed(self, exc: BaseException, outcome: Outcome, backoff: Backoff) -> float:
+        if outcome is not Outcome.TRANSIENT:
+            raise exc
+        self.counts["store_retries"] += 1
+        delay = backoff.next()
+        log.warning("store call failed (%s); retrying in %.2fs", exc, delay)
+        return delay
 
 
 async def _nothing(owned: Shard) -> StepResult:

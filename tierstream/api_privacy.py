@@ -26,7 +26,7 @@ SEND_TIMEOUT = 35.0
 def add_privacy_routes(app: web.Application) -> None:
     """Register the routes (before ``GET /customers/{id}``, whose pattern takes any id)."""
     settings = app[STATE_KEY].settings
-    app[REQUESTER_KEY] = ErasureRequester(settings.kafka_bootstrap, settings.topic_erasures)
+    app[REQUESTER_KEY] = ErasureRequester(settings)
     app.router.add_get(r"/customers/{customer_id:[\s\S]*}/export", export)
     app.router.add_delete(r"/customers/{customer_id:[\s\S]*}", erase)
 

@@ -49,7 +49,7 @@ def erase_command(
             )
         except ValidationError as exc:
             fail(f"customer id {cid!r}: {problems(exc, values=False)}")
-    requester = ErasureRequester(settings.kafka_bootstrap, settings.topic_erasures)
+    requester = ErasureRequester(settings)
     try:
         sent = requester.request(customer_ids, suppress=suppress)
     except Exception as exc:  # noqa: BLE001 - one line, exit 2

@@ -16,15 +16,18 @@ from typing import Any
 from kafka import KafkaProducer
 
 from tierstream.erasure import ErasureRequest
-from tierstream.topics import kafka_security_from_env
+from tierstream.settings import Settings
 
 
 class ErasureRequester:
     """A Kafka producer of erasure requests, created on first use; thread-safe."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.bootstrap = bootstrap
-        self.topic = topic
+    def __init__(self, settings: Settings) -> None:
+        # Everything about the connection (bootstrap, SASL, TLS) comes from the settings,
+        # like every other Kafka client of tierstream.
+        self.bootstrap = settings.kafka_bootstrap
+        self.topic = settings.topic_erasures
+        self._options = settings.client_options()
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
 
@@ -69,7 +72,7 @@ class ErasureRequester:
     def _connect(self) -> KafkaProducer:
         if self._producer is None:
             self._producer = KafkaProducer(
-                bootstrap_servers=self.bootstrap, acks="all", **kafka_security_from_env()
+                bootstrap_servers=self.bootstrap, acks="all", **self._options
             )
         return self._producer
 

@@ -32,7 +32,7 @@ from tierstream.repartition_kafka import (
 )
 from tierstream.settings import Settings
 from tierstream.stores.redis import RedisStore
-from tierstream.topics import INPUT_TOPIC_SETTINGS, kafka_security_from_env
+from tierstream.topics import INPUT_TOPIC_SETTINGS
 
 
 def run(settings: Settings, target: int) -> None:
@@ -68,7 +68,7 @@ def _run(settings: Settings, target: int) -> None:
             settings.kafka_bootstrap,
             settings.topic_tier_changes,
             settings.topic_dead_letters,
-            kafka_security_from_env(),
+            settings.client_options(),
             settings.topic_account_contributions,
         )
         started = time.monotonic()
@@ -98,7 +98,7 @@ def _check_kafka(
     target: int,
 ) -> None:
     """The refusals that need Kafka (tierstream/repartition_kafka.py), for both layouts."""
-    security = kafka_security_from_env()
+    security = settings.client_options()
     bootstrap = settings.kafka_bootstrap
     # Erasure requests and profile updates are keyed and sharded like events: their
     # topics move with them. Account shard p consumes partition p of the contributions

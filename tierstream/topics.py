@@ -32,7 +32,6 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from pydantic import ValidationError
 
-from tierstream.kafka_settings import KafkaSettings
 from tierstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -93,13 +92,6 @@ def topics_from_settings(settings: Settings) -> dict[str, int]:
 def topic_configs_from_settings(settings: Settings) -> dict[str, dict[str, str]]:
     """Topic name -> the topic configs it is created with (the compacted ones)."""
     return {getattr(settings, setting.lower()): COMPACTED for setting in COMPACTED_SETTINGS}
-
-
-def kafka_security_from_env() -> dict[str, Any]:
-    """SASL/TLS options of the TIERSTREAM_KAFKA_* settings for a kafka-python or aiokafka
-    client (empty for plaintext): ``KafkaSettings().client_options()``, as every client
-    of tierstream uses."""
-    return KafkaSettings().client_options()
 
 
 def topics_from_env() -> dict[str, int]:
