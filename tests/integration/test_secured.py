@@ -304,8 +304,20 @@ def test_worker_over_sasl_ssl_and_redis_tls_with_auth(
             mine = found[customer_id]
             for key in ("frequency", "monetary", "recency_days", "tier", "segment", "version"):
                 assert mine[key] == record[key], (customer_id, key, mine[key], record[key])
-        shown = _cli(env, "customer", next(iter(expected)))
+        erased_id = next(iter(expected))
+        shown = _cli(env, "customer", erased_id)
         assert shown.returncode == 0 and "tier" in shown.stdout, shown.stderr
+        # `erase` sends its request through the same secured listener (its client takes
+        # SASL/TLS from the settings, like every other), and the worker applies it.
+        erased = _cli(env, "erase", erased_id)
+        assert erased.returncode == 0, erased.stderr
+        assert json.loads(erased.stdout.splitlines()[-1])["customer_id"] == erased_id
+        deadline = time.monotonic() + 60
+        while (shown := _cli(env, "customer", erased_id)).returncode == 0:
+            assert time.monotonic() < deadline, "the erasure was not applied"
+            time.sleep(1)
+        assert shown.returncode == 1, shown.stdout + shown.stderr
+        assert "unknown customer" in shown.stdout + shown.stderr
     finally:
         _stop(worker)
         log.close()
