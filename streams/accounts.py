@@ -26,7 +26,6 @@ from streams.deadletters import RawMessage, Rejected, dead_letter, message_value
 from streams.processor import Parsed, ShardLogic, Step, StepResult, _placements
 from streams.publisher import SendMany
 from streams.runtime import Runtime
-from tierstream.clock import EventClock
 from tierstream.settings import Settings
 from tierstream.stores.from_settings import account_store
 
@@ -64,11 +63,13 @@ class AccountLogic(ShardLogic):
         states: dict[str, CustomerState],
         markers: dict[str, str] | None = None,
     ) -> Step:
+        """Apply parsed contribution updates to the loaded account ``states`` (changed in
+        place): each account is re-scored from its contacts' latest snapshots. Accounts
+        are never erased by marker, so ``markers`` is unused."""
         result = parsed.result
         before = _placements(states)
         accounts: dict[str, AccountState] = {}
         scorer = self.accounts
-        event_clock = self.clock if isinstance(self.clock, EventClock) else None
         for update in parsed.events:
             assert isinstance(update, ContributionUpdate)
             account = accounts.get(update.account_id)
@@ -77,11 +78,7 @@ class AccountLogic(ShardLogic):
                 if stored is None:
                     stored = states[update.account_id] = CustomerState(update.account_id)
                 account = accounts[update.account_id] = AccountState.of(stored)
-            if event_clock is not None:
-                event_clock.observe(update.occurred_at)
-                now = event_clock.now()
-            else:
-                now = parsed.emitted_at or self.clock.now()
+            now = self.moment(parsed, update.occurred_at)
             result.changes.extend(scorer.apply(account, update, now))
             result.counts["contributions"] += 1
         touched = [account.persist() for account in accounts.values()]

@@ -169,8 +169,7 @@ class ShardLogic:
         result = parsed.result
         before = _placements(states)
         touched: dict[str, CustomerState] = {}
-        clock, scorer, counts = self.clock, self.scorer, result.counts
-        event_clock = clock if isinstance(clock, EventClock) else None
+        scorer, counts = self.scorer, result.counts
         markers = dict(markers or {})
         for index, event in enumerate(parsed.events):
             if isinstance(event, ErasureRequest):
@@ -193,23 +192,14 @@ class ShardLogic:
             if isinstance(event, ProfileUpdate):
                 # A trait update does not move the event clock: its time is when the
                 # profile was edited, not when the customer did something.
-                if event_clock is not None:
-                    now = event_clock.now()
-                else:
-                    now = parsed.emitted_at or clock.now()
-                applied = scorer.apply_profile(state, event, now)
+                applied = scorer.apply_profile(state, event, self.moment(parsed))
                 # Counted apart: "applied" and "duplicate" count customer events.
                 counts[f"profile:{applied.outcome.value}"] += 1
                 if applied.outcome is not Outcome.DUPLICATE or applied.changes:
                     touched[state.customer_id] = state
                 result.changes.extend(applied.changes)
                 continue
-            if event_clock is not None:
-                event_clock.observe(event.occurred_at)
-                now = event_clock.now()
-            else:
-                now = parsed.emitted_at or clock.now()
-            applied = scorer.apply(state, event, now)
+            applied = scorer.apply(state, event, self.moment(parsed, event.occurred_at))
             counts[applied.outcome.value] += 1
             if applied.outcome is not Outcome.DUPLICATE or applied.changes:
                 touched[state.customer_id] = state
@@ -221,6 +211,17 @@ class ShardLogic:
         return self._step(
             result, touched.values(), parsed.offsets, emitted_at=parsed.emitted_at, before=before
         )
+
+    def moment(self, parsed: Parsed, occurred_at: datetime | None = None) -> datetime:
+        """The "now" an input of ``parsed`` is applied at: under the event clock, the
+        latest event time seen, moved first by the input's own ``occurred_at`` (inputs
+        that are not events pass none); under the wall clock, the batch's arrival."""
+        clock = self.clock
+        if isinstance(clock, EventClock):
+            if occurred_at is not None:
+                clock.observe(occurred_at)
+            return clock.now()
+        return parsed.emitted_at or clock.now()
 
     def _erase(
         self,
