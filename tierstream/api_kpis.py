@@ -23,13 +23,12 @@ from aiohttp import web
 from scoring.days import day_start, utc_day
 from scoring.state import CustomerState
 from tierstream.api_common import error, parse_as_of, respond
-from tierstream.api_state import STATE_KEY, StoreUnavailableError, log
+from tierstream.api_state import MODEL_TTL, STATE_KEY, StoreUnavailableError, log
 from tierstream.clv import CLV_META, ClvSnapshot, ClvSnapshotError, record_fields
 from tierstream.kpis import DIMENSIONS, Population, kpi_table, population, unknown_dimension
 from tierstream.published import Watched
 
 KPI_TTL = 30.0  # seconds a KPI scan is reused (a scan of ten million states takes minutes)
-MODEL_TTL = 5.0
 
 
 class KpiState:
