@@ -241,7 +241,7 @@ class _EventReason(NamedTuple):
 
 
 class BehaviourModel(Protocol):
-    """A frozen behavioural segmentation, versioned (``tierstream.segments`` adapts the
+    """A frozen behavioural segmentation, versioned (``tierstream.behaviours`` adapts the
     published snapshot of ``models``). Pure and deterministic: the same values and version
     give the same segment in every process."""
 

@@ -189,8 +189,8 @@ class CustomerState:
         state.tier = raw.get("t")
         state.segment = raw.get("sg")
         if "b" in raw:
-            segment_id, label = raw["b"]
-            state.behaviour = (segment_id, label)
+            behaviour_id, label = raw["b"]
+            state.behaviour = (behaviour_id, label)
         if "a" in raw:
             purchase_days, net, last_day = raw["a"]
             state.archived = Archived(purchase_days, Decimal(net), last_day)

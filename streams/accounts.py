@@ -114,10 +114,10 @@ class AccountRuntime(Runtime):
     async def refresh_thresholds(self) -> None:
         return  # accounts are scored on fixed cut points
 
-    async def refresh_segments(self) -> None:
+    async def refresh_behaviours(self) -> None:
         return
 
-    async def learn_segments(self) -> None:
+    async def learn_behaviours(self) -> None:
         return
 
 

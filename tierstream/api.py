@@ -243,15 +243,10 @@ async def customer(request: web.Request) -> web.Response:
     record["history"] = history
     snapshot = await api.snapshot()
     if snapshot is not None:
-        from tierstream.segments import behaviour  # noqa: PLC0415 - needs numpy/models
+        from tierstream.behaviours import behaviour_record  # noqa: PLC0415 - numpy/models
 
         moment = as_of or day_start(state.clock_day or 0)
-        assignment = behaviour(snapshot, scorer, state, moment)
-        record["behaviour"] = {
-            "segment_id": assignment.segment_id,
-            "label": assignment.label,
-            "model_version": snapshot.version,
-        }
+        record["behaviour"] = behaviour_record(snapshot, scorer, state, moment)
     day = max(utc_day(as_of) if as_of is not None else 0, state.clock_day or 0)
     record.update(await lookup_fields(request.app, state, day))
     return respond(record)

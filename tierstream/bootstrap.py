@@ -51,21 +51,21 @@ def worker_app(settings: Settings) -> faust.App:
     from streams.metrics import Metrics  # noqa: PLC0415
     from streams.worker import build_app  # noqa: PLC0415
     from tierstream.config_store import worker_config  # noqa: PLC0415
-    from tierstream.published import SNAPSHOT_META, Watched, segment_snapshot  # noqa: PLC0415
+    from tierstream.published import SNAPSHOT_META, Watched, behaviour_snapshot  # noqa: PLC0415
     from tierstream.stores.redis_async import AsyncRedisStore  # noqa: PLC0415
 
     store = redis_store(settings)
     check_layout(store, settings.partitions)
     check_topics(settings)
     try:
-        snapshot = Watched(store, SNAPSHOT_META, segment_snapshot).read()
+        snapshot = Watched(store, SNAPSHOT_META, behaviour_snapshot).read()
     except (OSError, RedisError) as exc:  # the worker's timer adopts the model later
         console.print(f"[yellow]segment model not loaded yet ({exc}); will retry[/yellow]")
         snapshot = None
     config, config_version = worker_config(settings, store)
     behaviour = None
     if snapshot is not None:
-        from tierstream.segments import SnapshotBehaviour  # noqa: PLC0415 - numpy/models
+        from tierstream.behaviours import SnapshotBehaviour  # noqa: PLC0415 - numpy/models
 
         behaviour = SnapshotBehaviour(snapshot)
     scorer = Scorer(config, behaviour=behaviour)

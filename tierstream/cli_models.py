@@ -22,19 +22,19 @@ def scorer_in_force(settings: Settings, store: RedisStore) -> Scorer:
     return Scorer(config_in_force(settings, store)[0])
 
 
-def segment_snapshot_in_force(store: StateStore) -> Any:
+def behaviour_snapshot_in_force(store: StateStore) -> Any:
     """The published behavioural segment snapshot, if one was learned."""
-    from tierstream.published import SNAPSHOT_META, Watched, segment_snapshot  # noqa: PLC0415
+    from tierstream.published import SNAPSHOT_META, Watched, behaviour_snapshot  # noqa: PLC0415
 
-    return Watched(store, SNAPSHOT_META, segment_snapshot).read()
+    return Watched(store, SNAPSHOT_META, behaviour_snapshot).read()
 
 
 def behaviour_from_file(path: Path) -> Any:
     """The scorer's behaviour model from a snapshot file (tierstream segments --save)."""
-    from models.snapshot import SegmentSnapshot  # noqa: PLC0415
+    from models.snapshot import BehaviourSnapshot  # noqa: PLC0415
 
     try:
-        snapshot = SegmentSnapshot.from_bytes(path.read_bytes())
+        snapshot = BehaviourSnapshot.from_bytes(path.read_bytes())
     except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
         # A file is anyone's: JSON nested too deep for json.loads (RecursionError) or a
         # number too large for int() (OverflowError) is as wrong as a missing key.
@@ -46,6 +46,6 @@ def behaviour(snapshot: Any) -> Any:
     """The scorer's behaviour model for a snapshot (None: no segment model yet)."""
     if snapshot is None:
         return None
-    from tierstream.segments import SnapshotBehaviour  # noqa: PLC0415 - needs numpy/models
+    from tierstream.behaviours import SnapshotBehaviour  # noqa: PLC0415 - needs numpy/models
 
     return SnapshotBehaviour(snapshot)

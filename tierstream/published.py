@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 from scoring.scores import Thresholds
 
 if TYPE_CHECKING:
-    from models.snapshot import SegmentSnapshot
+    from models.snapshot import BehaviourSnapshot
 
 T = TypeVar("T")
 
@@ -39,7 +39,7 @@ __all__ = [
     "SNAPSHOT_META",
     "THRESHOLDS_META",
     "Watched",
-    "segment_snapshot",
+    "behaviour_snapshot",
     "thresholds",
 ]
 
@@ -49,11 +49,11 @@ def thresholds(raw: bytes) -> Thresholds:
     return Thresholds.from_dict(json.loads(raw))
 
 
-def segment_snapshot(raw: bytes) -> SegmentSnapshot:
+def behaviour_snapshot(raw: bytes) -> BehaviourSnapshot:
     """The published behaviour segment model."""
-    from models.snapshot import SegmentSnapshot  # noqa: PLC0415 - numpy; only when used
+    from models.snapshot import BehaviourSnapshot  # noqa: PLC0415 - numpy; only when used
 
-    return SegmentSnapshot.from_bytes(raw)
+    return BehaviourSnapshot.from_bytes(raw)
 
 
 class MetaReader(Protocol):

@@ -114,14 +114,14 @@ def make_review(
     as_of: datetime,
     *,
     previous: dict[str, Any] | None,
-    segments: Any = None,
+    behaviours: Any = None,
     clv: Any = None,
     tallies: dict[str, int] | None = None,
     changes: Sequence[Change] | None = None,
     made_at: datetime | None = None,
 ) -> dict[str, Any]:
     """The review as a JSON-ready dict (what is printed, written and kept)."""
-    people = population(scorer, list(states), as_of, segments=segments, clv=clv)
+    people = population(scorer, list(states), as_of, behaviours=behaviours, clv=clv)
     settings = scorer.config.review
     since_day = previous["as_of"] if previous is not None else None
     dimensions = {}

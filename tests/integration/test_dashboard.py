@@ -121,7 +121,7 @@ def wait_for(page, expression: str, timeout: float = 20) -> None:
 
 
 def test_dashboard_draws_the_data_and_follows_new_commits(browser, store, kafka_bootstrap):
-    from tierstream.segments import SNAPSHOT_META, learn_snapshot
+    from tierstream.behaviours import SNAPSHOT_META, learn_snapshot
 
     replayed = cdnow()
     settings = Settings(
