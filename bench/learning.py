@@ -2,7 +2,7 @@
 
     python -m bench.learning [--customers-below ID] [--batch N] [--merge-every N] [--file-order]
 
-What ``tierstream worker`` does with ``TIERSTREAM_LEARN_SEGMENTS=true``, without Kafka:
+What ``tierstream worker`` does with ``TIERSTREAM_LEARN_BEHAVIOURS=true``, without Kafka:
 events go to ``ShardProcessor``s (one per partition, event clock, in-memory store) in
 batches; every ``--merge-every`` events the coordinator merges the shards' statistics and,
 when it publishes a version, every shard adopts it and is swept (cause ``model_update``),

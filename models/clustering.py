@@ -1,4 +1,4 @@
-"""Online behavioural segmentation: sequential k-means over a self-standardizing stream."""
+"""Online behaviour segmentation: sequential k-means over a self-standardizing stream."""
 
 from __future__ import annotations
 

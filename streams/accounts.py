@@ -103,7 +103,7 @@ def _update_of(message: RawMessage) -> ContributionUpdate:
 
 class AccountRuntime(Runtime):
     """The worker's owned account shards: ``Runtime`` with the account step, and none of
-    the customer-population jobs (quintile cut points, behavioural segments)."""
+    the customer-population jobs (quintile cut points, behaviour segments)."""
 
     logic_class = AccountLogic
 

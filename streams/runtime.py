@@ -54,7 +54,7 @@ KAFKA_COMMIT_LAG = 3.0
 # A shard not fenced for this long is no longer contended (see Runtime._contention_delay).
 CONTENTION_QUIET_SECONDS = 30.0
 
-# Customers re-scored per atomic step after new cut points or a new segment model.
+# Customers re-scored per atomic step after new cut points or a new behaviour model.
 RESCORE_CHUNK = 500
 
 
@@ -110,7 +110,7 @@ class Runtime:
         self.stopped: dict[int, str] = {}  # shard -> why it stopped (fatal error)
         # shard -> (backoff, when last fenced), see _contention_delay
         self._contention: dict[int, tuple[Backoff | None, float]] = {}
-        # The published cut points and segment model, re-read every check period.
+        # The published cut points and behaviour model, re-read every check period.
         self.published_thresholds = Watched(
             admin_store, THRESHOLDS_META, parse_thresholds, settings.threshold_check_seconds
         )
@@ -118,7 +118,7 @@ class Runtime:
         self.published_behaviours = Watched(
             admin_store, SNAPSHOT_META, behaviour_snapshot, settings.behaviours_check_seconds
         )
-        self._swept: dict[int, int] = {}  # shard -> segment model version it was swept with
+        self._swept: dict[int, int] = {}  # shard -> behaviour model version it was swept with
         self.learning = learning_coordinator(settings)  # None unless learn_behaviours
         self.config_follower = ConfigFollower(self, config_version)  # tierstream config apply
         # (monotonic time, applied offsets) per shard, waiting to be old enough to commit
@@ -450,7 +450,7 @@ class Runtime:
         return int(read(shard, name)) if read is not None else 0
 
     async def learn_behaviours(self) -> None:
-        """Segments learned from the stream: merge and publish (streams/behaviour_learning.py)."""
+        """Behaviours learned from the stream: merge and publish (streams/behaviour_learning.py)."""
         if self.learning is not None:
             await self.learning.tick(self)
 
@@ -468,7 +468,7 @@ class Runtime:
 
     async def _rescore_shard(self, shard: int, cause: Cause, because: str) -> bool:
         """Re-score every customer of ``shard``, ``RESCORE_CHUNK`` per atomic step (after
-        new cut points or a new segment model). True if this worker still holds the shard."""
+        new cut points or a new behaviour model). True if this worker still holds the shard."""
         ids = await self._admin(partial(self.admin_store.customer_ids, shard))
         for start in range(0, len(ids), RESCORE_CHUNK):
             chunk = ids[start : start + RESCORE_CHUNK]
@@ -476,7 +476,7 @@ class Runtime:
         return shard in self.shards
 
     async def _adopt_published_behaviours(self) -> None:
-        """Score with the published segment model from the first batch on, not from the
+        """Score with the published behaviour model from the first batch on, not from the
         first timer tick: a learning worker's steps assign (and learn) with the model in
         force, so a restarted worker must not learn its first customers as unassigned.
         Sweeps are left to ``refresh_behaviours``, which finds the version adopted."""
@@ -484,17 +484,17 @@ class Runtime:
         try:
             raw = await self._admin(watched.read_raw)
         except Exception as exc:  # noqa: BLE001 - the next tick adopts it instead
-            log.warning("reading the segment model failed (%r); adopting it next tick", exc)
+            log.warning("reading the behaviour model failed (%r); adopting it next tick", exc)
             return
         snapshot = watched.take(raw)
         if snapshot is not None:
             await self._adopt(self.scorer.with_behaviour(SnapshotBehaviour(snapshot)))
-            log.info("adopted behavioural segment model version %d", snapshot.version)
+            log.info("adopted behaviour model version %d", snapshot.version)
 
     async def refresh_behaviours(self) -> None:
-        """Adopt a newer behavioural segment snapshot and re-assign every customer.
+        """Adopt a newer behaviour snapshot and re-assign every customer.
 
-        Snapshots are learned in one place (``tierstream segments``) and published,
+        Snapshots are learned in one place (``tierstream behaviours``) and published,
         versioned, in the store. Every ``behaviours_check_seconds`` each worker looks for a
         newer version, re-scores with it, and sweeps the shards it owns (cause
         ``model_update`` for every customer the new model moves). A per-shard marker in
@@ -510,7 +510,7 @@ class Runtime:
         adopted = self.scorer.behaviour
         if adopted is None or snapshot.version > adopted.version:
             await self._adopt(self.scorer.with_behaviour(SnapshotBehaviour(snapshot)))
-            log.info("adopted behavioural segment model version %d", snapshot.version)
+            log.info("adopted behaviour model version %d", snapshot.version)
             self.counts["model_updates"] += 1
         assert self.scorer.behaviour is not None
         version = self.scorer.behaviour.version

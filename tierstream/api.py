@@ -10,7 +10,7 @@ Routes (docs/api.md; the OpenAPI document is tierstream/openapi.py):
     GET /tiers           customers per tier       } counted by a scan of every state,
     GET /segments        customers per segment    } reused for ``settings.sizes_ttl`` s
     GET /flows           running totals: tier/segment flows, changes by cause, outcomes
-    GET /model           the published behavioural segment model (centroids), if any
+    GET /model           the published behaviour model (centroids), if any
     GET /kpis            KPIs by tier, segment or behaviour (tierstream/api_kpis.py)
     GET /healthz         Redis PING and a Kafka metadata request: 200 or 503
     GET /metrics         Prometheus text
@@ -319,7 +319,7 @@ async def flows(request: web.Request) -> web.Response:
         elif name.startswith("dead_letter:"):
             dead_letters[name.removeprefix("dead_letter:")] = value
         elif name.startswith("learn:"):
-            continue  # learned segment statistics (tierstream segments --show)
+            continue  # learned behaviour statistics (tierstream behaviours --show)
         elif name.startswith("size:") or name == "customers":
             continue  # audience sizes and the customer count (GET /tiers, /segments)
         else:

@@ -187,7 +187,7 @@ class Flows(Body):
     tier_flows: list[Flow]
     segment_flows: list[Flow]
     behaviour_flows: list[Flow] | None = Field(
-        default=None, description="moves between behavioural segments (labels)"
+        default=None, description="moves between behaviour segments (labels)"
     )
     changes_by_cause: dict[str, int]
     dead_letters_by_kind: dict[str, int]
@@ -248,7 +248,7 @@ class CustomerTier(Body):
     )
     segment: str | None
     behaviour: str | None = Field(
-        description="the behavioural segment's label, when a model is published"
+        description="the behaviour segment's label, when a model is published"
     )
     why: str
 

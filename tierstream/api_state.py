@@ -40,7 +40,7 @@ T = TypeVar("T")
 # Redis is down or failing over; answer 503 then rather than hold the client (the store's
 # own retries may go on in the background thread; their result is dropped).
 STORE_TIMEOUT = 3.0
-# The published segment model changes rarely (one publish per learning run); re-reading it
+# The published behaviour model changes rarely (one publish per learning run); re-reading it
 # every few seconds keeps lookups at two round trips.
 MODEL_TTL = 5.0
 # The first count of sizes is awaited this long (CDNOW's 23,570 customers take 0.5 s); a
@@ -176,7 +176,7 @@ class ApiState:
             self.scorer, self.config_version = adopted
 
     async def snapshot(self) -> BehaviourSnapshot | None:
-        """The published segment model, re-read at most every MODEL_TTL seconds."""
+        """The published behaviour model, re-read at most every MODEL_TTL seconds."""
         return await self.published_model.refresh(self.call)
 
 
@@ -186,7 +186,7 @@ def _snapshot_or_none(raw: bytes) -> BehaviourSnapshot | None:
     try:
         return BehaviourSnapshot.from_bytes(raw)
     except (ValueError, KeyError, TypeError) as exc:
-        log.warning("the published segment snapshot does not parse: %r", exc)
+        log.warning("the published behaviour snapshot does not parse: %r", exc)
         return None
 
 

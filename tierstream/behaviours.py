@@ -4,7 +4,7 @@ Learning happens in one place (``tierstream behaviours``, run by an operator or 
 it reads every customer's state, feeds the features to ``models.BehaviourClusterer`` in a
 seeded order, freezes a ``BehaviourSnapshot`` whose behaviour ids continue the previous
 snapshot's, and stores it in the state store's metadata with its version. Everyone that
-reads a customer (export, ``tierstream customer``, the API) assigns the behavioural
+reads a customer (export, ``tierstream customer``, the API) assigns the
 behaviour with that same snapshot, so two readers agree for the same snapshot version.
 """
 

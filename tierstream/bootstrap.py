@@ -4,7 +4,7 @@ The command line (tierstream/cli.py, tierstream/deliver_cli.py) checks its optio
 hands the settings over; everything a process is made of is built here, in one place:
 
 * ``worker_app``: the Redis store, the start-up checks (partition layout, input topics),
-  the published config and segment model to start with, the scorer, the Faust app of
+  the published config and behaviour model to start with, the scorer, the Faust app of
   streams/worker.py with its metrics, and the HTTP API inside it when ``api_port`` is set.
 * ``serve_app``: the standalone API over Redis, with a reader's short retry budget.
 * ``deliver``: the producer, one consumer and loop per subscription, and the metrics
@@ -60,7 +60,7 @@ def worker_app(settings: Settings) -> faust.App:
     try:
         snapshot = Watched(store, SNAPSHOT_META, behaviour_snapshot).read()
     except (OSError, RedisError) as exc:  # the worker's timer adopts the model later
-        console.print(f"[yellow]segment model not loaded yet ({exc}); will retry[/yellow]")
+        console.print(f"[yellow]behaviour model not loaded yet ({exc}); will retry[/yellow]")
         snapshot = None
     config, config_version = worker_config(settings, store)
     behaviour = None

@@ -243,7 +243,7 @@ def review_command(
     behaviours: BehavioursOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the review as JSON")] = False,
 ) -> None:
-    """Review the RFM and behavioural segments: trends, flows, merge/split/retire suggestions."""
+    """Review the RFM and behaviour segments: trends, flows, merge/split/retire suggestions."""
     from tierstream import review  # noqa: PLC0415
 
     since_moment = parse_as_of(since) if since is not None else None

@@ -26,7 +26,7 @@ def learned_model(store: StateStore) -> dict[str, Any]:
     raw = store.get_meta(SNAPSHOT_META)
     if raw is None:
         fail(
-            "no behaviour model yet: workers learn one (TIERSTREAM_LEARN_SEGMENTS=true) "
+            "no behaviour model yet: workers learn one (TIERSTREAM_LEARN_BEHAVIOURS=true) "
             "or run `tierstream behaviours`"
         )
     snapshot = BehaviourSnapshot.from_bytes(raw)

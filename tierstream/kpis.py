@@ -51,7 +51,7 @@ def _behaviour_order(_: Scorer, snapshot: BehaviourSnapshot | None) -> list[str]
 DIMENSIONS: dict[str, Dimension] = {
     "tier": Dimension("tier", "Value tier", _tier_order),
     "segment": Dimension("segment", "RFM segment", _segment_order),
-    "behaviour": Dimension("behaviour", "Behavioural segment", _behaviour_order),
+    "behaviour": Dimension("behaviour", "Behaviour segment", _behaviour_order),
 }
 
 

@@ -4,7 +4,7 @@ Four documents are published, versioned, under ``<ns>:meta:<key>`` and read by e
 worker, the API and the CLI:
 
     thresholds         the quintile score cut points (the owner of shard 0 publishes them)
-    segments_snapshot  the behaviour segment model (``tierstream segments`` or the learner)
+    segments_snapshot  the behaviour model (``tierstream behaviours`` or the learner)
     config             the scoring config in force (``tierstream config apply``)
     clv_snapshot       the lifetime value model (``tierstream clv fit``)
 
@@ -50,7 +50,7 @@ def thresholds(raw: bytes) -> Thresholds:
 
 
 def behaviour_snapshot(raw: bytes) -> BehaviourSnapshot:
-    """The published behaviour segment model."""
+    """The published behaviour model."""
     from models.snapshot import BehaviourSnapshot  # noqa: PLC0415 - numpy; only when used
 
     return BehaviourSnapshot.from_bytes(raw)

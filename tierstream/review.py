@@ -1,4 +1,4 @@
-"""The segment review: are the RFM and behavioural segments still worth their place?
+"""The segment review: are the RFM and behaviour segments still worth their place?
 
 ``tierstream review`` takes the KPIs of every segment now, compares them with the last
 review (sizes, revenue, retention, lifetime value), counts the moves in and out since
