@@ -258,6 +258,9 @@ def test_model_is_null_until_a_snapshot_is_published(redis_url, kafka_bootstrap,
             assert_valid("Customer", body)
             assert body["behaviour"]["model_version"] == 3
             assert body["behaviour"]["label"] in {"active", "dormant"}
+            # behaviour_id, and segment_id its deprecated first name: the same id
+            assert body["behaviour"]["behaviour_id"] in {0, 1}
+            assert body["behaviour"]["segment_id"] == body["behaviour"]["behaviour_id"]
             client.close()
     finally:
         store.wipe()

@@ -205,3 +205,24 @@ def test_both_names_learn_the_same_model_and_replay_with_it(tmp_path: Path) -> N
         outputs.append([{k: v for k, v in r.items() if k != "emitted_at"} for r in rows])
     assert outputs[0] == outputs[1]
     assert {r["new_behaviour"] for r in outputs[0]} - {None}  # behaviours were assigned
+
+
+def test_kpis_name_the_behaviour_model_version_and_keep_the_old_field() -> None:
+    from datetime import UTC, datetime
+
+    from models.snapshot import Behaviour, BehaviourSnapshot
+    from scoring.engine import Scorer
+    from tierstream.kpis import Population, kpi_table
+    from tierstream.settings import load_scoring_config
+
+    model = BehaviourSnapshot(
+        version=4,
+        created_at=datetime(2025, 1, 1, tzinfo=UTC),
+        feature_names=("a",),
+        mean=(0.0,),
+        scale=(1.0,),
+        behaviours=(Behaviour(0, "only", (0.0,), 1.0, 1.0),),
+    )
+    people = Population(datetime(2025, 1, 1, tzinfo=UTC), 365, [], 0, model, None)
+    table = kpi_table(Scorer(load_scoring_config(None)), people, "behaviour")
+    assert table["behaviour_model_version"] == table["segment_model_version"] == 4
