@@ -21,9 +21,14 @@ from tierstream.kafka_settings import KafkaSettings
 DEFAULT_CONFIG: Traversable = resources.files("tierstream") / "configs" / "default.yaml"
 
 
+# Renamed settings: the environment name -> its former names, still accepted.
+FORMER_NAMES: dict[str, tuple[str, ...]] = {}
+
+
 def _env(name: str, *old_names: str) -> AliasChoices:
     """The environment names of a renamed setting: the new one first, then the old ones
     (a validation alias replaces the TIERSTREAM_ prefix, so it is spelled out here)."""
+    FORMER_NAMES[f"TIERSTREAM_{name}"] = tuple(f"TIERSTREAM_{n}" for n in old_names)
     return AliasChoices(*(f"TIERSTREAM_{n}" for n in (name, *old_names)))
 
 

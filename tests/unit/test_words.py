@@ -226,3 +226,16 @@ def test_kpis_name_the_behaviour_model_version_and_keep_the_old_field() -> None:
     people = Population(datetime(2025, 1, 1, tzinfo=UTC), 365, [], 0, model, None)
     table = kpi_table(Scorer(load_scoring_config(None)), people, "behaviour")
     assert table["behaviour_model_version"] == table["segment_model_version"] == 4
+
+
+def test_a_bad_value_under_the_old_name_is_one_line_naming_both(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("TIERSTREAM_LEARN_BEHAVIOURS", raising=False)
+    monkeypatch.setenv("TIERSTREAM_LEARN_SEGMENTS", "maybe")
+    result = CliRunner().invoke(app, ["export", "--state-out", str(tmp_path / "s.jsonl")])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert (
+        len(lines) == 1 and "TIERSTREAM_LEARN_BEHAVIOURS (or TIERSTREAM_LEARN_SEGMENTS)" in lines[0]
+    )
