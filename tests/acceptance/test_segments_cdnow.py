@@ -1,4 +1,4 @@
-"""The online segmenter against batch k-means on the real CDNOW history.
+"""The online behaviour clusterer against batch k-means on the real CDNOW history.
 
 Protocol and the measured numbers: docs/behaviours.md (``python -m models.evaluation``).
 """

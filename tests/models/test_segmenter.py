@@ -1,4 +1,4 @@
-"""River-style contract checks for the online segmenter.
+"""River-style contract checks for the online behaviour clusterer.
 
 The same checks run over every configuration in ``ESTIMATORS`` (river's own
 ``check_estimator`` yields no data-driven checks for clusterers, so they are spelled out
