@@ -9,7 +9,7 @@ wall-clock timers (nothing in streams/ is edited; the wrappers only measure):
 * ``Runtime._step``: one call per shard of a batch (shards of a batch run concurrently).
 * ``Runtime._process``: one shard's step: parse, await the load, score, await the commit.
 * ``ShardLogic.parse`` / ``ShardLogic.apply``: the pure parts of it (no I/O).
-* ``Learner.learn``: the learning step, when segments are learned from the stream.
+* ``Learner.learn``: the learning step, when behaviours are learned from the stream.
 * ``Runtime._commit`` / ``Publisher.publish``: the commit script, then enqueueing the
   step's entries on the producer (no waiting for acknowledgements).
 
@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
         "parse", ShardLogic.parse, lambda self, messages: len(messages)
     )
     ShardLogic.apply = _timed("apply", ShardLogic.apply)  # type: ignore[method-assign]
-    # The learning step (TIERSTREAM_LEARN_SEGMENTS): "learn" on steps of events (items:
+    # The learning step (TIERSTREAM_LEARN_BEHAVIOURS): "learn" on steps of events (items:
     # the applied events it learned from), "learn_rescore" on timer and sweep steps.
     on_events = _timed("learn", Learner.learn, lambda self, scorer, states, tallies, n: n)
     on_rescores = _timed(

@@ -2,7 +2,7 @@
 
     python -m bench.learn_cost [--repeat N] [--customers-below ID] [--save F | --check F]
 
-``bench.learning`` runs CDNOW (time order) through the worker's step logic with segments
+``bench.learning`` runs CDNOW (time order) through the worker's step logic with behaviours
 learned from the stream; here every call of ``Learner.learn`` on a step of events is
 recorded with its inputs (copies of the step's states as they were handed to it, the
 scorer, the shard's seed counts), then replayed ``--repeat`` times with only the calls

@@ -1,12 +1,12 @@
-"""CDNOW through the worker's step logic, learning segments from the stream, in one process.
+"""CDNOW through the worker's step logic, learning behaviours from the stream, in one process.
 
     python -m bench.learning [--customers-below ID] [--batch N] [--merge-every N] [--file-order]
 
-What ``tierstream worker`` does with ``TIERSTREAM_LEARN_SEGMENTS=true``, without Kafka:
+What ``tierstream worker`` does with ``TIERSTREAM_LEARN_BEHAVIOURS=true``, without Kafka:
 events go to ``ShardProcessor``s (one per partition, event clock, in-memory store) in
 batches; every ``--merge-every`` events the coordinator merges the shards' statistics and,
 when it publishes a version, every shard adopts it and is swept (cause ``model_update``),
-as ``Runtime.refresh_segments`` does. At the end the final model's assignment of the final
+as ``Runtime.refresh_behaviours`` does. At the end the final model's assignment of the final
 states is compared with batch k-means (scikit-learn, 10 inits) on the same features (ARI).
 The integration test through Kafka checks the same figure with real workers.
 """
@@ -25,24 +25,24 @@ from typing import Any
 import numpy as np
 
 from models.features import DEFAULT_FEATURE_SPEC
-from models.snapshot import SegmentSnapshot, assign
+from models.snapshot import BehaviourSnapshot, assign
 from scoring.days import day_start
 from scoring.engine import Scorer
 from scoring.events import EngagementEvent, PurchaseEvent
+from streams.behaviour_learning import LearningCoordinator
 from streams.deadletters import RawMessage
 from streams.learner import Learner, shard_learner
 from streams.processor import ShardProcessor
 from streams.producer import keyed_records
-from streams.segment_learning import LearningCoordinator
+from tierstream.behaviours import SNAPSHOT_META, SnapshotBehaviour, customer_features
 from tierstream.clock import EventClock
-from tierstream.segments import SNAPSHOT_META, SnapshotBehaviour, customer_features
 from tierstream.settings import load_scoring_config
 from tierstream.stores.base import StateStore, shard_for
 from tierstream.stores.memory import MemoryStore
 
 
 def batch_agreement(
-    scorer: Scorer, store: StateStore, snapshot: SegmentSnapshot, k: int, half_life: float = 0
+    scorer: Scorer, store: StateStore, snapshot: BehaviourSnapshot, k: int, half_life: float = 0
 ) -> float:
     """ARI of ``snapshot``'s assignment vs scikit-learn KMeans on every stored state (with
     ``half_life``: each weighted 2^(-recency / half_life), in the scaling and k-means, as
@@ -63,7 +63,7 @@ def batch_agreement(
         weights = 0.5 ** (recency / half_life)
     scaled = StandardScaler().fit(x, sample_weight=weights).transform(x)
     reference = KMeans(k, n_init=10, random_state=0).fit_predict(scaled, sample_weight=weights)
-    learned = [assign(snapshot, v).segment_id for v in vectors]
+    learned = [assign(snapshot, v).behaviour_id for v in vectors]
     return float(adjusted_rand_score(reference, learned))
 
 
@@ -111,7 +111,7 @@ def run(
             return
         raw = store.get_meta(SNAPSHOT_META)
         assert raw is not None
-        snapshot = SegmentSnapshot.from_bytes(raw)
+        snapshot = BehaviourSnapshot.from_bytes(raw)
         versions.append(
             {"version": snapshot.version, "events": events_in, "shift": status["shift"]}
         )
@@ -152,7 +152,7 @@ def run(
             break
     raw = store.get_meta(SNAPSHOT_META)
     assert raw is not None
-    final = SegmentSnapshot.from_bytes(raw)
+    final = BehaviourSnapshot.from_bytes(raw)
     return {
         "versions": versions,
         "final_version": final.version,
@@ -206,7 +206,7 @@ def main(argv: list[str]) -> int:
                 "learn_us_per_event": round(result["learn_us_per_event"], 2),
                 "learn_us_per_applied_event": round(result["learn_us_per_applied_event"], 2),
                 "sweep_learning_seconds": round(result["sweep_seconds"], 2),
-                "labels": [s.label for s in result["snapshot"].segments],
+                "labels": [s.label for s in result["snapshot"].behaviours],
             },
             indent=1,
         )

@@ -1,4 +1,4 @@
-"""Online behavioural segmentation: sequential k-means over a self-standardizing stream."""
+"""Online behaviour segmentation: sequential k-means over a self-standardizing stream."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from river import base
 
 from models.naming import match_centroids
 
-__all__ = ["OnlineSegmenter"]
+__all__ = ["BehaviourClusterer"]
 
 FloatArray = NDArray[np.float64]
 
@@ -25,11 +25,11 @@ _MIN_SCALE = 1e-9
 # Lloyd iterations stop once no centroid moves more than this (standardized units).
 _LLOYD_TOL = 1e-6
 # A freshly seeded solution replaces the refined one only if it lowers the reservoir's
-# inertia by at least this fraction; smaller gains are noise and would churn segments.
+# inertia by at least this fraction; smaller gains are noise and would churn behaviours.
 _RESEED_GAIN = 0.03
 
 
-class OnlineSegmenter(base.Clusterer):
+class BehaviourClusterer(base.Clusterer):
     """Sequential k-means with online standardization, k-means++ warm-up and reservoir refresh.
 
     Each feature is standardized with an exponentially weighted running mean and
@@ -77,14 +77,14 @@ class OnlineSegmenter(base.Clusterer):
 
     Examples
     --------
-    >>> from models.clustering import OnlineSegmenter
+    >>> from models.clustering import BehaviourClusterer
 
     >>> X = [
     ...     {"spend": 1.0, "visits": 2.0}, {"spend": 1.2, "visits": 1.8},
     ...     {"spend": 9.0, "visits": 8.5}, {"spend": 8.7, "visits": 9.1},
     ...     {"spend": 1.1, "visits": 2.2}, {"spend": 9.2, "visits": 8.8},
     ... ]
-    >>> model = OnlineSegmenter(n_clusters=2, warmup=4, reservoir_size=8, seed=42)
+    >>> model = BehaviourClusterer(n_clusters=2, warmup=4, reservoir_size=8, seed=42)
     >>> for x in X:
     ...     model.learn_one(x)
 
@@ -307,7 +307,7 @@ class OnlineSegmenter(base.Clusterer):
         seeded, seeded_labels, seeded_inertia = self._best_seeding(points)
         if seeded_inertia < (1.0 - _RESEED_GAIN) * inertia:
             # A re-seed permutes indices: put each new centroid where its closest
-            # predecessor was, so that index i still means the same segment.
+            # predecessor was, so that index i still means the same behaviour.
             order = match_centroids(current, seeded)
             permutation = [0] * len(seeded)
             for new_index, old_index in order.items():

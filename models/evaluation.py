@@ -5,11 +5,11 @@ extras plus scikit-learn, and matplotlib for ``--plot``). The fixed hash seed ma
 river's KMeans, STREAMKMeans and CluStream only: they draw their random initial centres
 in the iteration order of a set of feature names, which changes with string hashing, so
 their seeded runs differ between processes otherwise. It prints the markdown tables of
-docs/segments.md and draws the ARI-vs-events plot. Nothing in the serving path imports
+docs/behaviours.md and draws the ARI-vs-events plot. Nothing in the serving path imports
 this module; its heavy imports (pandas, scikit-learn, matplotlib) are local to the
 functions that use them.
 
-Protocol (see docs/segments.md for the results):
+Protocol (see docs/behaviours.md for the results):
 
 1. Per-customer features as of 1998-07-01 with a 365-day window, computed with pandas
    straight from ``CDNOW_master.txt`` (a purchase on UTC day D counts iff
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from models.clustering import OnlineSegmenter
+from models.clustering import BehaviourClusterer
 from models.features import DEFAULT_FEATURE_SPEC, CustomerFeaturesInput, FeatureSpec, build_features
 
 __all__ = [
@@ -216,7 +216,7 @@ def river_candidates(k: int) -> dict[str, tuple[str, Callable[[int], Any]]]:
     def scaled(model: Any) -> Any:
         return preprocessing.StandardScaler() | model
 
-    # Parameters: the best of a small sweep on seed 0 (docs/segments.md, "Sweep"), ranked by
+    # Parameters: the best of a small sweep on seed 0 (docs/behaviours.md, "Sweep"), ranked by
     # the mean of ARI over all customers and ARI over active ones; river's defaults where
     # they did as well. KMeans is also shown with its default parameters.
     def kmeans(seed: int) -> Any:
@@ -262,11 +262,11 @@ def river_candidates(k: int) -> dict[str, tuple[str, Callable[[int], Any]]]:
             )
         )
 
-    def segmenter(seed: int) -> OnlineSegmenter:
-        return OnlineSegmenter(n_clusters=k, seed=seed)
+    def clusterer(seed: int) -> BehaviourClusterer:
+        return BehaviourClusterer(n_clusters=k, seed=seed)
 
-    def sequential(seed: int) -> OnlineSegmenter:
-        return OnlineSegmenter(n_clusters=k, seed=seed, refresh_every=0)
+    def sequential(seed: int) -> BehaviourClusterer:
+        return BehaviourClusterer(n_clusters=k, seed=seed, refresh_every=0)
 
     return {
         "river KMeans, defaults": ("halflife=0.5, sigma=1", kmeans_default),
@@ -281,8 +281,8 @@ def river_candidates(k: int) -> dict[str, tuple[str, Callable[[int], Any]]]:
             clustream,
         ),
         "river DenStream": ("epsilon=2, beta=0.5, mu=2.5, decaying_factor=0.01", denstream),
-        "OnlineSegmenter, no refresh": ("warmup=1000, refresh_every=0", sequential),
-        "OnlineSegmenter": ("warmup=1000, reservoir_size=10000, refresh_every=10000", segmenter),
+        "BehaviourClusterer, no refresh": ("warmup=1000, refresh_every=0", sequential),
+        "BehaviourClusterer": ("warmup=1000, reservoir_size=10000, refresh_every=10000", clusterer),
     }
 
 
@@ -325,36 +325,38 @@ def main(argv: Sequence[str] | None = None) -> None:
             flush=True,
         )
 
-    if "OnlineSegmenter" in results:
-        _assign_cost(results["OnlineSegmenter"][0].model, data)
+    if "BehaviourClusterer" in results:
+        _assign_cost(results["BehaviourClusterer"][0].model, data)
     if args.plot:
         _plot(results, args.plot)
 
 
-def _assign_cost(model: OnlineSegmenter, data: CdnowFeatures) -> None:
+def _assign_cost(model: BehaviourClusterer, data: CdnowFeatures) -> None:
     from datetime import UTC, datetime
 
     from models.snapshot import assign, snapshot_from_model
 
     snapshot = snapshot_from_model(model, created_at=datetime(1998, 7, 1, tzinfo=UTC))
-    ids = [s.segment_id for s in snapshot.segments]
-    agree = sum(assign(snapshot, x).segment_id == ids[model.predict_one(x)] for x in data.features)
+    ids = [s.behaviour_id for s in snapshot.behaviours]
+    agree = sum(
+        assign(snapshot, x).behaviour_id == ids[model.predict_one(x)] for x in data.features
+    )
     best = min(_time_calls(lambda x: assign(snapshot, x), data.features) for _ in range(3))
     predict = min(_time_calls(model.predict_one, data.features) for _ in range(3))
     print(f"assign(): {best:.2f} us/call; predict_one: {predict:.2f} us/call; ", end="")
     print(f"agreement with predict_one {agree}/{len(data.features)}")
-    for segment in snapshot.segments:
-        print(f"  segment {segment.segment_id}: {segment.share:6.1%}  {segment.label}")
+    for behaviour in snapshot.behaviours:
+        print(f"  behaviour {behaviour.behaviour_id}: {behaviour.share:6.1%}  {behaviour.label}")
 
 
 def drift_example(k: int = 5, seed: int = 0) -> None:
     """Snapshot a model as of 1998-01-01, let it keep learning on 1998-07-01, compare."""
     from datetime import UTC, datetime
 
-    from models.snapshot import SegmentSnapshot, drift_report, snapshot_from_model
+    from models.snapshot import BehaviourSnapshot, drift_report, snapshot_from_model
 
-    model = OnlineSegmenter(n_clusters=k, seed=seed)
-    snapshots: list[SegmentSnapshot] = []
+    model = BehaviourClusterer(n_clusters=k, seed=seed)
+    snapshots: list[BehaviourSnapshot] = []
     for as_of in (date(1998, 1, 1), AS_OF):
         data = cdnow_features(as_of=as_of)
         for index in np.random.default_rng(seed).permutation(len(data.features)):
@@ -374,13 +376,13 @@ def drift_example(k: int = 5, seed: int = 0) -> None:
     print(f"drift v{report.previous_version} -> v{report.version}")
     print("| id | label (v2) | share v1 | share v2 | change | centroid shift | flags |")
     print("|---|---|---|---|---|---|---|")
-    for s in report.segments:
+    for s in report.behaviours:
         print(
-            f"| {s.segment_id} | {s.label} | {s.previous_share or 0:.1%} | {s.share or 0:.1%} "
+            f"| {s.behaviour_id} | {s.label} | {s.previous_share or 0:.1%} | {s.share or 0:.1%} "
             f"| {s.share_change:+.1%} | {s.centroid_shift or 0:.2f} | {', '.join(s.flags)} |"
         )
-    for old in snapshots[0].segments:
-        print(f"  v1 segment {old.segment_id}: {old.label}")
+    for old in snapshots[0].behaviours:
+        print(f"  v1 behaviour {old.behaviour_id}: {old.label}")
 
 
 def _time_calls(call: Callable[[dict[str, float]], object], xs: list[dict[str, float]]) -> float:
@@ -402,7 +404,7 @@ def _plot(results: dict[str, list[RunResult]], path: Path) -> None:
         for name, runs in results.items():
             xs = [point[0] for point in runs[0].curve]
             ys = np.mean([[point[column] for point in r.curve] for r in runs], axis=0)
-            style = "-" if name.startswith("OnlineSegmenter") else "--"
+            style = "-" if name.startswith("BehaviourClusterer") else "--"
             axis.plot(xs, ys, style, marker="o", markersize=3, label=name)
         axis.set_xscale("log")
         axis.set_xlabel("customers learned (one pass over CDNOW, seeded shuffle)")

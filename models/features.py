@@ -170,7 +170,7 @@ def to_original_units(features: Mapping[str, float]) -> dict[str, float]:
     """Undo the log compression: a feature vector (or centroid) in days, counts and money.
 
     Keys lose their ``log_``/``slog_`` prefix. Applied to a centroid this gives the
-    geometric-mean-like "typical member", which is what a segment label should describe.
+    geometric-mean-like "typical member", which is what a behaviour label should describe.
 
     >>> to_original_units({"log_recency_days": math.log1p(30), "slog_monetary": -1.0})
     ... # doctest: +ELLIPSIS

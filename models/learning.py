@@ -1,7 +1,7 @@
-"""Segments learned from the stream: exact, mergeable per-segment sufficient statistics.
+"""Behaviours learned from the stream: exact, mergeable per-behaviour sufficient statistics.
 
 Every worker keeps, per shard, the sufficient statistics of the customers it holds: per
-behavioural segment the number of customers, the sums of their feature vectors and the
+behaviour segment the number of customers, the sums of their feature vectors and the
 sums of their squares, plus the same for customers not yet assigned (no model yet). A
 customer contributes its *current* vector once: when it is re-scored, its previous
 contribution (kept on its state) is taken out and the new one put in. So the statistics
@@ -15,7 +15,7 @@ statistics are a sum that does not depend on the order of commits or shards. Bei
 of the same atomic commit as the state and offsets, a step's statistics count once.
 
 A coordinator merges the shards' statistics (a sum), turns them into centroids (the mean
-of each segment's members: one Lloyd step over the whole population) and a scaling (the
+of each behaviour's members: one Lloyd step over the whole population) and a scaling (the
 population's mean and standard deviation), and publishes a new snapshot when a centroid
 moved more than a given distance. Before any model exists, the first customers' vectors
 seed one with k-means++ (deterministic for the same seeds).
@@ -34,8 +34,8 @@ from numpy.typing import NDArray
 from river import stats
 
 from models.clustering import _kmeans_plus_plus, _lloyd
-from models.naming import describe_segments
-from models.snapshot import Segment, SegmentSnapshot
+from models.naming import describe_behaviours
+from models.snapshot import Behaviour, BehaviourSnapshot
 
 __all__ = [
     "PREFIX",
@@ -59,7 +59,7 @@ FloatArray = NDArray[np.float64]
 # 64-bit Redis counter holds the sums of billions of customers.
 UNIT = 1_000_000
 # Tally names: learn:n:<seg>, learn:s:<seg>:<j>, learn:q:<seg>:<j>, learn:events,
-# learn:steps. <seg> is a segment id, or UNASSIGNED before a model exists. Seeds:
+# learn:steps. <seg> is a behaviour id, or UNASSIGNED before a model exists. Seeds:
 # learn:seed:<shard>:<ordinal>:<j> and learn:seed:<shard>:<ordinal>:n (1 while the seed
 # stands, 0 once its customer is erased): named by place, never by customer id.
 PREFIX = "learn:"
@@ -68,7 +68,7 @@ PREFIX = "learn:"
 # unweighted ones, so the 64-bit counters hold them just the same.
 WEIGHT_UNIT = 1 << 20
 UNASSIGNED = "-"
-# A segment's centroid needs this many members to move; fewer keep the previous centroid.
+# A behaviour's centroid needs this many members to move; fewer keep the previous centroid.
 MIN_MEMBERS = 1
 # Standard deviations below this carry no information: scale by 1 instead.
 _MIN_SCALE = 1e-9
@@ -76,7 +76,7 @@ _MIN_SCALE = 1e-9
 _LABEL_SAMPLE = 4000
 
 
-def in_feature_order(snapshot: SegmentSnapshot, names: Sequence[str]) -> SegmentSnapshot:
+def in_feature_order(snapshot: BehaviourSnapshot, names: Sequence[str]) -> BehaviourSnapshot:
     """``snapshot`` with its columns in ``names`` order (a batch-learned snapshot keeps its
     features sorted by name; the statistics keep them in ``FeatureSpec`` order)."""
     if tuple(names) == snapshot.feature_names:
@@ -89,8 +89,8 @@ def in_feature_order(snapshot: SegmentSnapshot, names: Sequence[str]) -> Segment
         feature_names=tuple(names),
         mean=tuple(snapshot.mean[i] for i in at),
         scale=tuple(snapshot.scale[i] for i in at),
-        segments=tuple(
-            replace(s, centroid=tuple(s.centroid[i] for i in at)) for s in snapshot.segments
+        behaviours=tuple(
+            replace(s, centroid=tuple(s.centroid[i] for i in at)) for s in snapshot.behaviours
         ),
     )
 
@@ -102,30 +102,30 @@ def to_units(vector: Sequence[float]) -> tuple[int, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Contribution:
-    """What one customer adds to the statistics: its segment (None: unassigned) and vector."""
+    """What one customer adds to the statistics: its behaviour (None: unassigned) and vector."""
 
-    segment: int | None
+    behaviour: int | None
     units: tuple[int, ...]
 
     @classmethod
     def from_list(cls, raw: Sequence[int]) -> Contribution:
-        segment = int(raw[0])
-        return cls(None if segment < 0 else segment, tuple(int(v) for v in raw[1:]))
+        behaviour = int(raw[0])
+        return cls(None if behaviour < 0 else behaviour, tuple(int(v) for v in raw[1:]))
 
 
 def add_contribution(tallies: dict[str, int], contribution: Contribution, sign: int) -> None:
     """Add (sign 1) or remove (sign -1) a customer's contribution to a tally dict."""
-    segment = UNASSIGNED if contribution.segment is None else str(contribution.segment)
-    key = PREFIX + "n:" + segment
+    behaviour = UNASSIGNED if contribution.behaviour is None else str(contribution.behaviour)
+    key = PREFIX + "n:" + behaviour
     tallies[key] = tallies.get(key, 0) + sign
     for j, value in enumerate(contribution.units):
-        s, q = f"{PREFIX}s:{segment}:{j}", f"{PREFIX}q:{segment}:{j}"
+        s, q = f"{PREFIX}s:{behaviour}:{j}", f"{PREFIX}q:{behaviour}:{j}"
         tallies[s] = tallies.get(s, 0) + sign * value
         tallies[q] = tallies.get(q, 0) + sign * (value * value // UNIT)
 
 
 @dataclass
-class SegmentSums:
+class BehaviourSums:
     n: int = 0
     sums: list[int] = field(default_factory=list)
     squares: list[int] = field(default_factory=list)
@@ -148,7 +148,7 @@ class PopulationStats:
     """The merged statistics of every shard (the sum of their tallies)."""
 
     dims: int
-    segments: dict[str | int, SegmentSums] = field(default_factory=dict)
+    behaviours: dict[str | int, BehaviourSums] = field(default_factory=dict)
     # (shard, ordinal) -> the seed's vector, for the seeds standing (see seed_snapshot)
     seeds: dict[tuple[int, int], list[int]] = field(default_factory=dict)
     events: int = 0
@@ -172,7 +172,7 @@ class PopulationStats:
                     seeds[int(parts[1]), int(parts[2])][parts[3]] = value
             elif kind in ("n", "s", "q", "w", "nw"):
                 key: str | int = parts[1] if parts[1] == UNASSIGNED else int(parts[1])
-                sums = out.segments.setdefault(key, SegmentSums(0, [0] * dims, [0] * dims))
+                sums = out.behaviours.setdefault(key, BehaviourSums(0, [0] * dims, [0] * dims))
                 if kind == "n":
                     sums.n = value
                 elif kind == "w":
@@ -188,18 +188,18 @@ class PopulationStats:
 
     @property
     def customers(self) -> int:
-        return sum(s.n for s in self.segments.values())
+        return sum(s.n for s in self.behaviours.values())
 
     def scaling(self) -> tuple[FloatArray, FloatArray]:
         """Mean and standard deviation of every feature over the whole population.
 
-        river's ``stats.Var`` merges the segments' partial statistics (Chan et al.), so the
+        river's ``stats.Var`` merges the behaviours' partial statistics (Chan et al.), so the
         scaling is learned incrementally with the product's online-learning library.
         """
         mean, scale = np.zeros(self.dims), np.ones(self.dims)
         for j in range(self.dims):
             total = stats.Var(ddof=0)
-            for part in self.segments.values():
+            for part in self.behaviours.values():
                 mass = part.mass
                 if part.n <= 0 or mass <= 0:
                     continue
@@ -212,15 +212,15 @@ class PopulationStats:
                 scale[j] = std if std > _MIN_SCALE else 1.0
         return mean, scale
 
-    def centroid(self, segment: int) -> FloatArray | None:
-        part = self.segments.get(segment)
+    def centroid(self, behaviour: int) -> FloatArray | None:
+        part = self.behaviours.get(behaviour)
         if part is None or part.n < MIN_MEMBERS or part.mass <= 0:
             return None
         return np.array(part.sums, dtype=np.float64) / UNIT / part.mass
 
-    def spread(self, segment: int, scale: FloatArray) -> float:
-        """Mean squared standardized distance of the segment's members to their mean."""
-        part = self.segments.get(segment)
+    def spread(self, behaviour: int, scale: FloatArray) -> float:
+        """Mean squared standardized distance of the behaviour's members to their mean."""
+        part = self.behaviours.get(behaviour)
         if part is None or part.n <= 0 or part.mass <= 0:
             return 0.0
         m = np.array(part.sums, dtype=np.float64) / UNIT / part.mass
@@ -237,7 +237,7 @@ def seed_snapshot(
     *,
     partitions: int = 1,
     seed: int = 0,
-) -> SegmentSnapshot | None:
+) -> BehaviourSnapshot | None:
     """Version 1, from the first ``seeds_wanted`` seed customers (k-means++ then Lloyd on
     them), or None while too few have been seen (``chosen_seeds``). Deterministic: the
     seeds chosen are a function of each shard's input order, and the generator is seeded."""
@@ -295,30 +295,30 @@ def chosen_seeds(
 class Merge:
     """What a merge found: the candidate snapshot and how far its centroids moved."""
 
-    snapshot: SegmentSnapshot
+    snapshot: BehaviourSnapshot
     shift: float  # largest centroid move, in the new scaling's standardized units
-    customers: int  # customers the statistics describe (assigned to a segment)
+    customers: int  # customers the statistics describe (assigned to a behaviour)
 
 
 def merged_snapshot(
-    population: PopulationStats, current: SegmentSnapshot, created_at: datetime
+    population: PopulationStats, current: BehaviourSnapshot, created_at: datetime
 ) -> Merge:
-    """The next model: each segment's centroid becomes the mean of its members (a segment
+    """The next model: each behaviour's centroid becomes the mean of its members (a behaviour
     with no members keeps its centroid), the scaling the population's. Ids stay; labels
-    are described anew (``describe_segments``) against a sample drawn from the statistics."""
+    are described anew (``describe_behaviours``) against a sample drawn from the statistics."""
     mean, scale = population.scaling()
-    ids = [s.segment_id for s in current.segments]
-    old = np.array([s.centroid for s in current.segments], dtype=np.float64)
+    ids = [s.behaviour_id for s in current.behaviours]
+    old = np.array([s.centroid for s in current.behaviours], dtype=np.float64)
     centroids = old.copy()
-    for i, segment_id in enumerate(ids):
-        centroid = population.centroid(segment_id)
+    for i, behaviour_id in enumerate(ids):
+        centroid = population.centroid(behaviour_id)
         if centroid is not None:
             centroids[i] = centroid
     shift = float(np.sqrt((((centroids - old) / scale) ** 2).sum(axis=1)).max())
-    counts = [max(population.segments.get(i, SegmentSums()).n, 0) for i in ids]
+    counts = [max(population.behaviours.get(i, BehaviourSums()).n, 0) for i in ids]
     total = sum(counts)
     shares = [
-        c / total if total else s.share for c, s in zip(counts, current.segments, strict=True)
+        c / total if total else s.share for c, s in zip(counts, current.behaviours, strict=True)
     ]
     spreads = [population.spread(i, scale) for i in ids]
     sample = _label_sample(population, ids, scale)
@@ -339,14 +339,14 @@ def merged_snapshot(
 
 
 def _label_sample(population: PopulationStats, ids: Sequence[int], scale: FloatArray) -> FloatArray:
-    """Rows drawn from each segment's mean and variance, in proportion to its members: the
+    """Rows drawn from each behaviour's mean and variance, in proportion to its members: the
     labels' percentiles ("top value") need a population sample, and the statistics are all
     that is kept. Seeded, so the labels are a function of the statistics."""
     rng = np.random.default_rng(0)
-    total = sum(max(population.segments.get(i, SegmentSums()).mass, 0) for i in ids)
+    total = sum(max(population.behaviours.get(i, BehaviourSums()).mass, 0) for i in ids)
     rows: list[FloatArray] = []
     for i in ids:
-        part = population.segments.get(i)
+        part = population.behaviours.get(i)
         if part is None or part.n <= 0 or part.mass <= 0 or total <= 0:
             continue
         m = np.array(part.sums, dtype=np.float64) / UNIT / part.mass
@@ -368,18 +368,18 @@ def _snapshot(
     spreads: Sequence[float],
     sample: FloatArray,
     events: int,
-) -> SegmentSnapshot:
-    labels = describe_segments(centroids, list(names), sample)
-    return SegmentSnapshot(
+) -> BehaviourSnapshot:
+    labels = describe_behaviours(centroids, list(names), sample)
+    return BehaviourSnapshot(
         version=version,
         created_at=created_at,
         feature_names=tuple(names),
         mean=tuple(float(v) for v in mean),
         scale=tuple(float(v) for v in scale),
         n_seen=events,
-        segments=tuple(
-            Segment(
-                segment_id=int(ids[i]),
+        behaviours=tuple(
+            Behaviour(
+                behaviour_id=int(ids[i]),
                 label=labels[i],
                 centroid=tuple(float(v) for v in centroids[i]),
                 share=float(shares[i]),

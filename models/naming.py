@@ -1,18 +1,18 @@
-"""Stable segment identity and human-readable segment labels.
+"""Stable behaviour identity and human-readable behaviour labels.
 
 Cluster indices are an artefact of one fitting run: re-seeding, re-learning from a
-reservoir or loading a model trained elsewhere can permute them. Users see *segment ids*
-(marketing automation is triggered on "entered segment 3"), so a segment id must follow
+reservoir or loading a model trained elsewhere can permute them. Users see *behaviour ids*
+(marketing automation is triggered on "entered behaviour 3"), so a behaviour id must follow
 its centroid, not its index. :func:`match_centroids` pairs old and new centroids with
 the Hungarian algorithm (minimum total distance, not greedy, so one badly placed
 centroid cannot steal a neighbour's id); :func:`assign_stable_ids` turns that pairing
-into ids, minting fresh ids for segments that did not exist before.
+into ids, minting fresh ids for behaviours that did not exist before.
 
 Labels describe a centroid in original units relative to the population ("top value,
 very recent, very frequent"; "no spend, lapsed, no purchases in window"): value and
 frequency by percentile among the customers of a sample who have any, recency in day
 bands, counts where an absolute statement reads better ("one-off"). They are unique
-across the segments of one model.
+across the behaviours of one model.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from models.features import (
 
 __all__ = [
     "assign_stable_ids",
-    "describe_segments",
+    "describe_behaviours",
     "match_centroids",
 ]
 
@@ -82,7 +82,7 @@ def assign_stable_ids(
     *,
     max_distance: float | None = None,
 ) -> list[int]:
-    """Segment ids for ``current`` centroids that keep the ids of their matched predecessors.
+    """Behaviour ids for ``current`` centroids that keep the ids of their matched predecessors.
 
     Parameters
     ----------
@@ -92,12 +92,12 @@ def assign_stable_ids(
         Centroids in one standardized space.
     max_distance
         A pair further apart than this (Euclidean, standardized units) is not the same
-        segment: the current centroid gets a fresh id. ``None`` keeps every pair.
+        behaviour: the current centroid gets a fresh id. ``None`` keeps every pair.
 
     Returns
     -------
     One id per current centroid. Fresh ids count up from the largest id ever given out
-    in ``previous_ids``, so a retired id is never reused for a different segment.
+    in ``previous_ids``, so a retired id is never reused for a different behaviour.
 
     >>> old = np.array([[0.0, 0.0], [5.0, 5.0]])
     >>> assign_stable_ids([7, 3], old, np.array([[5.1, 5.0], [0.0, 0.1], [20.0, 20.0]]))
@@ -140,7 +140,7 @@ def _describe_one(
     centroid: Mapping[str, float], population: Mapping[str, FloatArray]
 ) -> tuple[list[str], dict[str, float]]:
     """Phrases for one centroid (value, recency, frequency, engagement) and the percentiles
-    behind them, which :func:`describe_segments` uses to tell look-alikes apart."""
+    behind them, which :func:`describe_behaviours` uses to tell look-alikes apart."""
     original = to_original_units(centroid)
     ranks = {name: _percentile(value, population[name]) for name, value in centroid.items()}
     phrases: list[str] = []
@@ -185,7 +185,7 @@ def _qualifier(feature: str) -> str:
     return plain.get(feature, feature.removeprefix(ENGAGEMENT_PREFIX).replace("_", " "))
 
 
-def describe_segments(
+def describe_behaviours(
     centroids: FloatArray,
     feature_names: Sequence[str],
     population: FloatArray,
@@ -208,7 +208,7 @@ def describe_segments(
     recent``, ``recent``, ``cooling``, ``lapsing``, else ``lapsed``); frequency ``no
     purchases in window``, ``one-off``, then ``repeat``/``frequent``/``very frequent``
     (70th/90th percentile); ``engaged (kind, ...)`` for engagement kinds in the top quarter.
-    Segments that would read the same are told apart by the feature where they differ
+    Behaviours that would read the same are told apart by the feature where they differ
     most ("(higher value)" / "(lower value)", or a rank among three or more), so labels are
     always unique.
 
@@ -216,7 +216,7 @@ def describe_segments(
     >>> rng = np.random.default_rng(0)
     >>> population = np.log1p(rng.exponential([200, 2, 80, 30], size=(1000, 4)))
     >>> centroids = np.log1p(np.array([[7, 12, 900, 75], [500, 0, 0, 0], [60, 1, 40, 40]]))
-    >>> describe_segments(centroids, names, population)  # doctest: +NORMALIZE_WHITESPACE
+    >>> describe_behaviours(centroids, names, population)  # doctest: +NORMALIZE_WHITESPACE
     ['top value, very recent, very frequent', 'no spend, lapsed, no purchases in window',
      'mid value, recent, one-off']
     """

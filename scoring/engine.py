@@ -95,7 +95,7 @@ class Change:
         f: int | None,
         m: int | None,
         occurred_at: datetime,
-        # Behavioural segment labels (None while no segment model is in use).
+        # Behaviour segment labels (None while no behaviour model is in use).
         previous_behaviour: str | None = None,
         new_behaviour: str | None = None,
         event_id: str | None = None,
@@ -241,7 +241,7 @@ class _EventReason(NamedTuple):
 
 
 class BehaviourModel(Protocol):
-    """A frozen behavioural segmentation, versioned (``tierstream.segments`` adapts the
+    """A frozen behaviour segmentation, versioned (``tierstream.behaviours`` adapts the
     published snapshot of ``models``). Pure and deterministic: the same values and version
     give the same segment in every process."""
 
@@ -249,8 +249,8 @@ class BehaviourModel(Protocol):
     def version(self) -> int: ...
 
     def assign(self, values: Values) -> tuple[int, str]:
-        """(segment id, label) of a customer with these figures; ids are stable across
-        versions, labels describe the segment's current centroid."""
+        """(behaviour id, label) of a customer with these figures; ids are stable across
+        versions, labels describe the behaviour's current centroid."""
         ...
 
 
@@ -277,7 +277,7 @@ class Scorer:
         behaviour: BehaviourModel | None = None,
     ) -> None:
         self.config = config
-        # Assigns the behavioural segment whenever the customer is re-scored (None: off).
+        # Assigns the behaviour segment whenever the customer is re-scored (None: off).
         self.behaviour = behaviour
         self.thresholds = thresholds or Thresholds.fixed(config)
         self.window = config.window_days
@@ -750,7 +750,7 @@ class Scorer:
         if self.behaviour is not None:
             assigned = self.behaviour.assign(values)
             if behaviour is not None and assigned[0] == behaviour[0]:
-                # Same segment, perhaps described anew by a newer model: no change event.
+                # Same behaviour, perhaps described anew by a newer model: no change event.
                 state.behaviour = behaviour = assigned
             else:
                 behaviour = assigned
@@ -871,7 +871,7 @@ class _ChangeReason:
         self.because = because  # the event, the inactivity or the re-score behind it
         self.before = before
         self.scores = scores
-        self.behaviour = behaviour  # (new label, segment model version) when it moved
+        self.behaviour = behaviour  # (new label, behaviour model version) when it moved
         self.traits = traits  # the trait criteria's values and scores at the change
 
     def __str__(self) -> str:

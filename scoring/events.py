@@ -108,10 +108,10 @@ class TierChange(BaseModel):
     occurred_at: datetime
     emitted_at: datetime | None = None
     previous_behaviour: str | None = Field(
-        default=None, description="Behavioural segment before (null: no segment model in use)"
+        default=None, description="Behaviour segment before (null: no behaviour model in use)"
     )
     new_behaviour: str | None = Field(
-        default=None, description="Behavioural segment after (null: no segment model in use)"
+        default=None, description="Behaviour segment after (null: no behaviour model in use)"
     )
 
 

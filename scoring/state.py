@@ -78,13 +78,13 @@ class CustomerState:
     scores: Scores | None = None  # None until the first purchase
     tier: str | None = None
     segment: str | None = None
-    # behavioural segment (id, label) from the segment model, when one is in use
+    # behaviour segment (id, label) from the behaviour model, when one is in use
     behaviour: tuple[int, str] | None = None
     version: int = 0
     # totals of the purchase days pruned from the window (None: nothing pruned yet)
     archived: Archived | None = None
-    # What this customer adds to the learned segment statistics (segment id or -1, then
-    # its feature vector in fixed point), when segments are learned from the stream
+    # What this customer adds to the learned behaviour statistics (behaviour id or -1, then
+    # its feature vector in fixed point), when behaviours are learned from the stream
     # (models/learning.py): taken out again when it is re-learned. None: not learned.
     learned: list[int] | None = None
     # The customer's traits from the profiles topic (scoring/profiles.py), and the
@@ -189,8 +189,8 @@ class CustomerState:
         state.tier = raw.get("t")
         state.segment = raw.get("sg")
         if "b" in raw:
-            segment_id, label = raw["b"]
-            state.behaviour = (segment_id, label)
+            behaviour_id, label = raw["b"]
+            state.behaviour = (behaviour_id, label)
         if "a" in raw:
             purchase_days, net, last_day = raw["a"]
             state.archived = Archived(purchase_days, Decimal(net), last_day)

@@ -100,7 +100,7 @@ def _update_of(message: RawMessage) -> ContributionUpdate:
 
 class AccountRuntime(Runtime):
     """The worker's owned account shards: ``Runtime`` with the account step, and none of
-    the customer-population jobs (quintile cut points, behavioural segments)."""
+    the customer-population jobs (quintile cut points, behaviour segments)."""
 
     logic_class = AccountLogic
 
@@ -111,10 +111,10 @@ class AccountRuntime(Runtime):
     async def refresh_thresholds(self) -> None:
         return  # accounts are scored on fixed cut points
 
-    async def refresh_segments(self) -> None:
+    async def refresh_behaviours(self) -> None:
         return
 
-    async def learn_segments(self) -> None:
+    async def learn_behaviours(self) -> None:
         return
 
 

@@ -1,7 +1,7 @@
 """Kafka headers of a tier change, so consumers can filter without parsing values.
 
 Every message on ``tier-changes`` carries the same eight UTF-8 headers, in this order;
-an absent value (a first tier, no segment model, no behaviour) is the empty string.
+an absent value (a first tier, no behaviour model, no behaviour) is the empty string.
 They are built once per change when it is first sent (the publisher keeps them for a
 re-send), from the value itself, so they can never disagree with it.
 """

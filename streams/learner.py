@@ -1,9 +1,9 @@
-"""The worker's learning step: each re-scored customer updates its shard's segment statistics.
+"""The worker's learning step: each re-scored customer updates its shard's behaviour statistics.
 
 Called once per atomic step (``ShardLogic._step``) with the states the step writes. For
 each, the customer's previous contribution (kept on its state) is taken out of the
 statistics and its current one put in: its feature vector as of the state's clock, in
-the segment the model in force assigns (or unassigned before there is a model). The
+the behaviour the model in force assigns (or unassigned before there is a model). The
 increments go into ``Batch.tallies`` under ``learn:`` names, so the shard's ``stats`` hash
 holds them and they are written by the same commit as the states and offsets: a crash
 neither loses nor double-counts a learning step (models/learning.py, docs/state-layout.md).
@@ -28,11 +28,11 @@ from numpy.typing import NDArray
 
 from models.features import DEFAULT_FEATURE_SPEC, FeatureSpec
 from models.learning import PREFIX, UNASSIGNED, UNIT, WEIGHT_UNIT, in_feature_order
-from models.snapshot import SegmentSnapshot
+from models.snapshot import BehaviourSnapshot
 from scoring.days import utc_day
 from scoring.engine import Scorer
 from scoring.state import CustomerState
-from tierstream.segments import SnapshotBehaviour
+from tierstream.behaviours import SnapshotBehaviour
 
 # Per-shard count of the seeds standing (written, not erased) and of the ordinals given
 # out: a new owner starts from them (Learner.seeds_taken, Learner.next_ordinal), so the
@@ -107,7 +107,7 @@ class Learner:
                 [round(WEIGHT_UNIT * 0.5 ** (d / half_life_days)) for d in range(self.cap + 1)],
                 dtype=np.int64,
             )
-        self._snapshot: SegmentSnapshot | None = None
+        self._snapshot: BehaviourSnapshot | None = None
         self._assign: tuple[tuple[float, ...], tuple[float, ...], list[tuple[float, ...]]] = (
             (),
             (),
@@ -138,7 +138,7 @@ class Learner:
         else:
             rows = [self._contribution(scorer, snapshot, state) for state in keep]
         changed, removed, seeds = self._replace(snapshot, keep, rows, tallies)
-        # Per segment: [n, sums..., squares...] of what is put in minus what is taken out,
+        # Per behaviour: [n, sums..., squares...] of what is put in minus what is taken out,
         # turned into tally names once per step.
         delta: dict[int, list[int]] = {}
         dims = len(self.names)
@@ -155,22 +155,22 @@ class Learner:
         _bump(tallies, PREFIX + "events", events)
 
     def _contribution(
-        self, scorer: Scorer, snapshot: SegmentSnapshot | None, state: CustomerState
+        self, scorer: Scorer, snapshot: BehaviourSnapshot | None, state: CustomerState
     ) -> list[int]:
-        """One customer's contribution [segment, units..., (weight)], in plain Python."""
+        """One customer's contribution [behaviour, units..., (weight)], in plain Python."""
         units = self._units(scorer, state)
-        new = [-1 if snapshot is None else self._segment(units), *units]
+        new = [-1 if snapshot is None else self._behaviour(units), *units]
         if self._weights is not None:
             new.append(int(self._weights[_days(units[0], self.cap)]))
         return new
 
     def _contributions(
-        self, scorer: Scorer, snapshot: SegmentSnapshot | None, keep: list[CustomerState]
+        self, scorer: Scorer, snapshot: BehaviourSnapshot | None, keep: list[CustomerState]
     ) -> IntArray:
         """``_contribution`` of many customers as one int64 block (numpy)."""
         block = self._block(scorer, keep)
         full = np.empty((len(keep), 1 + block.shape[1]), dtype=np.int64)
-        full[:, 0] = -1 if snapshot is None else self._segments(block)
+        full[:, 0] = -1 if snapshot is None else self._behaviours(block)
         full[:, 1:] = block
         if self._weights is not None:
             days = np.clip(np.rint(np.expm1(block[:, 0] / UNIT)), 0, self.cap).astype(np.int64)
@@ -179,7 +179,7 @@ class Learner:
 
     def _replace(
         self,
-        snapshot: SegmentSnapshot | None,
+        snapshot: BehaviourSnapshot | None,
         keep: list[CustomerState],
         rows: list[list[int]],
         tallies: dict[str, int],
@@ -206,7 +206,7 @@ class Learner:
     def _sum_step(
         self, delta: dict[int, list[int]], added: IntArray, removed: list[list[int]]
     ) -> None:
-        """What a step puts in (a block) and takes out, per segment, exactly."""
+        """What a step puts in (a block) and takes out, per behaviour, exactly."""
         dims = len(self.names)
         if all(len(row) == added.shape[1] for row in removed):  # usual: one block for all
             signs = np.ones(len(added) + len(removed), dtype=np.int64)
@@ -257,8 +257,8 @@ class Learner:
 
     def _tally(self, delta: dict[int, list[int]], tallies: dict[str, int]) -> None:
         dims = len(self.names)
-        for segment, row in delta.items():
-            name = UNASSIGNED if segment < 0 else str(segment)
+        for behaviour, row in delta.items():
+            name = UNASSIGNED if behaviour < 0 else str(behaviour)
             _bump(tallies, f"{PREFIX}n:{name}", row[0])
             for j in range(dims):
                 _bump(tallies, f"{PREFIX}s:{name}:{j}", row[1 + j])
@@ -267,11 +267,11 @@ class Learner:
                 _bump(tallies, f"{PREFIX}w:{name}", row[1 + 2 * dims])
                 _bump(tallies, f"{PREFIX}nw:{name}", row[2 + 2 * dims])
 
-    def _segments(self, block: IntArray) -> list[int]:
-        """``_segment`` for a whole step at once (numpy: one product for all customers)."""
+    def _behaviours(self, block: IntArray) -> list[int]:
+        """``_behaviour`` for a whole step at once (numpy: one product for all customers)."""
         z = (block - self._mean_array) * self._inv_array
         scores = self._norms_array - 2.0 * (z @ self._centres_array.T)
-        nearest = scores.argmin(axis=1)  # the first of equals: the earlier segment
+        nearest = scores.argmin(axis=1)  # the first of equals: the earlier behaviour
         ids: list[int] = self._ids_array[nearest].tolist()
         return ids
 
@@ -393,7 +393,7 @@ class Learner:
         )
         return recency_units, frequency_units, monetary, average, engaged
 
-    def _prepare(self, snapshot: SegmentSnapshot | None) -> None:
+    def _prepare(self, snapshot: BehaviourSnapshot | None) -> None:
         self._snapshot = snapshot
         if snapshot is None:
             return
@@ -402,7 +402,7 @@ class Learner:
         inv = tuple(1.0 / (s * UNIT) for s in snapshot.scale)
         centres = [tuple(row) for row in snapshot.standardized_centroids().tolist()]
         self._assign = (mean, inv, centres)
-        self._ids = [s.segment_id for s in snapshot.segments]
+        self._ids = [s.behaviour_id for s in snapshot.behaviours]
         self._norms = [sum(c * c for c in centre) for centre in centres]
         self._norms_array = np.array(self._norms)
         self._centres_array = np.array(centres, dtype=np.float64)
@@ -410,11 +410,11 @@ class Learner:
         self._mean_array = np.array(mean, dtype=np.float64)
         self._inv_array = np.array(inv, dtype=np.float64)
 
-    def _segment(self, units: Sequence[int]) -> int:
+    def _behaviour(self, units: Sequence[int]) -> int:
         """The nearest standardized centroid (models.snapshot.assign, on fixed point).
 
         argmin of |c|^2 - 2 z.c, with the products summed by ``map`` (C loops): the
-        hot path of the learning step. Ties go to the earlier segment, as in ``assign``.
+        hot path of the learning step. Ties go to the earlier behaviour, as in ``assign``.
         """
         mean, inv, centres = self._assign
         z = list(map(mul, map(sub, units, mean), inv))
@@ -428,7 +428,7 @@ class Learner:
 
 
 def _aggregate(delta: dict[int, list[int]], rows: list[list[int]], sign: int, dims: int) -> None:
-    """Add (sign 1) or take out (-1) contributions ``[segment, units...]`` per segment
+    """Add (sign 1) or take out (-1) contributions ``[behaviour, units...]`` per behaviour
     (models.learning.add_contribution, in integers: numpy's int64 sums are exact here)."""
     if not rows:
         return
@@ -456,18 +456,18 @@ def _aggregate(delta: dict[int, list[int]], rows: list[list[int]], sign: int, di
 
 
 def _sum_signed(delta: dict[int, list[int]], rows: IntArray, signs: IntArray, dims: int) -> None:
-    """Per segment: sum of ``sign`` (members), of ``sign * units`` and of ``sign * squares``
-    over ``rows`` = [segment, units...], by one integer product with the segments' one-hot
+    """Per behaviour: sum of ``sign`` (members), of ``sign * units`` and of ``sign * squares``
+    over ``rows`` = [behaviour, units...], by one integer product with the behaviours' one-hot
     matrix (exact: a unit is below 4e7, its square below 2e15, a step's sum far below 2^63).
 
-    Rows with a weight w (forgetting: [segment, units..., w]) add ``(w * units) //
+    Rows with a weight w (forgetting: [behaviour, units..., w]) add ``(w * units) //
     WEIGHT_UNIT`` and ``(w * squares) // WEIGHT_UNIT`` instead, plus w and 1 to the weight
     and weighted-members totals: the same integers whenever the row is taken out again.
-    Each segment's delta is [n, sums..., squares..., weight, weighted members].
+    Each behaviour's delta is [n, sums..., squares..., weight, weighted members].
     """
     if len(rows) == 0:
         return
-    segments = rows[:, 0]
+    behaviours = rows[:, 0]
     units = rows[:, 1 : 1 + dims]
     squares = units * units // UNIT
     values = np.zeros((len(rows), 3 + 2 * dims), dtype=np.int64)
@@ -480,14 +480,14 @@ def _sum_signed(delta: dict[int, list[int]], rows: IntArray, signs: IntArray, di
         values[:, 2 + 2 * dims] = signs
     values[:, 1 : 1 + dims] = units * signs[:, None]
     values[:, 1 + dims : 1 + 2 * dims] = squares * signs[:, None]
-    found, which = np.unique(segments, return_inverse=True)
+    found, which = np.unique(behaviours, return_inverse=True)
     onehot = np.zeros((len(found), len(rows)), dtype=np.int64)
     onehot[which.reshape(-1), np.arange(len(rows))] = 1
     sums: list[list[int]] = (onehot @ values).tolist()
-    for segment, row in zip(found.tolist(), sums, strict=True):
-        total = delta.get(segment)
+    for behaviour, row in zip(found.tolist(), sums, strict=True):
+        total = delta.get(behaviour)
         if total is None:
-            delta[segment] = row
+            delta[behaviour] = row
         else:
             for j, value in enumerate(row):
                 total[j] += value

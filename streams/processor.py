@@ -110,7 +110,7 @@ class ShardLogic:
         self.event_time = isinstance(clock, EventClock)
         # next offset to apply per topic, as the store holds it after our last commit
         self.offsets = offsets
-        # Segments learned from the stream (streams/learner.py); None: not learning.
+        # Behaviours learned from the stream (streams/learner.py); None: not learning.
         self.learner: Learner | None = None
 
     @property

@@ -26,6 +26,7 @@ from scoring.engine import Scorer
 from scoring.events import Cause, EngagementEvent, PurchaseEvent
 from scoring.profiles import ProfileUpdate
 from scoring.quantiles import population_thresholds
+from streams.behaviour_learning import learning_coordinator
 from streams.config_follower import ConfigFollower
 from streams.deadletters import RawMessage
 from streams.failures import Backoff, Outcome, until_done
@@ -34,12 +35,11 @@ from streams.metrics import Metrics
 from streams.processor import InputKind, ShardLogic, Step, StepResult
 from streams.publisher import Publisher, SendMany
 from streams.rollback import lost_offsets, past_gap
-from streams.segment_learning import learning_coordinator
+from tierstream.behaviours import SnapshotBehaviour
 from tierstream.clock import Clock
 from tierstream.erasure import ErasureRequest, erasure_salt
-from tierstream.published import SNAPSHOT_META, THRESHOLDS_META, Watched, segment_snapshot
+from tierstream.published import SNAPSHOT_META, THRESHOLDS_META, Watched, behaviour_snapshot
 from tierstream.published import thresholds as parse_thresholds
-from tierstream.segments import SnapshotBehaviour
 from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
 from tierstream.stores.redis_async import AsyncRedisStore
@@ -54,7 +54,7 @@ KAFKA_COMMIT_LAG = 3.0
 # A shard not fenced for this long is no longer contended (see Runtime._contention_delay).
 CONTENTION_QUIET_SECONDS = 30.0
 
-# Customers re-scored per atomic step after new cut points or a new segment model.
+# Customers re-scored per atomic step after new cut points or a new behaviour model.
 RESCORE_CHUNK = 500
 
 
@@ -110,16 +110,16 @@ class Runtime:
         self.stopped: dict[int, str] = {}  # shard -> why it stopped (fatal error)
         # shard -> (backoff, when last fenced), see _contention_delay
         self._contention: dict[int, tuple[Backoff | None, float]] = {}
-        # The published cut points and segment model, re-read every check period.
+        # The published cut points and behaviour model, re-read every check period.
         self.published_thresholds = Watched(
             admin_store, THRESHOLDS_META, parse_thresholds, settings.threshold_check_seconds
         )
         self._next_threshold_compute = 0.0
-        self.published_segments = Watched(
-            admin_store, SNAPSHOT_META, segment_snapshot, settings.segments_check_seconds
+        self.published_behaviours = Watched(
+            admin_store, SNAPSHOT_META, behaviour_snapshot, settings.behaviours_check_seconds
         )
-        self._swept: dict[int, int] = {}  # shard -> segment model version it was swept with
-        self.learning = learning_coordinator(settings)  # None unless learn_segments
+        self._swept: dict[int, int] = {}  # shard -> behaviour model version it was swept with
+        self.learning = learning_coordinator(settings)  # None unless learn_behaviours
         self.config_follower = ConfigFollower(self, config_version)  # tierstream config apply
         # (monotonic time, applied offsets) per shard, waiting to be old enough to commit
         self._positions: dict[int, deque[tuple[float, dict[str, int]]]] = defaultdict(deque)
@@ -137,7 +137,7 @@ class Runtime:
     async def assign(self, shards: Iterable[int]) -> None:
         wanted = set(shards)
         if self.learning is not None and self.scorer.behaviour is None:
-            await self._adopt_published_segments()
+            await self._adopt_published_behaviours()
         for shard in list(self.shards):
             if shard not in wanted:
                 async with self.locks[shard]:
@@ -378,8 +378,8 @@ class Runtime:
         refreshes = (
             self.config_follower.follow_config,
             self.refresh_thresholds,
-            self.refresh_segments,
-            self.learn_segments,
+            self.refresh_behaviours,
+            self.learn_behaviours,
         )
         for refresh in refreshes:
             try:
@@ -454,8 +454,8 @@ class Runtime:
         read = getattr(self.admin_store, "shard_tally", None)
         return int(read(shard, name)) if read is not None else 0
 
-    async def learn_segments(self) -> None:
-        """Segments learned from the stream: merge and publish (streams/segment_learning.py)."""
+    async def learn_behaviours(self) -> None:
+        """Behaviours learned from the stream: merge and publish (streams/behaviour_learning.py)."""
         if self.learning is not None:
             await self.learning.tick(self)
 
@@ -473,40 +473,40 @@ class Runtime:
 
     async def _rescore_shard(self, shard: int, cause: Cause, because: str) -> bool:
         """Re-score every customer of ``shard``, ``RESCORE_CHUNK`` per atomic step (after
-        new cut points or a new segment model). True if this worker still holds the shard."""
+        new cut points or a new behaviour model). True if this worker still holds the shard."""
         ids = await self._admin(partial(self.admin_store.customer_ids, shard))
         for start in range(0, len(ids), RESCORE_CHUNK):
             chunk = ids[start : start + RESCORE_CHUNK]
             await self._step(shard, partial(self._rescore, ids=chunk, cause=cause, because=because))
         return shard in self.shards
 
-    async def _adopt_published_segments(self) -> None:
-        """Score with the published segment model from the first batch on, not from the
+    async def _adopt_published_behaviours(self) -> None:
+        """Score with the published behaviour model from the first batch on, not from the
         first timer tick: a learning worker's steps assign (and learn) with the model in
         force, so a restarted worker must not learn its first customers as unassigned.
-        Sweeps are left to ``refresh_segments``, which finds the version adopted."""
-        watched = self.published_segments
+        Sweeps are left to ``refresh_behaviours``, which finds the version adopted."""
+        watched = self.published_behaviours
         try:
             raw = await self._admin(watched.read_raw)
         except Exception as exc:  # noqa: BLE001 - the next tick adopts it instead
-            log.warning("reading the segment model failed (%r); adopting it next tick", exc)
+            log.warning("reading the behaviour model failed (%r); adopting it next tick", exc)
             return
         snapshot = watched.take(raw)
         if snapshot is not None:
             await self._adopt(self.scorer.with_behaviour(SnapshotBehaviour(snapshot)))
-            log.info("adopted behavioural segment model version %d", snapshot.version)
+            log.info("adopted behaviour model version %d", snapshot.version)
 
-    async def refresh_segments(self) -> None:
-        """Adopt a newer behavioural segment snapshot and re-assign every customer.
+    async def refresh_behaviours(self) -> None:
+        """Adopt a newer behaviour snapshot and re-assign every customer.
 
-        Snapshots are learned in one place (``tierstream segments``) and published,
-        versioned, in the store. Every ``segments_check_seconds`` each worker looks for a
+        Snapshots are learned in one place (``tierstream behaviours``) and published,
+        versioned, in the store. Every ``behaviours_check_seconds`` each worker looks for a
         newer version, re-scores with it, and sweeps the shards it owns (cause
         ``model_update`` for every customer the new model moves). A per-shard marker in
         the store records the version a shard was fully swept with, so a sweep cut short
         by a crash or a rebalance is finished by the shard's next owner.
         """
-        watched = self.published_segments
+        watched = self.published_behaviours
         if not watched.claim():
             return
         snapshot = watched.take(await self._admin(watched.read_raw))
@@ -515,7 +515,7 @@ class Runtime:
         adopted = self.scorer.behaviour
         if adopted is None or snapshot.version > adopted.version:
             await self._adopt(self.scorer.with_behaviour(SnapshotBehaviour(snapshot)))
-            log.info("adopted behavioural segment model version %d", snapshot.version)
+            log.info("adopted behaviour model version %d", snapshot.version)
             self.counts["model_updates"] += 1
         assert self.scorer.behaviour is not None
         version = self.scorer.behaviour.version

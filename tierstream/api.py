@@ -10,7 +10,7 @@ Routes (docs/api.md; the OpenAPI document is tierstream/openapi.py):
     GET /tiers           customers per tier       } counted by a scan of every state,
     GET /segments        customers per segment    } reused for ``settings.sizes_ttl`` s
     GET /flows           running totals: tier/segment flows, changes by cause, outcomes
-    GET /model           the published behavioural segment model (centroids), if any
+    GET /model           the published behaviour model (centroids), if any
     GET /kpis            KPIs by tier, segment or behaviour (tierstream/api_kpis.py)
     GET /healthz         Redis PING and a Kafka metadata request: 200 or 503
     GET /metrics         Prometheus text
@@ -243,15 +243,10 @@ async def customer(request: web.Request) -> web.Response:
     record["history"] = history
     snapshot = await api.snapshot()
     if snapshot is not None:
-        from tierstream.segments import behaviour  # noqa: PLC0415 - needs numpy/models
+        from tierstream.behaviours import behaviour_record  # noqa: PLC0415 - numpy/models
 
         moment = as_of or day_start(state.clock_day or 0)
-        assignment = behaviour(snapshot, scorer, state, moment)
-        record["behaviour"] = {
-            "segment_id": assignment.segment_id,
-            "label": assignment.label,
-            "model_version": snapshot.version,
-        }
+        record["behaviour"] = behaviour_record(snapshot, scorer, state, moment)
     day = max(utc_day(as_of) if as_of is not None else 0, state.clock_day or 0)
     record.update(await lookup_fields(request.app, state, day))
     return respond(record)
@@ -324,7 +319,7 @@ async def flows(request: web.Request) -> web.Response:
         elif name.startswith("dead_letter:"):
             dead_letters[name.removeprefix("dead_letter:")] = value
         elif name.startswith("learn:"):
-            continue  # learned segment statistics (tierstream segments --show)
+            continue  # learned behaviour statistics (tierstream behaviours --show)
         elif name.startswith("size:") or name == "customers":
             continue  # audience sizes and the customer count (GET /tiers, /segments)
         else:

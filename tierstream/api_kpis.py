@@ -99,7 +99,7 @@ async def _population(app: web.Application, as_of: datetime | None) -> Populatio
     task = own.running.get(day)
     if task is None or task.done():
         scorer = await api.current_scorer()
-        segments = await api.snapshot()
+        behaviours = await api.snapshot()
         clv = await clv_snapshot(app)
 
         def scan() -> Population:
@@ -108,7 +108,7 @@ async def _population(app: web.Application, as_of: datetime | None) -> Populatio
             if moment is None:
                 latest = max((s.clock_day for s in states if s.clock_day is not None), default=0)
                 moment = day_start(latest)
-            return population(scorer, states, moment, segments=segments, clv=clv)
+            return population(scorer, states, moment, behaviours=behaviours, clv=clv)
 
         task = own.running[day] = asyncio.create_task(asyncio.to_thread(scan))
     try:

@@ -5,7 +5,7 @@
 
 Made for a support system routing a ticket while the customer waits: one state read
 (``GET`` of the home shard; the batch route pipelines every id in one round trip), no
-history, no lifetime value, no segment-model scoring (the behaviour is the one the worker
+history, no lifetime value, no behaviour-model scoring (the behaviour is the one the worker
 committed). The service level comes from the scoring config's ``service_levels``;
 ``is_vip`` means the customer is in the highest tier of the plan.
 """

@@ -51,9 +51,10 @@ class HistoryEntry(Body):
 
 
 class Behaviour(Body):
-    """behavioural segment under the published model, if any"""
+    """behaviour segment under the published model, if any"""
 
-    segment_id: int
+    behaviour_id: int
+    segment_id: int = Field(description="deprecated: the same id as behaviour_id")
     label: str
     model_version: int
 
@@ -134,7 +135,10 @@ class Kpis(Body):
     customers: int
     unplaced: int
     skipped: int | None = None
-    segment_model_version: int | None = None
+    behaviour_model_version: int | None = None
+    segment_model_version: int | None = Field(
+        default=None, description="deprecated: the same as behaviour_model_version"
+    )
     clv_model_version: int | None = None
     groups: list[KpiRow]
     all: KpiRow
@@ -183,7 +187,7 @@ class Flows(Body):
     tier_flows: list[Flow]
     segment_flows: list[Flow]
     behaviour_flows: list[Flow] | None = Field(
-        default=None, description="moves between behavioural segments (labels)"
+        default=None, description="moves between behaviour segments (labels)"
     )
     changes_by_cause: dict[str, int]
     dead_letters_by_kind: dict[str, int]
@@ -192,16 +196,16 @@ class Flows(Body):
     read_at: datetime
 
 
-class LearnedSegment(Body):
-    segment_id: int
+class LearnedBehaviour(Body):
+    segment_id: int = Field(description="the behaviour id (the snapshot format's field name)")
     label: str
     centroid: list[float]
     share: float
     spread: float | None = None
 
 
-class SegmentModel(Body):
-    """A published behavioural segment model (format tierstream.segments/1)"""
+class BehaviourModel(Body):
+    """A published behaviour model, the snapshot as stored (format tierstream.segments/1)"""
 
     format: str
     version: int
@@ -210,11 +214,11 @@ class SegmentModel(Body):
     feature_names: list[str]
     mean: list[float]
     scale: list[float]
-    segments: list[LearnedSegment]
+    segments: list[LearnedBehaviour]
 
 
 class Model(Body):
-    model: SegmentModel | None = Field(description="the snapshot, or null")
+    model: BehaviourModel | None = Field(description="the snapshot, or null")
 
 
 class Check(Body):
@@ -244,7 +248,7 @@ class CustomerTier(Body):
     )
     segment: str | None
     behaviour: str | None = Field(
-        description="the behavioural segment's label, when a model is published"
+        description="the behaviour segment's label, when a model is published"
     )
     why: str
 

@@ -30,7 +30,7 @@ from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
 
 if TYPE_CHECKING:
-    from models.snapshot import SegmentSnapshot
+    from models.snapshot import BehaviourSnapshot
     from streams.metrics import Metrics
 
 log = logging.getLogger("tierstream.api")
@@ -40,7 +40,7 @@ T = TypeVar("T")
 # Redis is down or failing over; answer 503 then rather than hold the client (the store's
 # own retries may go on in the background thread; their result is dropped).
 STORE_TIMEOUT = 3.0
-# The published segment model changes rarely (one publish per learning run); re-reading it
+# The published behaviour model changes rarely (one publish per learning run); re-reading it
 # every few seconds keeps lookups at two round trips.
 MODEL_TTL = 5.0
 # The first count of sizes is awaited this long (CDNOW's 23,570 customers take 0.5 s); a
@@ -128,7 +128,7 @@ class ApiState:
     # The published versions, each re-read at most every MODEL_TTL seconds.
     published_thresholds: Watched[Thresholds] = field(init=False)
     published_config: Watched[PublishedConfig] = field(init=False)
-    published_model: Watched[SegmentSnapshot | None] = field(init=False)
+    published_model: Watched[BehaviourSnapshot | None] = field(init=False)
 
     def __post_init__(self) -> None:
         store = self.store
@@ -175,18 +175,18 @@ class ApiState:
         if adopted is not None:
             self.scorer, self.config_version = adopted
 
-    async def snapshot(self) -> SegmentSnapshot | None:
-        """The published segment model, re-read at most every MODEL_TTL seconds."""
+    async def snapshot(self) -> BehaviourSnapshot | None:
+        """The published behaviour model, re-read at most every MODEL_TTL seconds."""
         return await self.published_model.refresh(self.call)
 
 
-def _snapshot_or_none(raw: bytes) -> SegmentSnapshot | None:
-    from models.snapshot import SegmentSnapshot  # noqa: PLC0415 - numpy; only when used
+def _snapshot_or_none(raw: bytes) -> BehaviourSnapshot | None:
+    from models.snapshot import BehaviourSnapshot  # noqa: PLC0415 - numpy; only when used
 
     try:
-        return SegmentSnapshot.from_bytes(raw)
+        return BehaviourSnapshot.from_bytes(raw)
     except (ValueError, KeyError, TypeError) as exc:
-        log.warning("the published segment snapshot does not parse: %r", exc)
+        log.warning("the published behaviour snapshot does not parse: %r", exc)
         return None
 
 

@@ -4,7 +4,7 @@ The command line (tierstream/cli.py, tierstream/deliver_cli.py) checks its optio
 hands the settings over; everything a process is made of is built here, in one place:
 
 * ``worker_app``: the Redis store, the start-up checks (partition layout, input topics),
-  the published config and segment model to start with, the scorer, the Faust app of
+  the published config and behaviour model to start with, the scorer, the Faust app of
   streams/worker.py with its metrics, and the HTTP API inside it when ``api_port`` is set.
 * ``serve_app``: the standalone API over Redis, with a reader's short retry budget.
 * ``deliver``: the producer, one consumer and loop per subscription, and the metrics
@@ -51,21 +51,21 @@ def worker_app(settings: Settings) -> faust.App:
     from streams.metrics import Metrics  # noqa: PLC0415
     from streams.worker import build_app  # noqa: PLC0415
     from tierstream.config_store import worker_config  # noqa: PLC0415
-    from tierstream.published import SNAPSHOT_META, Watched, segment_snapshot  # noqa: PLC0415
+    from tierstream.published import SNAPSHOT_META, Watched, behaviour_snapshot  # noqa: PLC0415
     from tierstream.stores.redis_async import AsyncRedisStore  # noqa: PLC0415
 
     store = redis_store(settings)
     check_layout(store, settings.partitions)
     check_topics(settings)
     try:
-        snapshot = Watched(store, SNAPSHOT_META, segment_snapshot).read()
+        snapshot = Watched(store, SNAPSHOT_META, behaviour_snapshot).read()
     except (OSError, RedisError) as exc:  # the worker's timer adopts the model later
-        console.print(f"[yellow]segment model not loaded yet ({exc}); will retry[/yellow]")
+        console.print(f"[yellow]behaviour model not loaded yet ({exc}); will retry[/yellow]")
         snapshot = None
     config, config_version = worker_config(settings, store)
     behaviour = None
     if snapshot is not None:
-        from tierstream.segments import SnapshotBehaviour  # noqa: PLC0415 - numpy/models
+        from tierstream.behaviours import SnapshotBehaviour  # noqa: PLC0415 - numpy/models
 
         behaviour = SnapshotBehaviour(snapshot)
     scorer = Scorer(config, behaviour=behaviour)

@@ -38,7 +38,7 @@ from tierstream.cli_input import (
 )
 from tierstream.cli_kpis import clv_from_file, published_clv
 from tierstream.cli_kpis import register as register_kpi_commands
-from tierstream.cli_models import behaviour_from_file, scorer_in_force, segment_snapshot_in_force
+from tierstream.cli_models import behaviour_from_file, behaviour_snapshot_in_force, scorer_in_force
 from tierstream.cli_privacy import erase_command
 from tierstream.clv import record_fields
 from tierstream.deliver_cli import register as register_deliver_command
@@ -119,10 +119,13 @@ def replay_command(
     ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar or report")] = False,
     show_changes: Annotated[int, typer.Option(help="Print this many tier changes")] = 10,
-    segments: Annotated[
+    behaviours: Annotated[
         Path | None,
         typer.Option(
-            help="Assign behavioural segments with this snapshot (tierstream segments --save)"
+            "--behaviours",
+            "--segments",  # the old spelling, kept working
+            help="Assign behaviour segments with this snapshot (tierstream behaviours --save;"
+            " --segments is an alias)",
         ),
     ] = None,
     clv: Annotated[
@@ -142,7 +145,7 @@ def replay_command(
     source_format = parse_format(fmt)
     config_used = scoring_config(config, parse_window(window_days))
     moment = parse_as_of(as_of)
-    behaviour = behaviour_from_file(segments) if segments is not None else None
+    behaviour = behaviour_from_file(behaviours) if behaviours is not None else None
     clv_snapshot = clv_from_file(clv) if clv is not None else None
     stats = ReplayStats()
     updates = load_profiles(profiles) if profiles is not None else []
@@ -252,14 +255,9 @@ def _add_behaviour(
 ) -> None:
     if snapshot is None:
         return
-    from tierstream.segments import behaviour  # noqa: PLC0415
+    from tierstream.behaviours import behaviour_record  # noqa: PLC0415
 
-    assignment = behaviour(snapshot, scorer, state, moment)
-    record["behaviour"] = {
-        "segment_id": assignment.segment_id,
-        "label": assignment.label,
-        "model_version": snapshot.version,
-    }
+    record["behaviour"] = behaviour_record(snapshot, scorer, state, moment)
 
 
 @app.command("worker")
@@ -398,8 +396,8 @@ def produce_command(
     print(json.dumps({"sent": sent, "rejected": stats.rejected, "seconds": round(seconds, 2)}))
 
 
-@app.command("segments")
-def segments_command(
+@app.command("behaviours")
+def behaviours_command(
     replay_path: Annotated[
         str | None, typer.Option("--replay", help="Learn from a replayed file instead of Redis")
     ] = None,
@@ -407,12 +405,12 @@ def segments_command(
     as_of: Annotated[
         str | None, typer.Option(help="Features as of this DATE (default: now)")
     ] = None,
-    k: Annotated[int, typer.Option(help="Number of segments")] = 5,
+    k: Annotated[int, typer.Option(help="Number of behaviours")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the learning order and the model")] = 0,
     publish: Annotated[bool, typer.Option(help="Store the new snapshot (Redis mode)")] = True,
     save: Annotated[
         Path | None,
-        typer.Option(help="Also write the snapshot to this file (for replay --segments)"),
+        typer.Option(help="Also write the snapshot to this file (for replay --behaviours)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
     show: Annotated[
@@ -420,7 +418,7 @@ def segments_command(
         typer.Option("--show", help="Only show the model in force and what it was learned from"),
     ] = False,
 ) -> None:
-    """Learn the behavioural segments and show them: sizes, centroids, labels, drift."""
+    """Learn the behaviour segments and show them: sizes, centroids, labels, drift."""
     if show:
         from tierstream.cli_learning import show_learned  # noqa: PLC0415
 
@@ -431,7 +429,7 @@ def segments_command(
             store_shown.close()
         return
     from models.features import to_original_units  # noqa: PLC0415
-    from tierstream.segments import SNAPSHOT_META, learn_snapshot  # noqa: PLC0415
+    from tierstream.behaviours import SNAPSHOT_META, learn_snapshot  # noqa: PLC0415
 
     moment = parse_as_of(as_of)
     store: StateStore | None = None
@@ -447,13 +445,13 @@ def segments_command(
         scorer = Scorer(settings_config(settings))
         store = redis_store(settings)
         states = list(store.scan())
-        previous = segment_snapshot_in_force(store)
+        previous = behaviour_snapshot_in_force(store)
     try:
         learned = learn_snapshot(scorer, states, moment, previous=previous, k=k, seed=seed)
-    except ValueError as exc:  # too few customers for k segments, or k < 1: say so
+    except ValueError as exc:  # too few customers for k behaviours, or k < 1: say so
         if store is not None:
             store.close()
-        fail(f"cannot learn {k} segments: {exc}")
+        fail(f"cannot learn {k} behaviours: {exc}")
     snapshot = learned.snapshot
     payload = snapshot.to_bytes()
     if save is not None:
@@ -465,34 +463,40 @@ def segments_command(
         store.close()
     rows: list[dict[str, Any]] = []
     total = sum(learned.sizes.values()) or 1
-    for segment in snapshot.segments:
+    for behaviour in snapshot.behaviours:
         centroid = to_original_units(
-            dict(zip(snapshot.feature_names, segment.centroid, strict=True))
+            dict(zip(snapshot.feature_names, behaviour.centroid, strict=True))
         )
         rows.append(
             {
-                "segment_id": segment.segment_id,
-                "label": segment.label,
-                "customers": learned.sizes.get(segment.segment_id, 0),
-                "share": learned.sizes.get(segment.segment_id, 0) / total,
+                "segment_id": behaviour.behaviour_id,  # the output's name, kept
+                "label": behaviour.label,
+                "customers": learned.sizes.get(behaviour.behaviour_id, 0),
+                "share": learned.sizes.get(behaviour.behaviour_id, 0) / total,
                 "centroid": {key: round(value, 2) for key, value in centroid.items()},
             }
         )
     drift: list[dict[str, Any]] = [
-        {"segment_id": d.segment_id, "flags": list(d.flags), "centroid_shift": d.centroid_shift}
-        for d in (learned.drift.segments if learned.drift else ())
+        {"segment_id": d.behaviour_id, "flags": list(d.flags), "centroid_shift": d.centroid_shift}
+        for d in (learned.drift.behaviours if learned.drift else ())
         if d.flags
     ]
     if as_json:
         print(json.dumps({"version": snapshot.version, "segments": rows, "drift": drift}))
         return
-    table = Table(title=f"Behavioural segments, model version {snapshot.version}")
-    from tierstream.cli_learning import fill_segment_table  # noqa: PLC0415
+    table = Table(title=f"Behaviour segments, model version {snapshot.version}")
+    from tierstream.cli_learning import fill_behaviour_table  # noqa: PLC0415
 
-    fill_segment_table(table, rows)
+    fill_behaviour_table(table, rows)
     Console(width=max(120, Console().width)).print(table)
     for item in drift:
-        say(f"segment {item['segment_id']}: {', '.join(item['flags'])}", "default")
+        say(f"behaviour {item['segment_id']}: {', '.join(item['flags'])}", "default")
+
+
+# The command's first name, kept as an alias: the same options and the same output.
+app.command("segments", help="Alias of `tierstream behaviours` (its former name).")(
+    behaviours_command
+)
 
 
 @app.command("export")
@@ -522,7 +526,7 @@ def export_command(
         return
     store = redis_store(settings)
     scorer = scorer_in_force(settings, store)
-    snapshot = segment_snapshot_in_force(store)
+    snapshot = behaviour_snapshot_in_force(store)
     clv = published_clv(store)
     count = 0
     errors = 0
@@ -556,7 +560,7 @@ def customer_command(
     store = redis_store(settings)
     scorer = scorer_in_force(settings, store)
     state = store.get(customer_id)
-    snapshot = segment_snapshot_in_force(store)
+    snapshot = behaviour_snapshot_in_force(store)
     clv = published_clv(store)
     store.close()
     if state is None:

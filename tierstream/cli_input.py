@@ -33,7 +33,7 @@ from tierstream.readers import (
     resolve_path,
 )
 from tierstream.replay import ReplayStats, collect
-from tierstream.settings import Settings, load_scoring_config
+from tierstream.settings import FORMER_NAMES, Settings, load_scoring_config
 
 console = Console(stderr=True)
 
@@ -124,7 +124,10 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         # Without the values: the environment may hold credentials (URLs, the API token).
-        fail(f"invalid TIERSTREAM_ environment settings: {problems(exc, values=False)}")
+        text = problems(exc, values=False)
+        for name, former in FORMER_NAMES.items():  # pydantic names the new one only
+            text = text.replace(f"{name}:", f"{name} (or {' / '.join(former)}):")
+        fail(f"invalid TIERSTREAM_ environment settings: {text}")
 
 
 def settings_config(settings: Settings) -> ScoringConfig:

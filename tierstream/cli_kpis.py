@@ -28,13 +28,13 @@ from tierstream.cli_input import (
     say,
     scoring_config,
 )
-from tierstream.cli_models import behaviour_from_file, scorer_in_force, segment_snapshot_in_force
+from tierstream.cli_models import behaviour_from_file, behaviour_snapshot_in_force, scorer_in_force
 from tierstream.clv import CLV_META, ClvSnapshot, ClvSnapshotError, NotEnoughDataError
 from tierstream.published import Watched
 from tierstream.replay import ReplayStats, replay
 
 if TYPE_CHECKING:
-    from models.snapshot import SegmentSnapshot
+    from models.snapshot import BehaviourSnapshot
     from tierstream.stores.redis import RedisStore
 
 clv_app = typer.Typer(no_args_is_help=True, help="Customer lifetime value (BG/NBD, Gamma-Gamma).")
@@ -45,12 +45,13 @@ ReplayOption = Annotated[
 FormatOption = Annotated[str, typer.Option("--format", help="with --replay: cdnow | csv | jsonl")]
 AsOfOption = Annotated[str | None, typer.Option(help="As of this DATE (default: now)")]
 ConfigOption = Annotated[Path | None, typer.Option(help="with --replay: scoring config YAML")]
-SegmentsOption = Annotated[
+BehavioursOption = Annotated[
     Path | None,
     typer.Option(
-        "--segments",
-        help="with --replay: assign behavioural segments with this snapshot "
-        "(tierstream segments --save)",
+        "--behaviours",
+        "--segments",  # the old spelling, kept working
+        help="with --replay: assign behaviour segments with this snapshot "
+        "(tierstream behaviours --save; --segments is an alias)",
     ),
 ]
 
@@ -62,7 +63,7 @@ class Source:
     scorer: Scorer
     states: list[CustomerState]
     as_of: datetime
-    segments: SegmentSnapshot | None = None
+    behaviours: BehaviourSnapshot | None = None
     clv: ClvSnapshot | None = None
     store: RedisStore | None = None
     changes: list[Change] = field(default_factory=list)  # replay only: every tier change
@@ -78,13 +79,13 @@ def load_source(
     fmt: str,
     as_of: str | None,
     config: Path | None,
-    segments: Path | None = None,
+    behaviours: Path | None = None,
 ) -> Source:
     moment = parse_as_of(as_of)
     if replay_path is not None:
         source_format = parse_format(fmt)
         config_used = scoring_config(config)
-        behaviour = behaviour_from_file(segments) if segments is not None else None
+        behaviour = behaviour_from_file(behaviours) if behaviours is not None else None
         stats = ReplayStats()
         events = read_all(replay_path, source_format, stats, strict=False, config=config_used)
         changes: list[Change] = []
@@ -93,10 +94,10 @@ def load_source(
         snapshot = behaviour.snapshot if behaviour is not None else None
         states = list(result.states.values())
         return Source(result.scorer, states, moment, snapshot, changes=changes)
-    if config is not None or segments is not None:
+    if config is not None or behaviours is not None:
         fail(
-            "--config and --segments go with --replay; the Redis state is scored with "
-            "the config in force (tierstream config show) and the published segment model"
+            "--config and --behaviours go with --replay; the Redis state is scored with "
+            "the config in force (tierstream config show) and the published behaviour model"
         )
     from tierstream.stores.from_settings import redis_store  # noqa: PLC0415
 
@@ -105,7 +106,12 @@ def load_source(
     scorer = scorer_in_force(settings, store)  # the published config version, if any
     states = list(store.scan())
     return Source(
-        scorer, states, moment, segment_snapshot_in_force(store), published_clv(store), store=store
+        scorer,
+        states,
+        moment,
+        behaviour_snapshot_in_force(store),
+        published_clv(store),
+        store=store,
     )
 
 
@@ -173,7 +179,7 @@ def report_command(
     fmt: FormatOption = "cdnow",
     as_of: AsOfOption = None,
     config: ConfigOption = None,
-    segments: SegmentsOption = None,
+    behaviours: BehavioursOption = None,
     clv: Annotated[
         Path | None,
         typer.Option(
@@ -190,13 +196,13 @@ def report_command(
     from tierstream.report_html import render_report  # noqa: PLC0415 - matplotlib
 
     handle = open_output(out)
-    source = load_source(replay_path, fmt, as_of, config, segments)
+    source = load_source(replay_path, fmt, as_of, config, behaviours)
     source.close()
     if clv is not None:
         source.clv = clv_from_file(clv)
     elif replay_path is not None:
         source.clv = fit_quietly(source)
-    html = render_report(source.scorer, source.states, source.as_of, source.segments, source.clv)
+    html = render_report(source.scorer, source.states, source.as_of, source.behaviours, source.clv)
     with handle:
         handle.write(html)
     print(json.dumps({"report": str(out), "customers": len(source.states)}))
@@ -234,17 +240,17 @@ def review_command(
     fmt: FormatOption = "cdnow",
     as_of: AsOfOption = None,
     config: ConfigOption = None,
-    segments: SegmentsOption = None,
+    behaviours: BehavioursOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the review as JSON")] = False,
 ) -> None:
-    """Review the RFM and behavioural segments: trends, flows, merge/split/retire suggestions."""
+    """Review the RFM and behaviour segments: trends, flows, merge/split/retire suggestions."""
     from tierstream import review  # noqa: PLC0415
 
     since_moment = parse_as_of(since) if since is not None else None
     if replay_path is not None and history is None:
         fail("--replay needs --history FILE: the review history is kept there")
     handle = open_output(out) if out is not None else None
-    source = load_source(replay_path, fmt, as_of, config, segments)
+    source = load_source(replay_path, fmt, as_of, config, behaviours)
     keeper: review.History
     if history is not None:
         keeper = review.FileHistory(history)
@@ -265,7 +271,7 @@ def review_command(
         source.states,
         source.as_of,
         previous=previous,
-        segments=source.segments,
+        behaviours=source.behaviours,
         clv=source.clv,
         tallies=tallies,
         changes=source.changes if replay_path is not None else None,

@@ -1,4 +1,4 @@
-"""``tierstream segments --show``: the segment model in force and what it was learned from.
+"""``tierstream behaviours --show``: the behaviour model in force and what it was learned from.
 
 Reads the published snapshot, the coordinator's last merge (``segments_learning``) and the
 shards' learned statistics (``learn:`` totals of their ``stats`` hashes); writes nothing.
@@ -14,43 +14,43 @@ from rich.table import Table
 
 from models.features import DEFAULT_FEATURE_SPEC, to_original_units
 from models.learning import UNASSIGNED, PopulationStats, in_feature_order
-from models.snapshot import SegmentSnapshot
-from streams.segment_learning import STATUS_META
+from models.snapshot import BehaviourSnapshot
+from streams.behaviour_learning import STATUS_META
+from tierstream.behaviours import SNAPSHOT_META
 from tierstream.cli_input import console, fail
-from tierstream.segments import SNAPSHOT_META
 from tierstream.stores.base import StateStore
 
 
 def learned_model(store: StateStore) -> dict[str, Any]:
-    """Version in force, events learned from, and per segment: label, size, centroid."""
+    """Version in force, events learned from, and per behaviour: label, size, centroid."""
     raw = store.get_meta(SNAPSHOT_META)
     if raw is None:
         fail(
-            "no segment model yet: workers learn one (TIERSTREAM_LEARN_SEGMENTS=true) "
-            "or run `tierstream segments`"
+            "no behaviour model yet: workers learn one (TIERSTREAM_LEARN_BEHAVIOURS=true) "
+            "or run `tierstream behaviours`"
         )
-    snapshot = SegmentSnapshot.from_bytes(raw)
+    snapshot = BehaviourSnapshot.from_bytes(raw)
     names = DEFAULT_FEATURE_SPEC.names
     population = PopulationStats.from_tallies(store.tallies(), len(names))
     status_raw = store.get_meta(STATUS_META)
     status = json.loads(status_raw) if status_raw else {}
     same_features = set(snapshot.feature_names) == set(names)
     ordered = in_feature_order(snapshot, names) if same_features else snapshot
-    unassigned = population.segments.get(UNASSIGNED)
+    unassigned = population.behaviours.get(UNASSIGNED)
     total = population.customers - (unassigned.n if unassigned is not None else 0)
     rows = []
-    for segment in ordered.segments:
-        members = population.segments.get(segment.segment_id)
+    for behaviour in ordered.behaviours:
+        members = population.behaviours.get(behaviour.behaviour_id)
         size = members.n if members is not None else 0
         centroid = to_original_units(
-            dict(zip(ordered.feature_names, segment.centroid, strict=True))
+            dict(zip(ordered.feature_names, behaviour.centroid, strict=True))
         )
         rows.append(
             {
-                "segment_id": segment.segment_id,
-                "label": segment.label,
+                "segment_id": behaviour.behaviour_id,
+                "label": behaviour.label,
                 "customers": size,
-                "share": size / total if total else segment.share,
+                "share": size / total if total else behaviour.share,
                 "centroid": {key: round(value, 2) for key, value in centroid.items()},
             }
         )
@@ -77,7 +77,7 @@ def show_learned(store: StateStore, as_json: bool) -> None:
     shift = drift["centroid_shift"]
     table = Table(
         title=(
-            f"Behavioural segments in force: model version {model['version']}, learned from "
+            f"Behaviour segments in force: model version {model['version']}, learned from "
             f"{model['events_learned']:,} events"
         ),
         caption=(
@@ -85,13 +85,13 @@ def show_learned(store: StateStore, as_json: bool) -> None:
             f"{'-' if shift is None else f'{shift:.3f}'} (standardized)"
         ),
     )
-    fill_segment_table(table, model["segments"])
+    fill_behaviour_table(table, model["segments"])
     console.print(table)
 
 
-def fill_segment_table(table: Table, rows: Iterable[dict[str, Any]]) -> None:
-    """The columns and rows of a behavioural segment table (learned or batch model):
-    one row per segment, its centroid in original units."""
+def fill_behaviour_table(table: Table, rows: Iterable[dict[str, Any]]) -> None:
+    """The columns and rows of a behaviour segment table (learned or batch model):
+    one row per behaviour, its centroid in original units."""
     for column in ("id", "label", "customers", "share", "recency d", "frequency", "monetary"):
         table.add_column(column, justify="left" if column == "label" else "right")
     table.add_column("AOV", justify="right")

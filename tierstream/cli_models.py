@@ -1,5 +1,5 @@
-"""The scorer and the models the commands score with: the config and segment model in force
-(published in Redis), or a segment snapshot file given on the command line."""
+"""The scorer and the models the commands score with: the config and behaviour model in force
+(published in Redis), or a behaviour snapshot file given on the command line."""
 
 from __future__ import annotations
 
@@ -22,30 +22,30 @@ def scorer_in_force(settings: Settings, store: RedisStore) -> Scorer:
     return Scorer(config_in_force(settings, store)[0])
 
 
-def segment_snapshot_in_force(store: StateStore) -> Any:
-    """The published behavioural segment snapshot, if one was learned."""
-    from tierstream.published import SNAPSHOT_META, Watched, segment_snapshot  # noqa: PLC0415
+def behaviour_snapshot_in_force(store: StateStore) -> Any:
+    """The published behaviour snapshot, if one was learned."""
+    from tierstream.published import SNAPSHOT_META, Watched, behaviour_snapshot  # noqa: PLC0415
 
-    return Watched(store, SNAPSHOT_META, segment_snapshot).read()
+    return Watched(store, SNAPSHOT_META, behaviour_snapshot).read()
 
 
 def behaviour_from_file(path: Path) -> Any:
-    """The scorer's behaviour model from a snapshot file (tierstream segments --save)."""
-    from models.snapshot import SegmentSnapshot  # noqa: PLC0415
+    """The scorer's behaviour model from a snapshot file (tierstream behaviours --save)."""
+    from models.snapshot import BehaviourSnapshot  # noqa: PLC0415
 
     try:
-        snapshot = SegmentSnapshot.from_bytes(path.read_bytes())
+        snapshot = BehaviourSnapshot.from_bytes(path.read_bytes())
     except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
         # A file is anyone's: JSON nested too deep for json.loads (RecursionError) or a
         # number too large for int() (OverflowError) is as wrong as a missing key.
-        fail(f"cannot read the segment snapshot {path}: {type(exc).__name__}: {exc}")
+        fail(f"cannot read the behaviour snapshot {path}: {type(exc).__name__}: {exc}")
     return behaviour(snapshot)
 
 
 def behaviour(snapshot: Any) -> Any:
-    """The scorer's behaviour model for a snapshot (None: no segment model yet)."""
+    """The scorer's behaviour model for a snapshot (None: no behaviour model yet)."""
     if snapshot is None:
         return None
-    from tierstream.segments import SnapshotBehaviour  # noqa: PLC0415 - needs numpy/models
+    from tierstream.behaviours import SnapshotBehaviour  # noqa: PLC0415 - needs numpy/models
 
     return SnapshotBehaviour(snapshot)

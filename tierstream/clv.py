@@ -2,7 +2,7 @@
 
 ``tierstream clv fit`` reads every customer's state (Redis, or a replayed file), fits the
 two models with the ``lifetimes`` library and publishes their parameters as a versioned
-snapshot in the store's metadata, the way ``tierstream segments`` publishes the segment
+snapshot in the store's metadata, the way ``tierstream behaviours`` publishes the behaviour
 model. Readers (the API, ``customer``, ``export``, the KPIs and the report) compute each
 customer's ``p_alive`` and ``clv_12m`` from their state and that snapshot when they read
 them (``scoring.clv``, closed form): the worker does nothing for lifetime value.

@@ -12,7 +12,7 @@ LABELS = {
     "customer_id": "customer",
     "tier": "tier",
     "segment": "segment",
-    "behaviour": "behavioural segment",
+    "behaviour": "behaviour segment",
     "why": "why",
     "recency_days": "recency (days)",
     "frequency": "frequency (in window)",
@@ -32,8 +32,10 @@ def _text(key: str, value: Any) -> str:
     if value is None:
         return "-"
     if key == "behaviour" and isinstance(value, Mapping):
-        segment, model = value.get("segment_id"), value.get("model_version")
-        return f"{value.get('label')} (segment {segment}, model v{model})"
+        # segment_id: the deprecated name of behaviour_id, in records written before it
+        number = value.get("behaviour_id", value.get("segment_id"))
+        model = value.get("model_version")
+        return f"{value.get('label')} (behaviour {number}, model v{model})"
     if isinstance(value, Mapping):
         return ", ".join(f"{k} {v}" for k, v in value.items()) or "-"
     return str(value)

@@ -19,7 +19,7 @@ from scoring.kpis import CustomerKpis, as_json, customer_kpis, group_kpis, overa
 from scoring.state import CustomerState
 
 if TYPE_CHECKING:
-    from models.snapshot import SegmentSnapshot
+    from models.snapshot import BehaviourSnapshot
     from tierstream.clv import ClvSnapshot
 
 
@@ -29,29 +29,29 @@ class Dimension:
 
     name: str
     title: str
-    order: Callable[[Scorer, SegmentSnapshot | None], list[str]]
+    order: Callable[[Scorer, BehaviourSnapshot | None], list[str]]
 
 
-def _tier_order(scorer: Scorer, _: SegmentSnapshot | None) -> list[str]:
+def _tier_order(scorer: Scorer, _: BehaviourSnapshot | None) -> list[str]:
     return [level.name for level in scorer.config.tiers.levels]
 
 
-def _segment_order(scorer: Scorer, _: SegmentSnapshot | None) -> list[str]:
+def _segment_order(scorer: Scorer, _: BehaviourSnapshot | None) -> list[str]:
     return list(dict.fromkeys(rule.name for rule in scorer.config.segments))
 
 
-def _behaviour_order(_: Scorer, snapshot: SegmentSnapshot | None) -> list[str]:
+def _behaviour_order(_: Scorer, snapshot: BehaviourSnapshot | None) -> list[str]:
     if snapshot is None:
         return []
     return list(
-        dict.fromkeys(s.label for s in sorted(snapshot.segments, key=lambda s: s.segment_id))
+        dict.fromkeys(s.label for s in sorted(snapshot.behaviours, key=lambda s: s.behaviour_id))
     )
 
 
 DIMENSIONS: dict[str, Dimension] = {
     "tier": Dimension("tier", "Value tier", _tier_order),
     "segment": Dimension("segment", "RFM segment", _segment_order),
-    "behaviour": Dimension("behaviour", "Behavioural segment", _behaviour_order),
+    "behaviour": Dimension("behaviour", "Behaviour segment", _behaviour_order),
 }
 
 
@@ -63,7 +63,7 @@ class Population:
     period_days: int
     customers: list[CustomerKpis]
     skipped: int  # states already scored past the as-of day (left out: not exact)
-    segments: SegmentSnapshot | None
+    behaviours: BehaviourSnapshot | None
     clv: ClvSnapshot | None
 
 
@@ -72,7 +72,7 @@ def population(
     states: Iterable[CustomerState],
     as_of: datetime,
     *,
-    segments: SegmentSnapshot | None = None,
+    behaviours: BehaviourSnapshot | None = None,
     clv: ClvSnapshot | None = None,
 ) -> Population:
     """Bring a copy of each state to ``as_of`` and take its KPI inputs (states unchanged)."""
@@ -81,8 +81,8 @@ def population(
     customers: list[CustomerKpis] = []
     skipped = 0
     assign: Callable[[CustomerState], str | None] = _stored_behaviour
-    if segments is not None:
-        assign = _assigner(segments, scorer, as_of)
+    if behaviours is not None:
+        assign = _assigner(behaviours, scorer, as_of)
     for state in states:
         if state.clock_day is not None and state.clock_day > day:
             skipped += 1
@@ -103,7 +103,7 @@ def population(
                 None if values is None else values.clv,
             )
         )
-    return Population(as_of, period, customers, skipped, segments, clv)
+    return Population(as_of, period, customers, skipped, behaviours, clv)
 
 
 def _stored_behaviour(state: CustomerState) -> str | None:
@@ -111,9 +111,9 @@ def _stored_behaviour(state: CustomerState) -> str | None:
 
 
 def _assigner(
-    snapshot: SegmentSnapshot, scorer: Scorer, as_of: datetime
+    snapshot: BehaviourSnapshot, scorer: Scorer, as_of: datetime
 ) -> Callable[[CustomerState], str | None]:
-    from tierstream.segments import behaviour  # noqa: PLC0415 - numpy; only with a model
+    from tierstream.behaviours import behaviour  # noqa: PLC0415 - numpy; only with a model
 
     return lambda state: behaviour(snapshot, scorer, state, as_of).label
 
@@ -121,8 +121,9 @@ def _assigner(
 def kpi_table(scorer: Scorer, people: Population, by: str) -> dict[str, Any]:
     """The JSON body of ``GET /kpis?by=``: one row per group, and the row of everyone."""
     dimension = DIMENSIONS[by]
-    rows = group_kpis(people.customers, by, dimension.order(scorer, people.segments))
+    rows = group_kpis(people.customers, by, dimension.order(scorer, people.behaviours))
     placed = [c for c in people.customers if c.groups.get(by) is not None]
+    version = None if people.behaviours is None else people.behaviours.version
     return {
         "by": by,
         "as_of": day_to_date(utc_day(people.as_of)).isoformat(),
@@ -130,7 +131,8 @@ def kpi_table(scorer: Scorer, people: Population, by: str) -> dict[str, Any]:
         "customers": len(people.customers),
         "unplaced": len(people.customers) - len(placed),
         "skipped": people.skipped,
-        "segment_model_version": None if people.segments is None else people.segments.version,
+        "behaviour_model_version": version,
+        "segment_model_version": version,  # deprecated name of behaviour_model_version
         "clv_model_version": None if people.clv is None else people.clv.version,
         "groups": [as_json(row) for row in rows],
         "all": as_json(overall_kpis(placed)),

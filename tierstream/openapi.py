@@ -248,7 +248,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "get",
         "/model",
-        "The published behavioural segment model (centroids), or null",
+        "The published behaviour model (centroids), or null",
         {200: (m.Model, "The model snapshot"), 503: UNAVAILABLE},
     ),
     Route(

@@ -2,7 +2,7 @@
 
 What the store holds for a customer: the state (purchase and engagement day totals inside
 the window, remembered event-id digests, first and last purchase, scores, tier, segment,
-behavioural segment, version, traits from the profiles topic), the recent tier-change
+behaviour segment, version, traits from the profiles topic), the recent tier-change
 history, and the moment the customer is next re-scored. Nothing else is kept per customer;
 tier changes on their way out sit in the shard's outbox only until Kafka acknowledges them.
 """

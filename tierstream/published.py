@@ -4,7 +4,7 @@ Four documents are published, versioned, under ``<ns>:meta:<key>`` and read by e
 worker, the API and the CLI:
 
     thresholds         the quintile score cut points (the owner of shard 0 publishes them)
-    segments_snapshot  the behaviour segment model (``tierstream segments`` or the learner)
+    segments_snapshot  the behaviour model (``tierstream behaviours`` or the learner)
     config             the scoring config in force (``tierstream config apply``)
     clv_snapshot       the lifetime value model (``tierstream clv fit``)
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 from scoring.scores import Thresholds
 
 if TYPE_CHECKING:
-    from models.snapshot import SegmentSnapshot
+    from models.snapshot import BehaviourSnapshot
 
 T = TypeVar("T")
 
@@ -39,7 +39,7 @@ __all__ = [
     "SNAPSHOT_META",
     "THRESHOLDS_META",
     "Watched",
-    "segment_snapshot",
+    "behaviour_snapshot",
     "thresholds",
 ]
 
@@ -49,11 +49,11 @@ def thresholds(raw: bytes) -> Thresholds:
     return Thresholds.from_dict(json.loads(raw))
 
 
-def segment_snapshot(raw: bytes) -> SegmentSnapshot:
-    """The published behaviour segment model."""
-    from models.snapshot import SegmentSnapshot  # noqa: PLC0415 - numpy; only when used
+def behaviour_snapshot(raw: bytes) -> BehaviourSnapshot:
+    """The published behaviour model."""
+    from models.snapshot import BehaviourSnapshot  # noqa: PLC0415 - numpy; only when used
 
-    return SegmentSnapshot.from_bytes(raw)
+    return BehaviourSnapshot.from_bytes(raw)
 
 
 class MetaReader(Protocol):

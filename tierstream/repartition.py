@@ -44,7 +44,7 @@ from tierstream.stores.redis import RedisStore
 # Global metadata: the partition count the stored layout is in, and the progress marker.
 LAYOUT_META = "partitions"
 REPARTITION_META = "repartition"
-# The per-shard markers of behavioural-segment and scoring-config sweeps (streams/runtime.py).
+# The per-shard markers of behaviour and scoring-config sweeps (streams/runtime.py).
 SWEPT_MARKERS = ("segments_swept", "config_swept")
 
 # Customers moved per round trip.

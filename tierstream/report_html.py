@@ -17,7 +17,7 @@ from scoring.state import CustomerState
 from tierstream.kpis import DIMENSIONS, kpi_table, population
 
 if TYPE_CHECKING:
-    from models.snapshot import SegmentSnapshot
+    from models.snapshot import BehaviourSnapshot
     from tierstream.clv import ClvSnapshot
 
 COLUMNS = (
@@ -40,10 +40,10 @@ def render_report(
     scorer: Scorer,
     states: Sequence[CustomerState],
     as_of: datetime,
-    segments: SegmentSnapshot | None,
+    behaviours: BehaviourSnapshot | None,
     clv: ClvSnapshot | None,
 ) -> str:
-    people = population(scorer, states, as_of, segments=segments, clv=clv)
+    people = population(scorer, states, as_of, behaviours=behaviours, clv=clv)
     sections = []
     for by, dimension in DIMENSIONS.items():
         table = kpi_table(scorer, people, by)

@@ -1,4 +1,4 @@
-"""The segment review: are the RFM and behavioural segments still worth their place?
+"""The segment review: are the RFM and behaviour segments still worth their place?
 
 ``tierstream review`` takes the KPIs of every segment now, compares them with the last
 review (sizes, revenue, retention, lifetime value), counts the moves in and out since
@@ -114,14 +114,14 @@ def make_review(
     as_of: datetime,
     *,
     previous: dict[str, Any] | None,
-    segments: Any = None,
+    behaviours: Any = None,
     clv: Any = None,
     tallies: dict[str, int] | None = None,
     changes: Sequence[Change] | None = None,
     made_at: datetime | None = None,
 ) -> dict[str, Any]:
     """The review as a JSON-ready dict (what is printed, written and kept)."""
-    people = population(scorer, list(states), as_of, segments=segments, clv=clv)
+    people = population(scorer, list(states), as_of, behaviours=behaviours, clv=clv)
     settings = scorer.config.review
     since_day = previous["as_of"] if previous is not None else None
     dimensions = {}

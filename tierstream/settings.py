@@ -9,7 +9,7 @@ from importlib.abc import Traversable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from scoring.config import ScoringConfig, load_config_text
@@ -21,10 +21,24 @@ from tierstream.kafka_settings import KafkaSettings
 DEFAULT_CONFIG: Traversable = resources.files("tierstream") / "configs" / "default.yaml"
 
 
+# Renamed settings: the environment name -> its former names, still accepted.
+FORMER_NAMES: dict[str, tuple[str, ...]] = {}
+
+
+def _env(name: str, *old_names: str) -> AliasChoices:
+    """The environment names of a renamed setting: the new one first, then the old ones
+    (a validation alias replaces the TIERSTREAM_ prefix, so it is spelled out here)."""
+    FORMER_NAMES[f"TIERSTREAM_{name}"] = tuple(f"TIERSTREAM_{n}" for n in old_names)
+    return AliasChoices(*(f"TIERSTREAM_{n}" for n in (name, *old_names)))
+
+
 class Settings(KafkaSettings):
     """Every TIERSTREAM_ setting; the Kafka connection ones are KafkaSettings'."""
 
-    model_config = SettingsConfigDict(env_prefix="TIERSTREAM_", extra="ignore")
+    # populate_by_name: fields with a compatibility alias (below) still take their own name.
+    model_config = SettingsConfigDict(
+        env_prefix="TIERSTREAM_", extra="ignore", populate_by_name=True
+    )
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     app_id: str = "tierstream"
@@ -70,20 +84,26 @@ class Settings(KafkaSettings):
     # and how often workers look for a newer published version.
     threshold_refresh_seconds: float = Field(default=3600, gt=0)
     threshold_check_seconds: float = Field(default=5, gt=0)
-    # How often workers look for a newer behavioural segment model (tierstream segments).
-    segments_check_seconds: float = Field(default=5, gt=0)
+    # How often workers look for a newer behaviour model (tierstream behaviours). The old
+    # name TIERSTREAM_SEGMENTS_CHECK_SECONDS is still accepted (the new one wins).
+    behaviours_check_seconds: float = Field(
+        default=5, gt=0, validation_alias=_env("BEHAVIOURS_CHECK_SECONDS", "SEGMENTS_CHECK_SECONDS")
+    )
     # How often workers look for a newer scoring config version (tierstream config apply).
     config_check_seconds: float = Field(default=5, gt=0)
-    # Segments learned from the stream by the workers themselves (docs/segments.md,
-    # "Learned from the stream"); off by default: it adds behavioural segments to output.
-    learn_segments: bool = False
+    # Behaviours learned from the stream by the workers themselves (docs/behaviours.md,
+    # "Learned from the stream"); off by default: it adds behaviour segments to output.
+    # The old name TIERSTREAM_LEARN_SEGMENTS is still accepted (the new one wins).
+    learn_behaviours: bool = Field(
+        default=False, validation_alias=_env("LEARN_BEHAVIOURS", "LEARN_SEGMENTS")
+    )
     learn_k: int = Field(default=5, ge=1, le=50)
     learn_seed_customers: int = Field(default=1000, ge=1)  # first customers seeding v1
     learn_merge_seconds: float = Field(default=5, gt=0)  # how often statistics are merged
     # A new version is published when a centroid moved more than this (standardized units).
     learn_publish_distance: float = Field(default=0.05, gt=0)
     # Forgetting: a customer's learned contribution weighs 2^(-days since its last purchase
-    # / this); 0 (default): every customer weighs 1 (docs/segments.md, "Forgetting").
+    # / this); 0 (default): every customer weighs 1 (docs/behaviours.md, "Forgetting").
     learn_half_life_days: float = Field(default=0, ge=0)
     # Where Faust keeps its (small) local data directory.
     data_dir: Path = Path(tempfile.gettempdir()) / "tierstream-faust"

@@ -1,6 +1,6 @@
-"""The online segmenter against batch k-means on the real CDNOW history.
+"""The online behaviour clusterer against batch k-means on the real CDNOW history.
 
-Protocol and the measured numbers: docs/segments.md (``python -m models.evaluation``).
+Protocol and the measured numbers: docs/behaviours.md (``python -m models.evaluation``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ pytest.importorskip(
 )
 pytest.importorskip("pandas", reason="the CDNOW features are computed with pandas")
 
-from models.clustering import OnlineSegmenter
+from models.clustering import BehaviourClusterer
 from models.evaluation import cdnow_features, reference_labels, run_online
 from models.snapshot import assign, snapshot_from_model
 
@@ -42,19 +42,23 @@ def test_cdnow_features_match_the_documented_protocol(cdnow: tuple) -> None:
 def test_online_segmenter_matches_batch_kmeans_on_cdnow(cdnow: tuple, seed: int) -> None:
     data, reference = cdnow
     result = run_online(
-        "OnlineSegmenter", lambda s: OnlineSegmenter(n_clusters=K, seed=s), data, reference, seed
+        "BehaviourClusterer",
+        lambda s: BehaviourClusterer(n_clusters=K, seed=s),
+        data,
+        reference,
+        seed,
     )
     # Measured over seeds 0-7: 0.992-0.998 over all customers, 0.931-0.984 over the active
-    # ones (docs/segments.md). The margins leave room for float-summation differences
+    # ones (docs/behaviours.md). The margins leave room for float-summation differences
     # between platforms, which can tip a few customers across a boundary.
     assert result.ari >= 0.95
     assert result.ari_active >= 0.85
     assert result.clusters_used == K
 
     snapshot = snapshot_from_model(result.model, created_at=datetime(1998, 7, 1, tzinfo=UTC))
-    assert len({s.label for s in snapshot.segments}) == K
-    ids = [s.segment_id for s in snapshot.segments]
+    assert len({s.label for s in snapshot.behaviours}) == K
+    ids = [s.behaviour_id for s in snapshot.behaviours]
     sample = np.random.default_rng(seed).choice(len(data.features), 500, replace=False)
     for i in sample:
         x = data.features[i]
-        assert assign(snapshot, x).segment_id == ids[result.model.predict_one(x)]
+        assert assign(snapshot, x).behaviour_id == ids[result.model.predict_one(x)]

@@ -225,7 +225,7 @@ def test_flows_are_the_committed_totals(client, replayed):
 
 
 def test_model_is_null_until_a_snapshot_is_published(redis_url, kafka_bootstrap, replayed):
-    from models.snapshot import Segment, SegmentSnapshot
+    from models.snapshot import Behaviour, BehaviourSnapshot
 
     store = make_store(redis_url)
     ids = sample_ids(replayed, 5)
@@ -235,15 +235,15 @@ def test_model_is_null_until_a_snapshot_is_published(redis_url, kafka_bootstrap,
             client = Client(server.port)
             assert client.get("/model")[1] == {"model": None}
             client.close()
-        snapshot = SegmentSnapshot(
+        snapshot = BehaviourSnapshot(
             version=3,
             created_at=datetime(2025, 1, 1, tzinfo=UTC),
             feature_names=("recency", "frequency"),
             mean=(1.0, 2.0),
             scale=(1.0, 1.0),
-            segments=(
-                Segment(0, "active", (0.5, 3.0), 0.4, 0.2),
-                Segment(1, "dormant", (2.0, 1.0), 0.6, 0.3),
+            behaviours=(
+                Behaviour(0, "active", (0.5, 3.0), 0.4, 0.2),
+                Behaviour(1, "dormant", (2.0, 1.0), 0.6, 0.3),
             ),
         )
         store.set_meta("segments_snapshot", snapshot.to_bytes())
@@ -258,6 +258,9 @@ def test_model_is_null_until_a_snapshot_is_published(redis_url, kafka_bootstrap,
             assert_valid("Customer", body)
             assert body["behaviour"]["model_version"] == 3
             assert body["behaviour"]["label"] in {"active", "dormant"}
+            # behaviour_id, and segment_id its deprecated first name: the same id
+            assert body["behaviour"]["behaviour_id"] in {0, 1}
+            assert body["behaviour"]["segment_id"] == body["behaviour"]["behaviour_id"]
             client.close()
     finally:
         store.wipe()

@@ -121,7 +121,7 @@ def wait_for(page, expression: str, timeout: float = 20) -> None:
 
 
 def test_dashboard_draws_the_data_and_follows_new_commits(browser, store, kafka_bootstrap):
-    from tierstream.segments import SNAPSHOT_META, learn_snapshot
+    from tierstream.behaviours import SNAPSHOT_META, learn_snapshot
 
     replayed = cdnow()
     settings = Settings(
@@ -167,7 +167,7 @@ def test_dashboard_draws_the_data_and_follows_new_commits(browser, store, kafka_
         wait_for(
             page, f"document.querySelectorAll('#model table.heat tbody tr').length === {features}"
         )
-        assert page.locator("#model table.heat thead th").count() == 1 + 5  # one per segment
+        assert page.locator("#model table.heat thead th").count() == 1 + 5  # one per behaviour
         rates = page.evaluate("samples.slice(1).map((s, i) => s.changes - samples[i].changes)")
         assert max(rates) > 0, "the change rate never moved"
         dead = page.evaluate("samples.slice(1).map((s, i) => s.dead - samples[i].dead)")

@@ -16,25 +16,25 @@ from models.learning import (
     in_feature_order,
     merged_snapshot,
 )
-from models.snapshot import SegmentSnapshot
+from models.snapshot import BehaviourSnapshot
 from scoring.engine import Scorer
-from streams.segment_learning import STATUS_META
+from streams.behaviour_learning import STATUS_META
 from tests.integration.pipeline import AS_OF, ROOT, subset
+from tierstream.behaviours import SNAPSHOT_META, learn_snapshot
 from tierstream.replay import ReplayStats, replay
-from tierstream.segments import SNAPSHOT_META, learn_snapshot
 from tierstream.settings import load_scoring_config
 
 pytestmark = pytest.mark.integration
 
 LEARNING = {
-    "TIERSTREAM_LEARN_SEGMENTS": "true",
+    "TIERSTREAM_LEARN_BEHAVIOURS": "true",
     "TIERSTREAM_LEARN_MERGE_SECONDS": "1",
-    "TIERSTREAM_SEGMENTS_CHECK_SECONDS": "1",
+    "TIERSTREAM_BEHAVIOURS_CHECK_SECONDS": "1",
     "TIERSTREAM_LEARN_SEED_CUSTOMERS": "300",
 }
 
 
-def settled(pipeline, timeout: float = 180) -> SegmentSnapshot:
+def settled(pipeline, timeout: float = 180) -> BehaviourSnapshot:
     """Wait until a merge after the last input finds nothing to publish."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -42,7 +42,7 @@ def settled(pipeline, timeout: float = 180) -> SegmentSnapshot:
         status = pipeline.store.get_meta(STATUS_META)
         raw = pipeline.store.get_meta(SNAPSHOT_META)
         if status and raw and not json.loads(status)["published"]:
-            snapshot = SegmentSnapshot.from_bytes(raw)
+            snapshot = BehaviourSnapshot.from_bytes(raw)
             if json.loads(status)["version"] == snapshot.version:
                 return snapshot
         time.sleep(1.0)
@@ -74,7 +74,7 @@ def test_workers_learn_a_model_that_settles_and_agrees_with_batch_kmeans(
     stats = {k: v for k, v in tallies.items() if k.startswith(("learn:n:", "learn:s:", "learn:q:"))}
     assert {k: v for k, v in stats.items() if v} == {k: v for k, v in expected.items() if v}
     assert tallies["learn:events"] == tallies["applied"]
-    assert all(Contribution.from_list(s.learned).segment is not None for s in states)
+    assert all(Contribution.from_list(s.learned).behaviour is not None for s in states)
 
     ari = batch_agreement(pipeline.scorer, pipeline.store, snapshot, snapshot.k)
     assert ari >= 0.9, ari
@@ -143,7 +143,7 @@ def test_statistics_after_a_kill_equal_an_uninterrupted_runs(make_pipeline, cdno
     ]
     population = PopulationStats.from_tallies(learned[0], len(model.feature_names))
     assert population.customers == len(replayed.states)
-    assert sum(1 for s in model.segments if population.segments.get(s.segment_id)) >= 3
+    assert sum(1 for s in model.behaviours if population.behaviours.get(s.behaviour_id)) >= 3
     assert merges[0].snapshot.to_bytes() == merges[1].snapshot.to_bytes()
     for pipeline in runs:
         pipeline.stop_all()

@@ -57,7 +57,7 @@ def test_report_opens_with_its_plots_drawn(browser, tmp_path):  # noqa: F811
         assert len(images) == 2  # tier and RFM segment (no behaviour model in a replay)
         assert all(done and w > 300 and h > 100 for done, w, h in images), images
         headings = page.eval_on_selector_all("h2", "els => els.map(e => e.textContent)")
-        assert headings == ["Value tier", "RFM segment", "Behavioural segment"]
+        assert headings == ["Value tier", "RFM segment", "Behaviour segment"]
         first_cells = page.eval_on_selector_all(
             "table tbody tr td:first-child", "els => els.map(e => e.textContent)"
         )

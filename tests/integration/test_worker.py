@@ -343,8 +343,8 @@ def test_worker_serves_every_api_endpoint_behind_its_token(make_pipeline, cdnow_
 
 def test_two_workers_adopt_a_published_segment_model_and_agree(make_pipeline, cdnow_events):
     """`tierstream segments` learns from Redis and publishes; both workers re-assign."""
-    from models.snapshot import SegmentSnapshot
-    from tierstream.segments import SNAPSHOT_META, SnapshotBehaviour
+    from models.snapshot import BehaviourSnapshot
+    from tierstream.behaviours import SNAPSHOT_META, SnapshotBehaviour
 
     pipeline = make_pipeline(env={"TIERSTREAM_SEGMENTS_CHECK_SECONDS": "0.5"})
     events = subset(cdnow_events, "01500")
@@ -365,7 +365,7 @@ def test_two_workers_adopt_a_published_segment_model_and_agree(make_pipeline, cd
         check=True,
     )
     assert json.loads(learned.stdout)["version"] == 1
-    snapshot = SegmentSnapshot.from_bytes(pipeline.store.get_meta(SNAPSHOT_META))
+    snapshot = BehaviourSnapshot.from_bytes(pipeline.store.get_meta(SNAPSHOT_META))
     deadline = time.monotonic() + 60
     while any(
         pipeline.store.get_meta(f"segments_swept:{shard}") != b"1"

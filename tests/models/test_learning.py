@@ -1,4 +1,4 @@
-"""Learned segment statistics: exact add/remove, merging, scaling, seeding, Lloyd steps."""
+"""Learned behaviour statistics: exact add/remove, merging, scaling, seeding, Lloyd steps."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
 def tallies_of(rows: list[tuple[int | None, tuple[float, ...]]]) -> dict[str, int]:
     tallies: dict[str, int] = {}
-    for segment, vector in rows:
-        add_contribution(tallies, Contribution(segment, to_units(vector)), 1)
+    for behaviour, vector in rows:
+        add_contribution(tallies, Contribution(behaviour, to_units(vector)), 1)
     return tallies
 
 
@@ -79,7 +79,7 @@ def test_seed_waits_for_enough_customers_and_is_deterministic():
     assert first is not None and again is not None
     assert first.to_bytes() == again.to_bytes()
     assert first.version == 1
-    centres = sorted(round(s.centroid[0]) for s in first.segments)
+    centres = sorted(round(s.centroid[0]) for s in first.behaviours)
     assert centres == [0, 5]
 
 
@@ -95,15 +95,15 @@ def test_a_merge_moves_each_centroid_to_the_mean_of_its_members_and_keeps_ids():
     population = PopulationStats.from_tallies(tallies, 2)
     seed = seed_snapshot(population, NAMES, 1, 1, NOW)
     assert seed is not None
-    # Members now assigned to segment 0 (the only one): its centroid becomes their mean.
+    # Members now assigned to behaviour 0 (the only one): its centroid becomes their mean.
     members: dict[str, int] = {}
     for name, value in tallies.items():
         members[name.replace(":-", ":0")] = value
     merge = merged_snapshot(PopulationStats.from_tallies(members, 2), seed, NOW)
     assert merge.snapshot.version == 2
-    assert [s.segment_id for s in merge.snapshot.segments] == [0]
+    assert [s.behaviour_id for s in merge.snapshot.behaviours] == [0]
     expected = np.array([members["learn:s:0:0"], members["learn:s:0:1"]]) / UNIT / 100
-    np.testing.assert_allclose(merge.snapshot.segments[0].centroid, expected)
+    np.testing.assert_allclose(merge.snapshot.behaviours[0].centroid, expected)
     assert merge.shift > 0
 
 
@@ -120,7 +120,7 @@ def test_a_batch_learned_snapshot_is_reordered_to_the_statistics_columns():
     assert seed is not None
     flipped = in_feature_order(seed, ("a", "b"))
     assert flipped.feature_names == ("a", "b")
-    assert flipped.segments[0].centroid == tuple(reversed(seed.segments[0].centroid))
+    assert flipped.behaviours[0].centroid == tuple(reversed(seed.behaviours[0].centroid))
     with pytest.raises(ValueError, match="other features"):
         in_feature_order(seed, ("a", "c"))
 

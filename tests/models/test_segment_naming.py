@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models.features import DEFAULT_FEATURE_SPEC
-from models.naming import assign_stable_ids, describe_segments, match_centroids
+from models.naming import assign_stable_ids, describe_behaviours, match_centroids
 
 NAMES = list(DEFAULT_FEATURE_SPEC.names)
 D = len(NAMES)
@@ -63,13 +63,13 @@ def test_new_segments_get_fresh_ids_and_retired_ids_are_not_reused() -> None:
     old = CENTROIDS[:3]
     ids = assign_stable_ids([0, 5, 2], old, CENTROIDS[[2, 0, 3, 1]])
     assert ids == [2, 0, 6, 5]
-    # A far jump is a new segment when a distance limit is given.
+    # A far jump is a new behaviour when a distance limit is given.
     assert assign_stable_ids([0], np.zeros((1, 2)), np.array([[9.0, 9.0]]), max_distance=1.0) == [1]
     assert assign_stable_ids([], np.zeros((0, 2)), np.zeros((2, 2))) == [0, 1]
 
 
 def test_labels_are_descriptive() -> None:
-    labels = describe_segments(CENTROIDS, NAMES, POPULATION)
+    labels = describe_behaviours(CENTROIDS, NAMES, POPULATION)
     assert labels == [
         "top value, very recent, very frequent",
         "no spend, lapsed, no purchases in window",
@@ -83,21 +83,21 @@ def test_refunds_and_unused_engagement_read_sensibly() -> None:
     refunder = np.array(
         [[math.log1p(40), math.log1p(1), -math.log1p(60), -math.log1p(60)] + [0.0] * (D - 4)]
     )
-    assert describe_segments(refunder, NAMES, POPULATION) == ["net refunds, recent, one-off"]
+    assert describe_behaviours(refunder, NAMES, POPULATION) == ["net refunds, recent, one-off"]
     # Nobody engages at all: no engagement phrase, and no crash on empty columns.
     assert (
         "engaged"
-        not in describe_segments(CENTROIDS, NAMES, POPULATION * [1, 1, 1, 1, 0, 0, 0, 0, 0])[3]
+        not in describe_behaviours(CENTROIDS, NAMES, POPULATION * [1, 1, 1, 1, 0, 0, 0, 0, 0])[3]
     )
 
 
 def test_labels_are_unique_even_for_look_alike_and_identical_centroids() -> None:
     twins = np.array([CENTROIDS[2], CENTROIDS[2] + 0.01, CENTROIDS[2], CENTROIDS[1]])
-    labels = describe_segments(twins, NAMES, POPULATION)
+    labels = describe_behaviours(twins, NAMES, POPULATION)
     assert len(set(labels)) == len(labels)
     triplets = np.array([CENTROIDS[2], CENTROIDS[2] * 1.01, CENTROIDS[2] * 1.02])
-    labels = describe_segments(triplets, NAMES, POPULATION)
+    labels = describe_behaviours(triplets, NAMES, POPULATION)
     assert len(set(labels)) == 3
     assert all("rank" in label for label in labels)
-    pair = describe_segments(np.array([CENTROIDS[2], CENTROIDS[2] * 1.01]), NAMES, POPULATION)
+    pair = describe_behaviours(np.array([CENTROIDS[2], CENTROIDS[2] * 1.01]), NAMES, POPULATION)
     assert {label.rsplit("(", 1)[1].split()[0] for label in pair} == {"lower", "higher"}

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from models.clustering import OnlineSegmenter
+from models.clustering import BehaviourClusterer
 from models.snapshot import (
     FORMAT,
-    Segment,
-    SegmentSnapshot,
+    Behaviour,
+    BehaviourSnapshot,
     assign,
     drift_report,
     snapshot_from_model,
@@ -23,38 +23,38 @@ Blobs = Callable[..., list[dict[str, float]]]
 
 
 @pytest.fixture(scope="module")
-def model(make_blobs: Blobs) -> OnlineSegmenter:
-    m = OnlineSegmenter(n_clusters=4, warmup=100, reservoir_size=400, refresh_every=500, seed=2)
+def model(make_blobs: Blobs) -> BehaviourClusterer:
+    m = BehaviourClusterer(n_clusters=4, warmup=100, reservoir_size=400, refresh_every=500, seed=2)
     for x in make_blobs(2000, seed=20):
         m.learn_one(x)
     return m
 
 
 def make(
-    version: int, segments: list[Segment], names: tuple[str, ...] = ("a", "b")
-) -> SegmentSnapshot:
+    version: int, behaviours: list[Behaviour], names: tuple[str, ...] = ("a", "b")
+) -> BehaviourSnapshot:
     d = len(names)
-    return SegmentSnapshot(
+    return BehaviourSnapshot(
         version=version,
         created_at=T0 + timedelta(days=version),
         feature_names=names,
         mean=(0.0,) * d,
         scale=(1.0,) * d,
-        segments=tuple(segments),
+        behaviours=tuple(behaviours),
     )
 
 
-def seg(i: int, centroid: tuple[float, ...], share: float, spread: float = 1.0) -> Segment:
-    return Segment(i, f"segment {i}", centroid, share, spread)
+def seg(i: int, centroid: tuple[float, ...], share: float, spread: float = 1.0) -> Behaviour:
+    return Behaviour(i, f"behaviour {i}", centroid, share, spread)
 
 
 # -- snapshot ------------------------------------------------------------------------
 
 
-def test_round_trip_is_exact_and_bytes_are_deterministic(model: OnlineSegmenter) -> None:
+def test_round_trip_is_exact_and_bytes_are_deterministic(model: BehaviourClusterer) -> None:
     snap = snapshot_from_model(model, created_at=T0)
     payload = snap.to_bytes()
-    back = SegmentSnapshot.from_bytes(payload)
+    back = BehaviourSnapshot.from_bytes(payload)
     assert back == snap
     assert back.to_bytes() == payload
     assert snapshot_from_model(model, created_at=T0).to_bytes() == payload
@@ -63,11 +63,11 @@ def test_round_trip_is_exact_and_bytes_are_deterministic(model: OnlineSegmenter)
     assert list(data) == sorted(data)
 
 
-def test_created_at_is_normalized_to_utc_and_must_be_aware(model: OnlineSegmenter) -> None:
+def test_created_at_is_normalized_to_utc_and_must_be_aware(model: BehaviourClusterer) -> None:
     paris = timezone(timedelta(hours=2))
     snap = snapshot_from_model(model, created_at=T0.astimezone(paris))
     assert json.loads(snap.to_bytes())["created_at"] == "2024-05-01T12:00:00+00:00"
-    assert SegmentSnapshot.from_bytes(snap.to_bytes()).created_at == T0
+    assert BehaviourSnapshot.from_bytes(snap.to_bytes()).created_at == T0
     with pytest.raises(ValueError, match="timezone"):
         snapshot_from_model(model, created_at=datetime(2024, 5, 1))
 
@@ -78,17 +78,17 @@ def test_invalid_snapshots_are_rejected() -> None:
     with pytest.raises(ValueError, match="length"):
         make(1, [seg(1, (0,), 1.0)])
     with pytest.raises(ValueError, match="format"):
-        SegmentSnapshot.from_dict({**make(1, [seg(0, (0, 0), 1)]).to_dict(), "format": "v0"})
+        BehaviourSnapshot.from_dict({**make(1, [seg(0, (0, 0), 1)]).to_dict(), "format": "v0"})
     with pytest.raises(ValueError, match="warm-up"):
-        snapshot_from_model(OnlineSegmenter(n_clusters=2, warmup=10), created_at=T0)
+        snapshot_from_model(BehaviourClusterer(n_clusters=2, warmup=10), created_at=T0)
 
 
 def test_assign_agrees_with_the_model_and_survives_serialization(
-    model: OnlineSegmenter, make_blobs: Blobs
+    model: BehaviourClusterer, make_blobs: Blobs
 ) -> None:
-    snap = SegmentSnapshot.from_bytes(snapshot_from_model(model, created_at=T0).to_bytes())
-    ids = [s.segment_id for s in snap.segments]
-    labels = [s.label for s in snap.segments]
+    snap = BehaviourSnapshot.from_bytes(snapshot_from_model(model, created_at=T0).to_bytes())
+    ids = [s.behaviour_id for s in snap.behaviours]
+    labels = [s.label for s in snap.behaviours]
     for x in make_blobs(500, seed=21):
         result = assign(snap, x)
         index = model.predict_one(x)
@@ -97,27 +97,27 @@ def test_assign_agrees_with_the_model_and_survives_serialization(
 
 def test_assign_ignores_unknown_features_and_zero_fills_missing_ones() -> None:
     snap = make(1, [seg(0, (0.0, 0.0), 0.5), seg(1, (3.0, 3.0), 0.5)])
-    assert assign(snap, {"a": 2.9, "b": 3.1, "zzz": -100.0}).segment_id == 1
-    assert assign(snap, {"a": 1.0}).segment_id == 0
+    assert assign(snap, {"a": 2.9, "b": 3.1, "zzz": -100.0}).behaviour_id == 1
+    assert assign(snap, {"a": 1.0}).behaviour_id == 0
 
 
-def test_assign_is_cheap(model: OnlineSegmenter, make_blobs: Blobs) -> None:
+def test_assign_is_cheap(model: BehaviourClusterer, make_blobs: Blobs) -> None:
     snap = snapshot_from_model(model, created_at=T0)
     xs = make_blobs(5000, seed=22)
     started = time.perf_counter()
     for x in xs:
         assign(snap, x)
     per_call = (time.perf_counter() - started) / len(xs)
-    # About 3 us here (5 features, 4 segments); the bound only catches a gross regression.
+    # About 3 us here (5 features, 4 behaviours); the bound only catches a gross regression.
     assert per_call < 100e-6
 
 
 def test_versions_follow_and_ids_are_kept_when_model_indices_move(
-    model: OnlineSegmenter,
+    model: BehaviourClusterer,
 ) -> None:
     first = snapshot_from_model(model, created_at=T0)
     # Simulate a model whose clusters came out in another order (say, retrained elsewhere).
-    shuffled = OnlineSegmenter(**model._get_params())
+    shuffled = BehaviourClusterer(**model._get_params())
     shuffled.__dict__.update(
         {k: v for k, v in model.__dict__.items() if k not in {"_centroids", "_counts"}}
     )
@@ -128,17 +128,17 @@ def test_versions_follow_and_ids_are_kept_when_model_indices_move(
     shuffled._spreads = [model._spreads[i] for i in order]
     second = snapshot_from_model(shuffled, created_at=T0 + timedelta(hours=1), previous=first)
     assert second.version == 2
-    by_id = {s.segment_id: s for s in second.segments}
-    for old in first.segments:
-        assert by_id[old.segment_id].centroid == old.centroid
-        assert by_id[old.segment_id].label == old.label
+    by_id = {s.behaviour_id: s for s in second.behaviours}
+    for old in first.behaviours:
+        assert by_id[old.behaviour_id].centroid == old.centroid
+        assert by_id[old.behaviour_id].label == old.label
     assert snapshot_from_model(model, created_at=T0, previous=first, version=9).version == 9
 
 
-def test_shares_can_be_supplied_and_are_normalized(model: OnlineSegmenter) -> None:
+def test_shares_can_be_supplied_and_are_normalized(model: BehaviourClusterer) -> None:
     snap = snapshot_from_model(model, created_at=T0, shares=[1, 1, 2, 4])
-    assert [s.share for s in snap.segments] == [0.125, 0.125, 0.25, 0.5]
-    assert sum(s.share for s in snapshot_from_model(model, created_at=T0).segments) == (
+    assert [s.share for s in snap.behaviours] == [0.125, 0.125, 0.25, 0.5]
+    assert sum(s.share for s in snapshot_from_model(model, created_at=T0).behaviours) == (
         pytest.approx(1.0)
     )
 
@@ -147,24 +147,24 @@ def test_shares_can_be_supplied_and_are_normalized(model: OnlineSegmenter) -> No
 
 
 def flags(report: object) -> dict[int, tuple[str, ...]]:
-    return {s.segment_id: s.flags for s in report.segments}  # type: ignore[attr-defined]
+    return {s.behaviour_id: s.flags for s in report.behaviours}  # type: ignore[attr-defined]
 
 
-def test_no_drift_no_flags(model: OnlineSegmenter) -> None:
+def test_no_drift_no_flags(model: BehaviourClusterer) -> None:
     snap = snapshot_from_model(model, created_at=T0)
     report = drift_report(snap, snap)
     assert report.flagged == ()
     assert report.max_centroid_shift == 0.0
-    assert all(s.share_change == 0.0 for s in report.segments)
+    assert all(s.share_change == 0.0 for s in report.behaviours)
 
 
 def test_size_change_and_centroid_movement() -> None:
     old = make(1, [seg(0, (0, 0), 0.5), seg(1, (5, 5), 0.5)])
     new = make(2, [seg(0, (0.3, 0.4), 0.3), seg(1, (5, 5), 0.7)])
     report = drift_report(old, new)
-    assert report.segments[0].centroid_shift == pytest.approx(0.5)
-    assert report.segments[0].share_change == pytest.approx(-0.2)
-    assert report.segments[1].share_change == pytest.approx(0.2)
+    assert report.behaviours[0].centroid_shift == pytest.approx(0.5)
+    assert report.behaviours[0].share_change == pytest.approx(-0.2)
+    assert report.behaviours[1].share_change == pytest.approx(0.2)
     assert flags(report) == {0: (), 1: ()}
     assert flags(drift_report(old, new, move_threshold=0.4))[0] == ("moved",)
 
@@ -181,7 +181,7 @@ def test_merge_flag_for_close_centroids() -> None:
     snap = make(1, [seg(0, (0, 0), 0.3), seg(1, (0.2, 0.1), 0.3), seg(2, (6, 6), 0.4)])
     report = drift_report(snap, snap)
     assert flags(report) == {0: ("merge",), 1: ("merge",), 2: ()}
-    assert report.segments[0].merge_with == (1,)
+    assert report.behaviours[0].merge_with == (1,)
     assert [(a, b) for a, b, _ in report.close_pairs] == [(0, 1)]
 
 
@@ -190,19 +190,19 @@ def test_retire_new_and_gone() -> None:
     new = make(2, [seg(0, (0, 0), 0.995), seg(2, (9, 0), 0.005)])
     report = drift_report(old, new)
     assert flags(report) == {0: (), 2: ("new", "retire"), 1: ("gone",)}
-    gone = report.segments[-1]
+    gone = report.behaviours[-1]
     assert gone.share is None and gone.share_change == -0.5
     assert report.previous_version == 1 and report.version == 2
 
 
 def test_drift_is_measured_in_the_new_snapshot_standard_units() -> None:
     old = make(1, [seg(0, (0, 0), 1.0)])
-    new = SegmentSnapshot(
+    new = BehaviourSnapshot(
         version=2,
         created_at=T0,
         feature_names=("a", "b"),
         mean=(0.0, 0.0),
         scale=(2.0, 10.0),
-        segments=(seg(0, (2.0, 10.0), 1.0),),
+        behaviours=(seg(0, (2.0, 10.0), 1.0),),
     )
-    assert drift_report(old, new).segments[0].centroid_shift == pytest.approx(np.sqrt(2))
+    assert drift_report(old, new).behaviours[0].centroid_shift == pytest.approx(np.sqrt(2))

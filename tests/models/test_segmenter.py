@@ -1,4 +1,4 @@
-"""River-style contract checks for the online segmenter.
+"""River-style contract checks for the online behaviour clusterer.
 
 The same checks run over every configuration in ``ESTIMATORS`` (river's own
 ``check_estimator`` yields no data-driven checks for clusterers, so they are spelled out
@@ -19,24 +19,24 @@ import pytest
 from river import checks
 from river.checks import common
 
-from models.clustering import OnlineSegmenter
+from models.clustering import BehaviourClusterer
 
 ESTIMATORS = {
-    "default": lambda: OnlineSegmenter(n_clusters=4, seed=7),
-    "small": lambda: OnlineSegmenter(
+    "default": lambda: BehaviourClusterer(n_clusters=4, seed=7),
+    "small": lambda: BehaviourClusterer(
         n_clusters=4, warmup=20, reservoir_size=60, refresh_every=50, seed=7
     ),
-    "short-memory": lambda: OnlineSegmenter(
+    "short-memory": lambda: BehaviourClusterer(
         n_clusters=3, warmup=30, reservoir_size=100, refresh_every=40, memory=200, seed=3
     ),
-    "no-refresh": lambda: OnlineSegmenter(n_clusters=4, warmup=50, refresh_every=0, seed=1),
+    "no-refresh": lambda: BehaviourClusterer(n_clusters=4, warmup=50, refresh_every=0, seed=1),
 }
 
 Blobs = Callable[..., list[dict[str, float]]]
 
 
 @pytest.fixture(params=list(ESTIMATORS))
-def new_model(request: pytest.FixtureRequest) -> Callable[[], OnlineSegmenter]:
+def new_model(request: pytest.FixtureRequest) -> Callable[[], BehaviourClusterer]:
     return ESTIMATORS[request.param]
 
 
@@ -44,13 +44,13 @@ def pairs(xs: list[dict[str, float]]) -> list[tuple[dict[str, float], None]]:
     return [(x, None) for x in xs]
 
 
-def learned(model: OnlineSegmenter, xs: list[dict[str, float]]) -> OnlineSegmenter:
+def learned(model: BehaviourClusterer, xs: list[dict[str, float]]) -> BehaviourClusterer:
     for x in xs:
         model.learn_one(x)
     return model
 
 
-def test_river_generic_checks(new_model: Callable[[], OnlineSegmenter]) -> None:
+def test_river_generic_checks(new_model: Callable[[], BehaviourClusterer]) -> None:
     pytest.importorskip("sklearn", reason="river.checks imports scikit-learn datasets")
     checks.check_estimator(new_model())
 
@@ -69,13 +69,13 @@ def test_river_generic_checks(new_model: Callable[[], OnlineSegmenter]) -> None:
     ids=lambda check: check.__name__,
 )
 def test_river_data_checks(
-    new_model: Callable[[], OnlineSegmenter], stream: list[dict[str, float]], check: Callable
+    new_model: Callable[[], BehaviourClusterer], stream: list[dict[str, float]], check: Callable
 ) -> None:
     check(new_model(), pairs(stream))
 
 
 def test_predict_one_does_not_mutate_input(
-    new_model: Callable[[], OnlineSegmenter], stream: list[dict[str, float]]
+    new_model: Callable[[], BehaviourClusterer], stream: list[dict[str, float]]
 ) -> None:
     model = learned(new_model(), stream)
     for x in stream[:50]:
@@ -86,7 +86,7 @@ def test_predict_one_does_not_mutate_input(
 
 
 def test_learn_one_keeps_no_reference_to_its_input(stream: list[dict[str, float]]) -> None:
-    model = OnlineSegmenter(n_clusters=4, warmup=20, reservoir_size=60, refresh_every=50, seed=0)
+    model = BehaviourClusterer(n_clusters=4, warmup=20, reservoir_size=60, refresh_every=50, seed=0)
     xs = copy.deepcopy(stream)
     learned(model, xs)
     predictions = [model.predict_one(x) for x in stream]
@@ -97,7 +97,7 @@ def test_learn_one_keeps_no_reference_to_its_input(stream: list[dict[str, float]
 
 
 def test_pickle_round_trip_gives_identical_predictions_and_learning(
-    new_model: Callable[[], OnlineSegmenter], make_blobs: Blobs
+    new_model: Callable[[], BehaviourClusterer], make_blobs: Blobs
 ) -> None:
     model = learned(new_model(), make_blobs(700, seed=1))
     clone = pickle.loads(pickle.dumps(model))
@@ -112,7 +112,7 @@ def test_pickle_round_trip_gives_identical_predictions_and_learning(
 
 
 def test_same_seed_same_stream_same_predictions(
-    new_model: Callable[[], OnlineSegmenter], make_blobs: Blobs
+    new_model: Callable[[], BehaviourClusterer], make_blobs: Blobs
 ) -> None:
     xs = make_blobs(1500, seed=4)
     a, b = learned(new_model(), xs), learned(new_model(), xs)
@@ -122,7 +122,7 @@ def test_same_seed_same_stream_same_predictions(
 
 
 def test_clone_starts_afresh_with_the_same_parameters(make_blobs: Blobs) -> None:
-    model = learned(OnlineSegmenter(n_clusters=4, warmup=40, seed=9), make_blobs(500))
+    model = learned(BehaviourClusterer(n_clusters=4, warmup=40, seed=9), make_blobs(500))
     fresh = model.clone()
     assert fresh.n_seen == 0 and not fresh.ready
     assert fresh._get_params() == model._get_params()
@@ -131,7 +131,7 @@ def test_clone_starts_afresh_with_the_same_parameters(make_blobs: Blobs) -> None
 
 
 def test_memory_is_bounded_over_100k_points(make_blobs: Blobs) -> None:
-    model = OnlineSegmenter(n_clusters=4, warmup=200, reservoir_size=1000, refresh_every=10_000)
+    model = BehaviourClusterer(n_clusters=4, warmup=200, reservoir_size=1000, refresh_every=10_000)
     xs = make_blobs(20_000, seed=6)
     sizes = []
     for _ in range(5):
@@ -146,7 +146,7 @@ def test_memory_is_bounded_over_100k_points(make_blobs: Blobs) -> None:
 
 
 def test_river_bounded_memory_check(make_blobs: Blobs) -> None:
-    model = OnlineSegmenter(n_clusters=4, warmup=100, reservoir_size=500, refresh_every=2000)
+    model = BehaviourClusterer(n_clusters=4, warmup=100, reservoir_size=500, refresh_every=2000)
     common.check_bounded_memory_growth(model, pairs(make_blobs(20_000, seed=8)))
 
 
@@ -156,7 +156,7 @@ def one_to_one(truth: list[int], predicted: list[int]) -> bool:
 
 
 def test_predicts_zero_until_warm_up_then_finds_the_blobs(make_labelled_blobs: Callable) -> None:
-    model = OnlineSegmenter(n_clusters=4, warmup=100, seed=0)
+    model = BehaviourClusterer(n_clusters=4, warmup=100, seed=0)
     xs, _ = make_labelled_blobs(2000, seed=10)
     for x in xs[:99]:
         model.learn_one(x)
@@ -170,7 +170,7 @@ def test_predicts_zero_until_warm_up_then_finds_the_blobs(make_labelled_blobs: C
 
 def test_cluster_indices_survive_refreshes_and_reseeds(make_labelled_blobs: Callable) -> None:
     """A cluster index keeps meaning the same blob while the model refreshes itself."""
-    model = OnlineSegmenter(n_clusters=4, warmup=100, reservoir_size=300, refresh_every=100)
+    model = BehaviourClusterer(n_clusters=4, warmup=100, reservoir_size=300, refresh_every=100)
     probe, truth = make_labelled_blobs(400, seed=12)
     xs, _ = make_labelled_blobs(3000, seed=13)
     learned(model, xs[:100])
@@ -182,7 +182,9 @@ def test_cluster_indices_survive_refreshes_and_reseeds(make_labelled_blobs: Call
 
 
 def test_forced_reseed_is_matched_back_to_the_old_indices(make_labelled_blobs: Callable) -> None:
-    model = OnlineSegmenter(n_clusters=4, warmup=200, reservoir_size=400, refresh_every=0, seed=5)
+    model = BehaviourClusterer(
+        n_clusters=4, warmup=200, reservoir_size=400, refresh_every=0, seed=5
+    )
     xs, _ = make_labelled_blobs(1000, seed=14)
     learned(model, xs)
     probe, _ = make_labelled_blobs(300, seed=15)
@@ -196,24 +198,24 @@ def test_forced_reseed_is_matched_back_to_the_old_indices(make_labelled_blobs: C
 
 def test_invalid_parameters() -> None:
     with pytest.raises(ValueError):
-        OnlineSegmenter(n_clusters=0)
+        BehaviourClusterer(n_clusters=0)
     with pytest.raises(ValueError):
-        OnlineSegmenter(n_clusters=5, warmup=3)
+        BehaviourClusterer(n_clusters=5, warmup=3)
     with pytest.raises(ValueError):
-        OnlineSegmenter(warmup=100, reservoir_size=50)
+        BehaviourClusterer(warmup=100, reservoir_size=50)
     with pytest.raises(ValueError):
-        OnlineSegmenter(memory=0)
+        BehaviourClusterer(memory=0)
 
 
 def test_learning_does_not_depend_on_string_hashing() -> None:
     """Learner restarts and replays must agree across processes (river's KMeans does not:
-    it draws initial centres in set order of the feature names, see docs/segments.md)."""
+    it draws initial centres in set order of the feature names, see docs/behaviours.md)."""
     code = (
         "import numpy as np\n"
-        "from models.clustering import OnlineSegmenter\n"
+        "from models.clustering import BehaviourClusterer\n"
         "rng = np.random.default_rng(0)\n"
         "names = ['recency', 'frequency', 'monetary', 'email_open', 'page_view']\n"
-        "m = OnlineSegmenter(3, warmup=50, reservoir_size=200, refresh_every=100, seed=4)\n"
+        "m = BehaviourClusterer(3, warmup=50, reservoir_size=200, refresh_every=100, seed=4)\n"
         "for row in rng.normal(size=(600, 5)) + rng.integers(3, size=(600, 1)) * 4:\n"
         "    m.learn_one({n: float(v) for n, v in zip(names, row)})\n"
         "print(m.centroids.tolist())\n"

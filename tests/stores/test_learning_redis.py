@@ -13,15 +13,15 @@ from models.learning import Contribution, add_contribution
 from scoring.days import day_start
 from scoring.engine import Scorer
 from scoring.events import EngagementEvent, PurchaseEvent
+from streams.behaviour_learning import LearningCoordinator
 from streams.deadletters import RawMessage
 from streams.learner import shard_learner
 from streams.processor import ShardProcessor
 from streams.producer import keyed_records
-from streams.segment_learning import LearningCoordinator
 from tests.cdnow import cdnow_history
+from tierstream.behaviours import customer_features
 from tierstream.cli import app
 from tierstream.clock import EventClock
-from tierstream.segments import customer_features
 from tierstream.settings import load_scoring_config
 from tierstream.stores.base import shard_for
 from tierstream.stores.redis import RedisStore
@@ -114,7 +114,7 @@ def test_statistics_equal_the_stored_contributions_and_survive_crashes(make_stor
     for state in states:
         assert state.learned is not None
         contribution = Contribution.from_list(state.learned)
-        assert contribution.segment is None  # no model was published in this run
+        assert contribution.behaviour is None  # no model was published in this run
         features = customer_features(scorer, state, day_start(state.clock_day))
         assert contribution.units == tuple(round(v * 1_000_000) for v in features.values())
         add_contribution(expected, contribution, 1)

@@ -60,7 +60,7 @@ def test_customer_table_puts_tier_and_why_first() -> None:
     lines = [line.strip() for line in console.export_text().splitlines() if line.strip()]
     assert lines[0].split() == ["customer", "00003"]
     assert lines[1].split() == ["tier", "B"]
-    assert "big spenders (segment 2, model v4)" in lines[2]
+    assert "big spenders (behaviour 2, model v4)" in lines[2]
     assert any(line.startswith("engagement") and line.endswith("-") for line in lines)
 
 

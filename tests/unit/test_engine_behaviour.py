@@ -5,27 +5,27 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from models.snapshot import Segment, SegmentSnapshot
+from models.snapshot import Behaviour, BehaviourSnapshot
 from scoring.engine import Scorer
 from scoring.events import TierChange
 from scoring.state import CustomerState
 from tests.unit.test_engine import purchase
-from tierstream.segments import SnapshotBehaviour
+from tierstream.behaviours import SnapshotBehaviour
 
 T0 = datetime(1998, 3, 2, tzinfo=UTC)
 
 
 def snapshot(version: int, small: tuple[int, str, float], big: tuple[int, str, float]):
     """A one-feature model on monetary: log-compressed spend near 2 (small) or 8 (big)."""
-    return SegmentSnapshot(
+    return BehaviourSnapshot(
         version=version,
         created_at=T0,
         feature_names=("slog_monetary",),
         mean=(0.0,),
         scale=(1.0,),
-        segments=tuple(
-            Segment(segment_id, label, (centre,), 0.5, 1.0)
-            for segment_id, label, centre in (small, big)
+        behaviours=tuple(
+            Behaviour(behaviour_id, label, (centre,), 0.5, 1.0)
+            for behaviour_id, label, centre in (small, big)
         ),
     )
 
@@ -33,7 +33,7 @@ def snapshot(version: int, small: tuple[int, str, float], big: tuple[int, str, f
 V1 = snapshot(1, (7, "small spender", 2.0), (9, "big spender", 8.0))
 
 
-def scorer_with(default_config, snap: SegmentSnapshot | None) -> Scorer:
+def scorer_with(default_config, snap: BehaviourSnapshot | None) -> Scorer:
     return Scorer(default_config, behaviour=None if snap is None else SnapshotBehaviour(snap))
 
 

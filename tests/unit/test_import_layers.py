@@ -49,7 +49,7 @@ CORE = (
     "tierstream.clock",
     "tierstream.jsonbytes",
     "tierstream.erasure",
-    "tierstream.segments",
+    "tierstream.behaviours",
     "tierstream.config_versions",
     "tierstream.published",
 )

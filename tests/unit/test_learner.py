@@ -18,14 +18,14 @@ from models.learning import (
     add_contribution,
     to_units,
 )
-from models.snapshot import Segment, SegmentSnapshot, assign
+from models.snapshot import Behaviour, BehaviourSnapshot, assign
 from scoring.days import day_start, utc_day
 from scoring.engine import Scorer
 from scoring.events import EngagementEvent
 from scoring.state import CustomerState
 from streams.learner import VECTOR_MIN, Learner, _days, _sum_signed
 from tests.unit.test_engine import purchase
-from tierstream.segments import SnapshotBehaviour, customer_features
+from tierstream.behaviours import SnapshotBehaviour, customer_features
 
 T0 = datetime(1998, 3, 2, tzinfo=UTC)
 NAMES = DEFAULT_FEATURE_SPEC.names
@@ -54,16 +54,16 @@ def customers(scorer: Scorer, count: int) -> list[CustomerState]:
     return states
 
 
-def model() -> SegmentSnapshot:
+def model() -> BehaviourSnapshot:
     rng = np.random.default_rng(3)
-    return SegmentSnapshot(
+    return BehaviourSnapshot(
         version=1,
         created_at=T0,
         feature_names=tuple(sorted(NAMES)),  # a batch-learned snapshot's column order
         mean=tuple(rng.normal(size=len(NAMES)).tolist()),
         scale=tuple((rng.random(len(NAMES)) + 0.5).tolist()),
-        segments=tuple(
-            Segment(10 + i, f"s{i}", tuple(rng.normal(2, 2, size=len(NAMES)).tolist()), 0.2, 1.0)
+        behaviours=tuple(
+            Behaviour(10 + i, f"s{i}", tuple(rng.normal(2, 2, size=len(NAMES)).tolist()), 0.2, 1.0)
             for i in range(4)
         ),
     )
@@ -79,7 +79,7 @@ def test_units_are_the_feature_vector_and_segments_those_of_assign(default_confi
     one_by_one: dict[str, int] = {}
     for state in states:
         features = customer_features(scorer, state, day_start(state.clock_day))
-        expected_segment = assign(snapshot, features).segment_id
+        expected_segment = assign(snapshot, features).behaviour_id
         assert state.learned == [expected_segment, *to_units(list(features.values()))]
         add_contribution(one_by_one, Contribution.from_list(state.learned), 1)
     learned = {
@@ -113,9 +113,9 @@ def test_a_customer_moving_segment_moves_its_contribution(default_config):
     modelled = scorer.with_behaviour(SnapshotBehaviour(model()))
     learner.learn(modelled, states, tallies, 0)
     population = PopulationStats.from_tallies(tallies, len(NAMES))
-    assert population.segments["-"].n == 0
-    assert all(v == 0 for v in population.segments["-"].sums)
-    assert sum(p.n for p in population.segments.values()) == 5
+    assert population.behaviours["-"].n == 0
+    assert all(v == 0 for v in population.behaviours["-"].sums)
+    assert sum(p.n for p in population.behaviours.values()) == 5
 
 
 def test_forgetting_erased_customers_takes_their_contributions_out(default_config):
@@ -216,7 +216,7 @@ def test_forgetting_makes_centroids_weighted_means():
         _sum_signed(delta, np.array([row], dtype=np.int64), np.ones(1, dtype=np.int64), 4)
         learner._tally(delta, tallies)
     population = PopulationStats.from_tallies(tallies, 4)
-    assert population.segments[0].n == 3 and population.segments[0].mass == 1.25
+    assert population.behaviours[0].n == 3 and population.behaviours[0].mass == 1.25
     centroid = population.centroid(0)
     assert centroid is not None
     expected = [(1.0 + 3.0 / 4) / 1.25, (2.0 + 6.0 / 4) / 1.25, 0, 0]

@@ -138,7 +138,7 @@ def decode_history(customer_id: str, entry: bytes) -> dict[str, Any]:
 @functools.lru_cache(maxsize=4096)  # a handful of tiers and segments: a few dozen moves
 def flow_key(kind: str, previous: str | None, new: str | None) -> str:
     """Tally name of a move between tiers (kind "tier"), segments ("segment") or
-    behavioural segments ("behaviour").
+    behaviour segments ("behaviour").
 
     JSON, because tier and segment names are free text from the config.
     """
@@ -155,7 +155,7 @@ def record_changes(
     """Add a step's tier changes to ``batch.history`` and its counters to ``batch.tallies``.
 
     Tallies: ``change:<cause>``, ``flow:tier:[from,to]``, ``flow:segment:[from,to]`` and
-    ``flow:behaviour:[from,to]`` (behavioural segment labels) per change, plus the event
+    ``flow:behaviour:[from,to]`` (behaviour segment labels) per change, plus the event
     outcomes and dead letters of ``counts`` (a step's ``StepResult.counts``). Call it once
     per batch, just before ``commit``. ``unrecorded``: ``id()`` of changes counted but kept
     out of the history (an erased customer's, whose history key the erasure deletes).

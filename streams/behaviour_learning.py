@@ -1,4 +1,4 @@
-"""The coordinator of segments learned from the stream (the owner of shard 0 runs it).
+"""The coordinator of behaviours learned from the stream (the owner of shard 0 runs it).
 
 Like the quintile cut points, one worker merges and publishes for everyone: the owner of
 shard 0, every ``learn_merge_seconds``. It sums the shards' learned statistics (their
@@ -8,16 +8,16 @@ shard 0, every ``learn_merge_seconds``. It sums the shards' learned statistics (
   once ``learn_seed_customers`` have been seen;
 * afterwards, once every shard has been swept with the version in force (so the
   statistics describe the population under that model), computes the next model (each
-  segment's centroid: the mean of its members; the scaling: the population's) and
+  behaviour's centroid: the mean of its members; the scaling: the population's) and
   publishes it when a centroid moved more than ``learn_publish_distance`` standardized
   units.
 
-Publishing is writing the snapshot where ``tierstream segments`` writes it
-(``segments_snapshot``): every worker adopts it through ``Runtime.refresh_segments`` and
+Publishing is writing the snapshot where ``tierstream behaviours`` writes it
+(``segments_snapshot``): every worker adopts it through ``Runtime.refresh_behaviours`` and
 sweeps its shards (cause ``model_update``), which re-assigns every customer and so moves
-its contribution to its new segment: the next merge is the next Lloyd step over the whole
+its contribution to its new behaviour: the next merge is the next Lloyd step over the whole
 population. Versions settle when no centroid moves more than the distance. The last
-merge's figures are kept in ``segments_learning`` for ``tierstream segments --show``.
+merge's figures are kept in ``segments_learning`` for ``tierstream behaviours --show``.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from models.features import DEFAULT_FEATURE_SPEC
 from models.learning import PopulationStats, in_feature_order, merged_snapshot, seed_snapshot
-from models.snapshot import SegmentSnapshot
-from tierstream.segments import SNAPSHOT_META
+from models.snapshot import BehaviourSnapshot
+from tierstream.behaviours import SNAPSHOT_META
 from tierstream.settings import Settings
 from tierstream.stores.base import StateStore
 
@@ -45,7 +45,7 @@ STATUS_META = "segments_learning"
 
 
 def learning_coordinator(settings: Settings) -> LearningCoordinator | None:
-    if not settings.learn_segments:
+    if not settings.learn_behaviours:
         return None
     return LearningCoordinator(
         settings.learn_k,
@@ -77,7 +77,7 @@ class LearningCoordinator:
         """One merge (blocking store calls): publish a new version if it is due. Returns
         what it found (also kept in ``segments_learning``), or None when it had to wait."""
         raw = store.get_meta(SNAPSHOT_META)
-        current = SegmentSnapshot.from_bytes(raw) if raw is not None else None
+        current = BehaviourSnapshot.from_bytes(raw) if raw is not None else None
         if current is not None and not swept(store, current.version):
             return None  # the statistics still mix the previous model's assignments
         population = PopulationStats.from_tallies(store.tallies(), len(self.names))
@@ -106,7 +106,7 @@ class LearningCoordinator:
         if fresh is not None:
             store.set_meta(SNAPSHOT_META, fresh.to_bytes())
             log.info(
-                "published learned segment model version %d (%d events, shift %s)",
+                "published learned behaviour model version %d (%d events, shift %s)",
                 fresh.version,
                 population.events,
                 status["shift"],
