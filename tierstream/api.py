@@ -279,20 +279,27 @@ async def _sizes(api: ApiState) -> Sizes:
 
 
 async def tiers(request: web.Request) -> web.Response:
-    api = request.app[STATE_KEY]
-    sizes = await _sizes(api)
-    body = _sizes_body(api, sizes)
-    body["tiers"] = _ordered(tier_names(await api.current_scorer()), sizes.tiers)
-    body["unplaced"] = sizes.tiers.get(None, 0)
-    return respond(body)
+    return await _per_group(request, "tiers", tier_names, lambda sizes: sizes.tiers)
 
 
 async def segments(request: web.Request) -> web.Response:
+    return await _per_group(request, "segments", segment_names, lambda sizes: sizes.segments)
+
+
+async def _per_group(
+    request: web.Request,
+    field: str,
+    names: Callable[[Scorer], list[str]],
+    counts_of: Callable[[Sizes], Counter[str | None]],
+) -> web.Response:
+    """Customers per tier or RFM segment in the config's order, from the last count (reused
+    for ``sizes_ttl`` seconds), and how many have none."""
     api = request.app[STATE_KEY]
     sizes = await _sizes(api)
+    counts = counts_of(sizes)
     body = _sizes_body(api, sizes)
-    body["segments"] = _ordered(segment_names(await api.current_scorer()), sizes.segments)
-    body["unplaced"] = sizes.segments.get(None, 0)
+    body[field] = _ordered(names(await api.current_scorer()), counts)
+    body["unplaced"] = counts.get(None, 0)
     return respond(body)
 
 

@@ -38,7 +38,12 @@ from tierstream.cli_input import (
 )
 from tierstream.cli_kpis import clv_from_file, published_clv
 from tierstream.cli_kpis import register as register_kpi_commands
-from tierstream.cli_models import behaviour_from_file, behaviour_snapshot_in_force, scorer_in_force
+from tierstream.cli_models import (
+    behaviour_from_file,
+    behaviour_snapshot_in_force,
+    behaviours_option,
+    scorer_in_force,
+)
 from tierstream.cli_privacy import erase_command
 from tierstream.clv import record_fields
 from tierstream.deliver_cli import register as register_deliver_command
@@ -120,13 +125,7 @@ def replay_command(
     quiet: Annotated[bool, typer.Option(help="No progress bar or report")] = False,
     show_changes: Annotated[int, typer.Option(help="Print this many tier changes")] = 10,
     behaviours: Annotated[
-        Path | None,
-        typer.Option(
-            "--behaviours",
-            "--segments",  # the old spelling, kept working
-            help="Assign behaviour segments with this snapshot (tierstream behaviours --save;"
-            " --segments is an alias)",
-        ),
+        Path | None, behaviours_option("Assign behaviour segments with this snapshot")
     ] = None,
     clv: Annotated[
         Path | None,

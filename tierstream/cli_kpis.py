@@ -28,7 +28,12 @@ from tierstream.cli_input import (
     say,
     scoring_config,
 )
-from tierstream.cli_models import behaviour_from_file, behaviour_snapshot_in_force, scorer_in_force
+from tierstream.cli_models import (
+    behaviour_from_file,
+    behaviour_snapshot_in_force,
+    behaviours_option,
+    scorer_in_force,
+)
 from tierstream.clv import CLV_META, ClvSnapshot, ClvSnapshotError, NotEnoughDataError
 from tierstream.published import Watched
 from tierstream.replay import ReplayStats, replay
@@ -46,13 +51,7 @@ FormatOption = Annotated[str, typer.Option("--format", help="with --replay: cdno
 AsOfOption = Annotated[str | None, typer.Option(help="As of this DATE (default: now)")]
 ConfigOption = Annotated[Path | None, typer.Option(help="with --replay: scoring config YAML")]
 BehavioursOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--behaviours",
-        "--segments",  # the old spelling, kept working
-        help="with --replay: assign behaviour segments with this snapshot "
-        "(tierstream behaviours --save; --segments is an alias)",
-    ),
+    Path | None, behaviours_option("with --replay: assign behaviour segments with this snapshot")
 ]
 
 

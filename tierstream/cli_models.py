@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import typer
+
 from scoring.engine import Scorer
 from tierstream.cli_input import fail
 from tierstream.settings import Settings
@@ -27,6 +29,16 @@ def behaviour_snapshot_in_force(store: StateStore) -> Any:
     from tierstream.published import SNAPSHOT_META, Watched, behaviour_snapshot  # noqa: PLC0415
 
     return Watched(store, SNAPSHOT_META, behaviour_snapshot).read()
+
+
+def behaviours_option(help_text: str) -> Any:
+    """The ``--behaviours FILE`` option of the commands that score with a behaviour snapshot
+    file; ``--segments``, its old spelling, keeps working."""
+    return typer.Option(
+        "--behaviours",
+        "--segments",
+        help=f"{help_text} (tierstream behaviours --save; --segments is an alias)",
+    )
 
 
 def behaviour_from_file(path: Path) -> Any:
