@@ -14,7 +14,6 @@ from tierstream.cli import app
 from tierstream.settings import DEFAULT_CONFIG, Settings
 from tierstream.topics import topics_from_settings
 
-
 NO_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1: refused at once
 
 
