@@ -241,6 +241,7 @@ class PublishedSubscriptions:
         self._unreadable = 0  # the version last found not valid here, said once
         self._unparsed: bytes | None = None  # the bytes last found not to parse, said once
         self._redis_down = False
+        self._idle_said = version if not self.wanted else -1  # the version said idle
 
     def because(self) -> str:
         return f"config version {self.version}" if self.version else "the local config"
@@ -260,6 +261,9 @@ class PublishedSubscriptions:
         wanted = [s for s in self.wanted if self.refused.get(s.name) != s]
         for subscription in await self.running.reconcile(wanted, self.because()):
             self.refused[subscription.name] = subscription
+        if not self.wanted and self._idle_said != self.version:
+            self._idle_said = self.version  # once the last loop has stopped: said true
+            say_idle(self.because())
 
     async def _read(self) -> PublishedConfig | None:
         try:
@@ -306,8 +310,6 @@ class PublishedSubscriptions:
             entry.sha256[:16],
             len(config.subscriptions),
         )
-        if not config.subscriptions:
-            say_idle(self.because())
 
 
 def say_idle(because: str) -> None:

@@ -12,10 +12,14 @@ import json
 import signal
 import subprocess
 import sys
+import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import redis
 
 from tests.integration.api_support import free_port
 from tests.integration.pipeline import ROOT, Pipeline, subset
@@ -57,11 +61,11 @@ def selected(changes: list[Change], when: str) -> set[str]:
     return {c["event_id"] for c in changes if FILTERS[when](c)}
 
 
-def apply(pipeline: Pipeline, path: Path) -> None:
+def apply(pipeline: Pipeline, path: Path, env: dict[str, str] | None = None) -> None:
     result = subprocess.run(  # our own CLI
         [sys.executable, "-m", "tierstream.cli", "config", "apply", str(path)],
         cwd=ROOT,
-        env=pipeline.env,
+        env={**pipeline.env, **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,
@@ -191,4 +195,108 @@ def test_deliver_follows_added_changed_and_removed_subscriptions(
     assert len(refused) == 1, text
     assert "NOT_SET_ANYWHERE is not set" in refused[0]
     assert not [each for each in lines if "subscription vip " in each and "by config" in each]
+    assert "Traceback" not in text
+
+
+# ------------------------------------------------- Redis down, then an idle version
+
+
+class OwnRedis:
+    """A redis-server of this test's own on ``port``, stopped and started again; its
+    append-only file keeps what was published across the restart."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port, self.dir = port, workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(  # a redis-server of our own
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+            + ["--appendonly", "yes", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_timeout=5)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # SIGTERM: the append-only file is flushed
+            self.process.wait(timeout=30)
+
+
+def vip_entered(customer: str) -> tuple[bytes, bytes]:
+    """A tier change as the worker writes it, as far as a subscription looks."""
+    change = {
+        "event_id": str(uuid.uuid4()),
+        "customer_id": customer,
+        "previous_tier": "A",
+        "new_tier": "VIP",
+        "cause": "purchase",
+    }
+    return customer.encode(), json.dumps(change).encode()
+
+
+def count(log: Path, text: str) -> int:
+    return sum(text in line for line in log.read_text().splitlines())
+
+
+def test_deliver_starts_without_redis_waits_idle_and_survives_a_redis_restart(
+    make_pipeline, tmp_path: Path
+):
+    port = free_port()  # nothing listens there yet
+    own = OwnRedis(port, tmp_path)
+    with Receiver() as receiver:
+        local = subscriptions_config(tmp_path, [subscription("local", receiver.url, "entered-vip")])
+        (tmp_path / "v1").mkdir()
+        idle = subscriptions_config(tmp_path / "v1", [])
+        pipeline = make_pipeline(config=local)  # no worker: the changes are written here
+        env = {"TIERSTREAM_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+        log = tmp_path / "deliver.log"
+        deliver = start_deliver(
+            pipeline, log, loglevel="info", env={**env, "TIERSTREAM_CONFIG_CHECK_SECONDS": "0.5"}
+        )
+        try:
+            wait_for(
+                lambda: count(log, "published config not read yet") == 1, 60, "no warning", log
+            )
+            first, second = vip_entered("00001"), vip_entered("00002")
+            pipeline.produce_raw("tier-changes", [first])
+            wait_for(lambda: len(receiver.delivered("/local")) == 1, 60, "local not used", log)
+
+            own.start()
+            apply(pipeline, idle, env)
+            wait_for(lambda: count(log, "config version 1 has no subscriptions") == 1, 30,
+                     "version 1 (no subscriptions) not followed", log)  # fmt: skip
+            pipeline.produce_raw("tier-changes", [second])
+            own.stop()
+            wait_for(lambda: count(log, "published config not read (") == 1, 30,
+                     "the lost Redis was not noticed", log)  # fmt: skip
+            # A check interval and more have passed: a running subscription would have it.
+            assert len(receiver.delivered("/local")) == 1
+            own.start()
+            wait_for(lambda: count(log, "published config readable again") == 1, 30,
+                     "Redis back not noticed", log)  # fmt: skip
+            apply(pipeline, local, env)
+            wait_for(lambda: len(receiver.delivered("/local")) == 2, 30,
+                     "the re-added subscription did not go on from its offsets", log)  # fmt: skip
+            assert deliver.poll() is None
+        finally:
+            deliver.send_signal(signal.SIGTERM)
+            deliver.wait(timeout=30)
+            own.stop()
+    text = log.read_text()
+    assert deliver.returncode == 0, text
+    delivered = [json.loads(r.body)["event_id"] for r in receiver.delivered("/local")]
+    assert delivered == [json.loads(first[1])["event_id"], json.loads(second[1])["event_id"]]
+    assert count(log, "subscription local removed by config version 1") == 1
+    assert count(log, "subscription local added by config version 2") == 1
+    assert count(log, "published config not read (") == 1  # once per outage, not per check
     assert "Traceback" not in text
