@@ -288,6 +288,26 @@ def test_deliver_starts_without_redis_waits_idle_and_survives_a_redis_restart(
             wait_for(lambda: len(receiver.delivered("/local")) == 2, 30,
                      "the re-added subscription did not go on from its offsets", log)  # fmt: skip
             assert deliver.poll() is None
+            # Another deliver (groups of its own) started with a local file that has no
+            # subscriptions: the published version wins, and the difference is one line.
+            other_log = tmp_path / "other.log"
+            other = subprocess.Popen(  # our own CLI
+                [sys.executable, "-m", "tierstream.cli", "deliver", "--start", "latest"],
+                cwd=ROOT,
+                env={**pipeline.env, **env, "TIERSTREAM_CONFIG": str(idle)}
+                | {"TIERSTREAM_APP_ID": f"{pipeline.app_id}-other", "TEST_HOOK_SECRET": "x"},
+                stdout=other_log.open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                wait_for(lambda: count(other_log, "delivering 1 subscription(s): local") == 1,
+                         60, "the published version was not delivered", other_log)  # fmt: skip
+                assert other.poll() is None
+            finally:
+                other.send_signal(signal.SIGTERM)
+                other.wait(timeout=30)
+            differs = " ".join(other_log.read_text().split())
+            assert "differs from the published version 2" in differs, differs
         finally:
             deliver.send_signal(signal.SIGTERM)
             deliver.wait(timeout=30)
