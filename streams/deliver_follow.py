@@ -178,13 +178,16 @@ class RunningSubscriptions:
     async def reconcile(self, wanted: Sequence[Subscription], because: str) -> list[Subscription]:
         """Run the ``wanted`` subscriptions; those refused (a missing secret or topic)."""
         diff = diff_subscriptions(self.subscriptions(), wanted)
-        refused: list[Subscription] = []
+        # Stopped together: one still retrying a webhook holds up none of the others.
+        stopping = [*diff.removed, *(s.name for s in diff.changed)]
+        counts = dict(zip(stopping, await asyncio.gather(*map(self.stop, stopping)), strict=True))
         for name in diff.removed:
-            await self.stop(name)
             log.info("subscription %s removed by %s", name, because)
+        refused: list[Subscription] = []
         for subscription in diff.changed:
-            counts = await self.stop(subscription.name)
-            if not await self._start_or_refuse(subscription, counts, "changed", because):
+            if not await self._start_or_refuse(
+                subscription, counts[subscription.name], "changed", because
+            ):
                 refused.append(subscription)
         for subscription in diff.added:
             if not await self._start_or_refuse(subscription, None, "added", because):

@@ -254,15 +254,16 @@ async def deliver(
             await running.start(subscription, secrets.get(subscription.name))
         if metrics_port:
             stop_metrics = await serve_delivery_metrics(running.loops, metrics_port)
-        names = ", ".join(s.name for s in config.subscriptions)
-        deliver_log.info("delivering %d subscription(s): %s", len(running.loops), names)
+        if config.subscriptions:
+            names = ", ".join(s.name for s in config.subscriptions)
+            deliver_log.info("delivering %d subscription(s): %s", len(running.loops), names)
+        else:
+            say_idle(f"config version {version}" if version else "the local config")
         follower = None
         if store is not None:
             follower = PublishedSubscriptions(
                 store, settings, version, config.subscriptions, running
             )
-        if not config.subscriptions:
-            say_idle(f"config version {version}" if version else "the local config")
         await deliver_until_stopped(running, follower, stopping)
     finally:
         if stop_metrics is not None:

@@ -248,6 +248,28 @@ def count(log: Path, text: str) -> int:
     return sum(text in line for line in log.read_text().splitlines())
 
 
+def other_deliver(pipeline: Pipeline, env: dict[str, str], config: Path, until: str) -> str:
+    """Run another deliver (groups of its own, from the latest changes) with ``config`` as
+    its local file until its log says ``until``; its log, on one line."""
+    log = pipeline.workdir / f"other-{uuid.uuid4().hex[:8]}.log"
+    other = subprocess.Popen(  # our own CLI
+        [sys.executable, "-m", "tierstream.cli", "deliver", "--start", "latest"],
+        cwd=ROOT,
+        env={**pipeline.env, **env, "TIERSTREAM_CONFIG": str(config), "TEST_HOOK_SECRET": "x"}
+        | {"TIERSTREAM_APP_ID": f"{pipeline.app_id}-other"},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: count(log, until) == 1, 60, f"no {until!r}", log)
+        assert other.poll() is None, log.read_text()
+    finally:
+        other.send_signal(signal.SIGTERM)
+        other.wait(timeout=30)
+    assert other.returncode == 0, log.read_text()
+    return " ".join(log.read_text().split())
+
+
 def test_deliver_starts_without_redis_waits_idle_and_survives_a_redis_restart(
     make_pipeline, tmp_path: Path
 ):
@@ -275,6 +297,10 @@ def test_deliver_starts_without_redis_waits_idle_and_survives_a_redis_restart(
             apply(pipeline, idle, env)
             wait_for(lambda: count(log, "config version 1 has no subscriptions") == 1, 30,
                      "version 1 (no subscriptions) not followed", log)  # fmt: skip
+            # One started while version 1 is in force stays up, idle, though its local file
+            # has a subscription.
+            text = other_deliver(pipeline, env, local, "config version 1 has no subscriptions")
+            assert "differs from the published version 1" in text, text
             pipeline.produce_raw("tier-changes", [second])
             own.stop()
             wait_for(lambda: count(log, "published config not read (") == 1, 30,
@@ -288,26 +314,10 @@ def test_deliver_starts_without_redis_waits_idle_and_survives_a_redis_restart(
             wait_for(lambda: len(receiver.delivered("/local")) == 2, 30,
                      "the re-added subscription did not go on from its offsets", log)  # fmt: skip
             assert deliver.poll() is None
-            # Another deliver (groups of its own) started with a local file that has no
-            # subscriptions: the published version wins, and the difference is one line.
-            other_log = tmp_path / "other.log"
-            other = subprocess.Popen(  # our own CLI
-                [sys.executable, "-m", "tierstream.cli", "deliver", "--start", "latest"],
-                cwd=ROOT,
-                env={**pipeline.env, **env, "TIERSTREAM_CONFIG": str(idle)}
-                | {"TIERSTREAM_APP_ID": f"{pipeline.app_id}-other", "TEST_HOOK_SECRET": "x"},
-                stdout=other_log.open("wb"),
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                wait_for(lambda: count(other_log, "delivering 1 subscription(s): local") == 1,
-                         60, "the published version was not delivered", other_log)  # fmt: skip
-                assert other.poll() is None
-            finally:
-                other.send_signal(signal.SIGTERM)
-                other.wait(timeout=30)
-            differs = " ".join(other_log.read_text().split())
-            assert "differs from the published version 2" in differs, differs
+            # A deliver started now with a local file without subscriptions delivers the
+            # published version's, and names the difference in one line.
+            text = other_deliver(pipeline, env, idle, "delivering 1 subscription(s): local")
+            assert "differs from the published version 2" in text, text
         finally:
             deliver.send_signal(signal.SIGTERM)
             deliver.wait(timeout=30)
