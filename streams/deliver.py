@@ -58,17 +58,24 @@ def webhook_secrets(
     """Subscription name -> its webhook's HMAC key, read from the named variables."""
     secrets: dict[str, bytes] = {}
     for subscription in subscriptions:
-        hook = subscription.webhook
-        if hook is None:
-            continue
-        secret = environ.get(hook.secret_env, "")
-        if not secret:
-            raise DeliverySetupError(
-                f"subscription {subscription.name!r}: the webhook secret variable "
-                f"{hook.secret_env} is not set (or empty)"
-            )
-        secrets[subscription.name] = secret.encode("utf-8")
+        secret = webhook_secret(subscription, environ)
+        if secret is not None:
+            secrets[subscription.name] = secret
     return secrets
+
+
+def webhook_secret(subscription: Subscription, environ: Mapping[str, str]) -> bytes | None:
+    """The HMAC key of ``subscription``'s webhook (None: it has no webhook)."""
+    hook = subscription.webhook
+    if hook is None:
+        return None
+    secret = environ.get(hook.secret_env, "")
+    if not secret:
+        raise DeliverySetupError(
+            f"subscription {subscription.name!r}: the webhook secret variable "
+            f"{hook.secret_env} is not set (or empty)"
+        )
+    return secret.encode("utf-8")
 
 
 @dataclass

@@ -8,7 +8,8 @@ hands the settings over; everything a process is made of is built here, in one p
   streams/worker.py with its metrics, and the HTTP API inside it when ``api_port`` is set.
 * ``serve_app``: the standalone API over Redis, with a reader's short retry budget.
 * ``deliver``: the producer, one consumer and loop per subscription, and the metrics
-  server of ``tierstream deliver``, run until SIGTERM or SIGINT.
+  server of ``tierstream deliver``, following the published config
+  (streams/deliver_follow.py) until SIGTERM or SIGINT.
 
 Every process and command opens Redis with ``tierstream.stores.from_settings.redis_store``.
 """
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from scoring.config import ScoringConfig
+    from tierstream.published import MetaReader
     from tierstream.stores.redis import RedisStore
 
 deliver_log = logging.getLogger("tierstream.deliver")
@@ -202,12 +204,20 @@ async def deliver(
     secrets: dict[str, bytes],
     start: str,
     metrics_port: int = 0,
+    version: int = 0,
+    store: MetaReader | None = None,
 ) -> None:
-    """``tierstream deliver``: every subscription of ``config``, until SIGTERM or SIGINT."""
+    """``tierstream deliver``: every subscription of ``config`` (published ``version``, 0:
+    the local file), then of each version published in ``store``, until SIGTERM or SIGINT."""
     from aiohttp import ClientSession  # noqa: PLC0415
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: PLC0415
 
-    from streams.deliver import Endpoint, SubscriptionLoop, report_counts  # noqa: PLC0415
+    from streams.deliver_follow import (  # noqa: PLC0415
+        PublishedSubscriptions,
+        RunningSubscriptions,
+        deliver_until_stopped,
+        say_idle,
+    )
 
     options = settings.client_options()
     stopping = asyncio.Event()
@@ -222,56 +232,43 @@ async def deliver(
     except BaseException:
         await producer.stop()  # release its connections before the one-line error
         raise
+
+    def consumer(subscription: str) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            settings.topic_tier_changes,
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=group_id(settings, subscription),
+            enable_auto_commit=False,
+            auto_offset_reset=start,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
+            max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+            **options,
+        )
+
     session = ClientSession()
-    consumers: list[Any] = []
+    running = RunningSubscriptions(consumer, producer, session, settings)
     stop_metrics: Callable[[], Awaitable[None]] | None = None
     try:
-        loops: list[SubscriptionLoop] = []
         for subscription in config.subscriptions:
-            consumer = AIOKafkaConsumer(
-                settings.topic_tier_changes,
-                bootstrap_servers=settings.kafka_bootstrap,
-                group_id=group_id(settings, subscription.name),
-                enable_auto_commit=False,
-                auto_offset_reset=start,
-                session_timeout_ms=10_000,
-                heartbeat_interval_ms=2_000,
-                max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
-                **options,
-            )
-            consumers.append(consumer)
-            await consumer.start()
-            if not loops:
-                await _check_delivery_topics(consumer, settings, config)
-            hook = subscription.webhook
-            endpoint = (
-                Endpoint(subscription.name, hook, secrets[subscription.name], session)
-                if hook is not None
-                else None
-            )
-            loops.append(
-                SubscriptionLoop(
-                    subscription, consumer, producer, endpoint, settings.topic_dead_letters
-                )
-            )
+            await running.start(subscription, secrets.get(subscription.name))
         if metrics_port:
-            stop_metrics = await serve_delivery_metrics(loops, metrics_port)
-        names = ", ".join(s.name for s in config.subscriptions)
-        deliver_log.info("delivering %d subscription(s): %s", len(loops), names)
-        tasks = [asyncio.create_task(each.run(stopping)) for each in loops]
-        tasks.append(asyncio.create_task(report_counts(loops, 10.0, stopping)))
-        stop = asyncio.create_task(stopping.wait())
-        done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
-        stopping.set()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-                raise result
+            stop_metrics = await serve_delivery_metrics(running.loops, metrics_port)
+        if config.subscriptions:
+            names = ", ".join(s.name for s in config.subscriptions)
+            deliver_log.info("delivering %d subscription(s): %s", len(running.loops), names)
+        else:
+            say_idle(f"config version {version}" if version else "the local config")
+        follower = None
+        if store is not None:
+            follower = PublishedSubscriptions(
+                store, settings, version, config.subscriptions, running
+            )
+        await deliver_until_stopped(running, follower, stopping)
     finally:
         if stop_metrics is not None:
             await stop_metrics()
-        for consumer in consumers:
-            await consumer.stop()
+        await running.stop_all()
         await session.close()
         await producer.stop()
 
@@ -303,16 +300,3 @@ async def serve_delivery_metrics(loops: list[Any], port: int) -> Callable[[], Aw
         raise DeliverySetupError(f"cannot serve metrics on port {port}: {exc}") from exc
     deliver_log.info("metrics on http://0.0.0.0:%d/metrics", port)
     return runner.cleanup
-
-
-async def _check_delivery_topics(consumer: Any, settings: Settings, config: ScoringConfig) -> None:
-    from streams.deliver import DeliverySetupError  # noqa: PLC0415
-
-    existing = await consumer.topics()
-    needed = [settings.topic_tier_changes, settings.topic_dead_letters]
-    needed += [s.topic for s in config.subscriptions if s.topic is not None]
-    missing = [topic for topic in needed if topic not in existing]
-    if missing:
-        raise DeliverySetupError(
-            f"topic(s) {', '.join(missing)} do not exist: run `tierstream topics create`"
-        )

@@ -59,12 +59,18 @@ def hook(url: str, **extra: Any) -> dict[str, Any]:
     return {"url": url, "secret_env": "TEST_HOOK_SECRET", **retry, **extra}
 
 
-def start_deliver(pipeline, log: Path, metrics_port: int = 0) -> subprocess.Popen[bytes]:
+def start_deliver(
+    pipeline,
+    log: Path,
+    metrics_port: int = 0,
+    loglevel: str = "warning",
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(  # our own CLI
-        [sys.executable, "-m", "tierstream.cli", "deliver", "--loglevel", "warning"]
+        [sys.executable, "-m", "tierstream.cli", "deliver", "--loglevel", loglevel]
         + ["--metrics-port", str(metrics_port)],
         cwd=ROOT,
-        env={**pipeline.env, "TEST_HOOK_SECRET": SECRET.decode()},
+        env={**pipeline.env, "TEST_HOOK_SECRET": SECRET.decode(), **(env or {})},
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
