@@ -27,3 +27,16 @@ def test_the_contracts_are_the_projects_own() -> None:
     assert "(docs/contracts.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
     for page in PAGES:
         assert "SPEC.md" not in page.read_text(encoding="utf-8"), page.name
+
+
+def test_every_setting_is_in_the_operations_table() -> None:
+    """docs/operations.md is the one place that lists every TIERSTREAM_ setting."""
+    from tierstream.settings import Settings  # noqa: PLC0415 - only this test needs it
+
+    table = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\|[^|]*", table, flags=re.MULTILINE))
+    documented = set(re.findall(r"`TIERSTREAM_([A-Z0-9_]+)`", "\n".join(rows)))
+    missing = sorted(
+        name.upper() for name in Settings.model_fields if name.upper() not in documented
+    )
+    assert not missing, f"settings missing from the tables of docs/operations.md: {missing}"
