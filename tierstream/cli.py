@@ -19,6 +19,7 @@ from scoring.days import utc_day
 from scoring.engine import AsOfError, Change, Scorer
 from tierstream.accounts import AccountBook, export_accounts
 from tierstream.audience_cli import register as register_audience_command
+from tierstream.cli_app import TierstreamApp
 from tierstream.cli_backfill import backfill_command
 from tierstream.cli_input import (
     console,
@@ -58,7 +59,7 @@ from tierstream.stores.from_settings import redis_store
 if TYPE_CHECKING:
     pass
 
-app = typer.Typer(
+app = TierstreamApp(
     add_completion=False,
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -47,7 +47,9 @@ clv_app = typer.Typer(no_args_is_help=True, help="Customer lifetime value (BG/NB
 ReplayOption = Annotated[
     str | None, typer.Option("--replay", help="Read a replayed history file instead of Redis")
 ]
-FormatOption = Annotated[str, typer.Option("--format", help="with --replay: cdnow | csv | jsonl")]
+FormatOption = Annotated[
+    str, typer.Option("--format", help="with --replay: cdnow | csv | jsonl | parquet")
+]
 AsOfOption = Annotated[str | None, typer.Option(help="As of this DATE (default: now)")]
 ConfigOption = Annotated[Path | None, typer.Option(help="with --replay: scoring config YAML")]
 BehavioursOption = Annotated[

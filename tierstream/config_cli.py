@@ -27,9 +27,11 @@ config_app = typer.Typer(
 def _summary(config: ScoringConfig) -> str:
     window = "lifetime" if config.window_days is None else f"{config.window_days} days"
     tiers = "/".join(level.name for level in config.tiers.levels)
+    # A segment may take several rules (Champions has two): count the segments by name.
+    names = len({rule.name for rule in config.segments})
     return (
         f"window {window}, scores by {config.scores.method}, tiers {tiers}, "
-        f"{len(config.segments)} segments, base currency {config.base_currency}"
+        f"{names} segments ({len(config.segments)} rules), base currency {config.base_currency}"
     )
 
 
