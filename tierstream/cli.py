@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -55,9 +55,6 @@ from tierstream.replay import ReplayStats, StrictReplayError, replay, valid_even
 from tierstream.report import print_report
 from tierstream.stores.base import StateStore
 from tierstream.stores.from_settings import redis_store
-
-if TYPE_CHECKING:
-    pass
 
 app = TierstreamApp(
     add_completion=False,
