@@ -86,6 +86,10 @@ class Pipeline:
             "TIERSTREAM_TOPIC_ERASURES": names["erasures"],
             "TIERSTREAM_TOPIC_PROFILES": names["profiles"],
             "TIERSTREAM_CLOCK": "event",
+            # A killed worker's partitions wait this long before another worker gets
+            # them: the broker's smallest (the default is 10 s). No test depends on it,
+            # and the kill -9 tests restart workers several times each.
+            "TIERSTREAM_KAFKA_SESSION_TIMEOUT": "6",
             **({"TIERSTREAM_CONFIG": str(config)} if config else {}),
             **(env or {}),
         }
