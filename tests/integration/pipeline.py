@@ -252,6 +252,8 @@ def assert_chains_consistent(changes: list[dict[str, Any]], store: Any) -> int:
     by_customer: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for change in sorted(by_id.values(), key=lambda c: (c["customer_id"], c["version"])):
         by_customer[change["customer_id"]].append(change)
+    # One read of every state (RedisStore.get_many), not one round trip per customer.
+    states = store.get_many(list(by_customer))
     for customer_id, chain in by_customer.items():
         assert [c["version"] for c in chain] == list(range(1, len(chain) + 1)), customer_id
         for before, after in zip(chain, chain[1:], strict=False):
@@ -262,7 +264,7 @@ def assert_chains_consistent(changes: list[dict[str, Any]], store: Any) -> int:
                 before,
                 after,
             )
-        state = store.get(customer_id)
+        state = states.get(customer_id)
         assert state is not None, customer_id
         assert state.version == chain[-1]["version"], (customer_id, state.version, chain[-1])
         assert (state.tier, state.segment) == (chain[-1]["new_tier"], chain[-1]["new_segment"])
