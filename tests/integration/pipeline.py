@@ -119,10 +119,10 @@ class Pipeline:
         process.send_signal(sig)
         process.wait(timeout=60)
 
-    def stop_all(self) -> None:
+    def stop_all(self, sig: int = signal.SIGTERM) -> None:
         for process in self.workers:
             if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+                process.send_signal(sig)
         for process in self.workers:
             try:
                 process.wait(timeout=30)
