@@ -116,6 +116,16 @@ live_pid() {
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 # SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL. $3 = "--kill" skips the polite part.
+# A process that has exited but not been reaped yet (a zombie) still answers kill -0, for
+# as long as its parent (often a container's init) takes to reap it: seconds. It holds no
+# port, file or memory any more, so it counts as gone.
+running() {
+    local state=""
+    kill -0 "$1" 2>/dev/null || return 1
+    [ -r "/proc/$1/stat" ] && state="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)"
+    [ "$state" != Z ]
+}
+
 stop_pid() {
     local name="$1" pid="$2" mode="${3:-}" i
     if [ "$mode" = "--kill" ]; then
@@ -123,16 +133,16 @@ stop_pid() {
     else
         kill -TERM "$pid" 2>/dev/null || true
         for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
+            running "$pid" || break
             sleep 0.1
         done
-        if kill -0 "$pid" 2>/dev/null; then
+        if running "$pid"; then
             say "$name (pid $pid) ignored SIGTERM for ${STOP_TIMEOUT}s: SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
         fi
     fi
     for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
+        running "$pid" || return 0
         sleep 0.1
     done
     die "$name (pid $pid) does not exit"

@@ -240,8 +240,9 @@ async def deliver(
             group_id=group_id(settings, subscription),
             enable_auto_commit=False,
             auto_offset_reset=start,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=2_000,
+            # As the worker's group: a killed deliver's partitions wait this long.
+            session_timeout_ms=int(settings.kafka_session_timeout * 1000),
+            heartbeat_interval_ms=int(settings.kafka_session_timeout * 1000 / 5),
             max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
             **options,
         )

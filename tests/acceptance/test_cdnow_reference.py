@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, date, datetime
-from decimal import Decimal
 
 import pytest
 
 from scoring.config import ScoringConfig
-from scoring.days import day_to_date
 from scoring.engine import Change, Scorer
-from scoring.scores import raw_score
 from tests.reference import batch_rfm, load_cdnow
+from tests.rfm_compare import rfm_mismatches
 from tierstream.readers import bundled_cdnow_path, read_events
 from tierstream.replay import ReplayResult, ReplayStats, collect, replay
 
@@ -56,32 +54,8 @@ def test_replay_matches_batch_reference(
     expected = batch_rfm(reference_frame, as_of, window)
     records = {r["customer_id"]: r for r in map(result.scorer.record, result.states.values())}
     assert set(records) == set(expected.index)
-    mismatches = []
-    t = result.scorer.thresholds
-    for customer_id, row in expected.iterrows():
-        got = records[customer_id]
-        want = {
-            "frequency": int(row["frequency"]),
-            "monetary": Decimal(int(row["monetary_cents"])) / 100,
-            "recency_days": int(row["recency_days"]),
-            "first": day_to_date(int(row["first_day"])),
-            "last": day_to_date(int(row["last_day"])),
-        }
-        have = {
-            "frequency": got["frequency"],
-            "monetary": Decimal(got["monetary"]),
-            "recency_days": got["recency_days"],
-            "first": datetime.fromisoformat(got["first_purchase_at"]).date(),
-            "last": datetime.fromisoformat(got["last_purchase_at"]).date(),
-        }
-        # Without hysteresis the scores are a pure function of the values.
-        want_scores = (
-            raw_score(want["recency_days"], t.recency, False),
-            raw_score(want["frequency"], t.frequency, True),
-            raw_score(want["monetary"], t.monetary, True),
-        )
-        if have != want or (got["r"], got["f"], got["m"]) != want_scores:
-            mismatches.append((customer_id, want, have))
+    # Without hysteresis the scores are a pure function of the values.
+    mismatches = rfm_mismatches(expected, records, result.scorer.thresholds)
     assert mismatches == [], f"{len(mismatches)} customers differ, e.g. {mismatches[:3]}"
 
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, date, datetime
-from decimal import Decimal
 
 import pytest
 
-from scoring.days import day_to_date
 from scoring.engine import Change, Scorer
-from scoring.scores import raw_score
 from tests.accounts.reference import account_rfm, with_accounts
 from tests.reference import load_cdnow
+from tests.rfm_compare import rfm_mismatches
 from tierstream.accounts import AccountBook
 from tierstream.readers import bundled_cdnow_path, read_events
 from tierstream.replay import ReplayStats, collect, replay
@@ -67,33 +65,8 @@ def test_accounts_match_pandas_aggregation(
     emptied = {a for a, r in records.items() if r["contacts"] == 0}
     assert set(records) - emptied == set(expected.index)
     assert all(records[a]["frequency"] == 0 and records[a]["tier"] is None for a in emptied)
-    t = book.scorer.scorer.thresholds
-    mismatches = []
-    for account_id, row in expected.iterrows():
-        got = records[account_id]
-        want = {
-            "contacts": int(row["contacts"]),
-            "frequency": int(row["frequency"]),
-            "monetary": Decimal(int(row["monetary_cents"])) / 100,
-            "recency_days": int(row["recency_days"]),
-            "first": day_to_date(int(row["first_day"])),
-            "last": day_to_date(int(row["last_day"])),
-        }
-        have = {
-            "contacts": got["contacts"],
-            "frequency": got["frequency"],
-            "monetary": Decimal(got["monetary"]),
-            "recency_days": got["recency_days"],
-            "first": datetime.fromisoformat(got["first_purchase_at"]).date(),
-            "last": datetime.fromisoformat(got["last_purchase_at"]).date(),
-        }
-        want_scores = (
-            raw_score(want["recency_days"], t.recency, False),
-            raw_score(want["frequency"], t.frequency, True),
-            raw_score(want["monetary"], t.monetary, True),
-        )
-        if have != want or (got["r"], got["f"], got["m"]) != want_scores:
-            mismatches.append((account_id, want, have))
+    thresholds = book.scorer.scorer.thresholds
+    mismatches = rfm_mismatches(expected, records, thresholds, counted=("contacts",))
     assert mismatches == [], f"{len(mismatches)} accounts differ, e.g. {mismatches[:3]}"
 
 

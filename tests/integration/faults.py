@@ -8,7 +8,6 @@ failing test leaves neither its private Redis nor its Kafka topic half broken.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -298,17 +297,3 @@ def settle(pipeline: Pipeline, total: int, timeout: float = 90) -> None:
         first = str(exc).splitlines()[0]
         raise AssertionError(f"stuck: {first}\n{report(pipeline, total)}") from None
     assert_workers_alive(pipeline, "after the input was applied")
-
-
-def stop_workers(pipeline: Pipeline, grace: float = 10) -> None:
-    """SIGTERM, then SIGKILL after ``grace`` s: a worker hung by a fault may never exit."""
-    for process in pipeline.workers:
-        if process.poll() is None:
-            process.terminate()
-    deadline = time.monotonic() + grace
-    for process in pipeline.workers:
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

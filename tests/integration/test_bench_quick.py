@@ -25,6 +25,17 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# A smoke test of the pipeline, not a measurement: smaller than --quick's 20k events, 8k
+# timed naive events, 8 s latency phase (40k events) and 300 inactive customers, which
+# took 53 s of the suite. Every phase still runs and every key is still checked.
+EVENTS = 6_000
+SMALLER = [
+    f"--events={EVENTS}",
+    "--naive-events=1500",
+    "--latency-seconds=2",
+    "--inactive-customers=100",
+]
+
 KEYS = [
     "events",
     "raw_consume_eps",
@@ -49,6 +60,7 @@ def test_quick_benchmark_end_to_end(kafka_bootstrap: str, redis_url: str, tmp_pa
             "-m",
             "bench.run",
             "--quick",
+            *SMALLER,
             "--kafka-bootstrap",
             kafka_bootstrap,
             "--redis-url",
@@ -69,25 +81,25 @@ def test_quick_benchmark_end_to_end(kafka_bootstrap: str, redis_url: str, tmp_pa
     assert list(latest) == KEYS
     for key in KEYS:
         assert latest[key] is not None, (key, result.stderr[-3000:])
-    assert latest["events"] == 20_000
+    assert latest["events"] == EVENTS
     assert {"cpu", "cores", "memory_gb", "python", "kafka", "redis"} <= set(latest["machine"])
 
     detail = json.loads((out / "latest-detail.json").read_text())
     assert detail["errors"] == []
     # The quix peer: one output per event, its state changelogged.
     (peer,) = detail["repeats_raw"]["peer"]
-    assert peer["outputs"] == peer["events"] == 20_000
+    assert peer["outputs"] == peer["events"] == EVENTS
     assert peer["changelog_topics"] == 1 and peer["changelog_records"] > 0
     assert detail["summary"]["worker_vs_peer"]["n"] == 1
     (worker,) = detail["repeats_raw"]["worker"]
-    assert worker["events"] == 20_000 and worker["dead_letters"] == 0
+    assert worker["events"] == EVENTS and worker["dead_letters"] == 0
     assert worker["customers"] == detail["mix"]["distinct_customers"]
     (latency,) = detail["repeats_raw"]["latency"]
     assert latency["offered_rate"] == latest["latency_offered_eps"] == 5_000
     assert latency["dead_letters"] == 0
     assert latency["inactivity_valid"]
     assert latency["inactivity_seen"] == latency["inactivity_expected"] > 0
-    assert detail["anatomy"]["events"] == 20_000
+    assert detail["anatomy"]["events"] == EVENTS
     assert detail["load_average"]["samples"]
     assert (tmp_path / "bench.png").stat().st_size > 10_000
 

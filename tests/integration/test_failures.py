@@ -13,6 +13,7 @@ the Kafka fault changes the test's own tier-changes topic only. Every fault is u
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -31,7 +32,6 @@ from tests.integration.faults import (
     redis_read_only,
     report,
     settle,
-    stop_workers,
     wait_applied,
     wait_for,
 )
@@ -81,7 +81,9 @@ def make_pipeline(
     for pipeline in made:
         for feeder in feeders.pop(id(pipeline), []):
             feeder.stop()
-        stop_workers(pipeline)
+        # The test is over: SIGKILL spares a graceful shutdown nobody checks here, and
+        # ends a worker hung by a fault just as well.
+        pipeline.stop_all(signal.SIGKILL)
         pipeline.store.close()
 
 

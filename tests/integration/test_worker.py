@@ -223,6 +223,14 @@ def test_inactivity_demotion_is_emitted_by_the_timer_within_seconds(make_pipelin
     assert lag < timedelta(seconds=5)
 
 
+def published_version(pipeline) -> int:
+    """The version of the published quintile cut points (0: none yet)."""
+    from streams.worker import THRESHOLDS_META
+
+    raw = pipeline.store.get_meta(THRESHOLDS_META)
+    return int(json.loads(raw)["version"]) if raw else 0
+
+
 def test_quintile_cut_points_are_published_and_applied_by_the_worker(
     make_pipeline, cdnow_events, tmp_path: Path
 ):
@@ -242,7 +250,14 @@ def test_quintile_cut_points_are_published_and_applied_by_the_worker(
     pipeline.produce(subset(cdnow_events, "01500"))
     pipeline.start_worker()
     pipeline.wait_applied(1.0)
-    time.sleep(5)  # at least one refresh after the last event, adopted by the worker
+    # At least one refresh after the last event, adopted by the worker: a refresh may be
+    # under way (its scan begun before the last event) when the input is all applied, so
+    # the one after it. The leader adopts what it publishes at once.
+    after_input = published_version(pipeline) + 2
+    deadline = time.monotonic() + 60
+    while published_version(pipeline) < after_input:
+        assert time.monotonic() < deadline, f"no refresh after the input\n{pipeline.logs()}"
+        time.sleep(0.2)
     pipeline.wait_quiet()
     published = Thresholds.from_dict(json.loads(pipeline.store.get_meta(THRESHOLDS_META)))
     assert published.version >= 1

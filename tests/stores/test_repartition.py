@@ -114,13 +114,16 @@ def snapshot(store: RedisStore) -> dict[str, tuple]:
     client = store._client
     found = {}
     for shard, ids in customers(store).items():
-        for cid in ids:
-            found[cid] = (
-                shard,
-                client.get(store.state_key(shard, cid)),
-                client.lrange(store.history_key(shard, cid), 0, -1),
-                client.zscore(store.due_key(shard), cid.encode()),
-            )
+        # One pipelined round trip per shard, not three per customer (all of CDNOW on
+        # the Cluster was 140,000 round trips for the two snapshots).
+        with client.pipeline(transaction=False) as pipe:
+            for cid in ids:
+                pipe.get(store.state_key(shard, cid))
+                pipe.lrange(store.history_key(shard, cid), 0, -1)
+                pipe.zscore(store.due_key(shard), cid.encode())
+            replies = pipe.execute()
+        for index, cid in enumerate(ids):
+            found[cid] = (shard, *replies[3 * index : 3 * index + 3])
     return found
 
 
