@@ -141,19 +141,19 @@ def test_a_commit_retried_after_a_lost_reply_learns_once(make_store, messages):
     assert learned(store) == once
 
 
-def test_segments_show_reports_the_learned_model(make_store, messages, monkeypatch):
+def test_behaviours_show_reports_the_learned_model(make_store, messages, monkeypatch):
     store = make_store("show")
     monkeypatch.setenv("TIERSTREAM_REDIS_URL", store.url)
     monkeypatch.setenv("TIERSTREAM_REDIS_NAMESPACE", store.namespace)
     monkeypatch.setenv("TIERSTREAM_PARTITIONS", str(PARTITIONS))
     runner = CliRunner()
-    nothing = runner.invoke(app, ["segments", "--show"])
-    assert nothing.exit_code == 2 and "no segment model yet" in nothing.output
+    nothing = runner.invoke(app, ["behaviours", "--show"])
+    assert nothing.exit_code == 2 and "no behaviour model yet" in nothing.output
 
     run(store, messages)
     status = LearningCoordinator(k=3, seeds=50, distance=0.05, every=0).merge(store)
     assert status is not None and status["published"] and status["version"] == 1
-    shown = runner.invoke(app, ["segments", "--show", "--json"])
+    shown = runner.invoke(app, ["behaviours", "--show", "--json"])
     assert shown.exit_code == 0, shown.output
     model = json.loads(shown.stdout)
     assert model["version"] == 1
@@ -161,5 +161,8 @@ def test_segments_show_reports_the_learned_model(make_store, messages, monkeypat
     assert model["customers_learned"] == len(list(store.scan()))
     assert len(model["segments"]) == 3 and len({s["label"] for s in model["segments"]}) == 3
     assert model["drift"]["published"] is True
-    table = runner.invoke(app, ["segments", "--show"])
+    table = runner.invoke(app, ["behaviours", "--show"])
     assert table.exit_code == 0 and "model version 1" in table.output
+    # The former name of the command shows the same model.
+    alias = runner.invoke(app, ["segments", "--show", "--json"])
+    assert alias.exit_code == 0 and json.loads(alias.stdout) == model
